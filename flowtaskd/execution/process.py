@@ -1,0 +1,326 @@
+"""Run one operating-system command for a step: its own process group, output to files, rusage.
+
+A step's command is spawned with :class:`subprocess.Popen` as the leader of a new session
+(so of a new process group), with stdin on ``/dev/null`` and stdout/stderr written straight to
+files: the output never passes through this process, so a step printing a gigabyte costs us
+no memory. We do not let anything else reap the child: a ``pidfd`` registered with the event
+loop tells us when it has exited (it stays an unreaped zombie meanwhile, so its pid and process
+group id cannot be reused), then ``os.wait4`` collects the exit status together with the
+child's resource usage (CPU time, peak RSS), which ``asyncio.create_subprocess_exec`` would lose.
+
+Stopping is always done to the whole group: SIGTERM, a grace period, SIGKILL; once the leader
+has exited after a timeout or a cancellation the group is SIGKILLed once more so no grandchild
+survives. Cancelling the awaiting task runs that clean-up to completion (shielded), reaps the
+child and re-raises :class:`asyncio.CancelledError`. Every descriptor opened here is closed
+on every path.
+
+After exit, the head of stdout (``output_cap`` bytes) and the tails of both files are read
+back; a few KB per run, so this is done on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from flowtaskd.errors import ExecutionError
+
+__all__ = ["ProcessResult", "ProcessSpec", "kill_process_group", "run_process"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """What to run and where its output goes."""
+
+    argv: Sequence[str]
+    stdout_path: Path
+    stderr_path: Path  # may be the stdout file: one combined file
+    env: Mapping[str, str] | None = None  # the full environment; None inherits os.environ
+    cwd: str | None = None
+    timeout: float | None = None
+    kill_grace: float = 5.0  # SIGTERM -> wait this long -> SIGKILL
+    output_cap: int = 65536  # bytes of the start of stdout kept as `output`
+    tail_bytes: int = 4096  # bytes of the end of stdout / stderr kept as tails
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    """How a command ended, what it printed (bounded) and what it cost."""
+
+    exit_code: int | None  # None if killed by a signal
+    signal: int | None  # the terminating signal, if any
+    timed_out: bool
+    cancelled: bool  # always False from run_process: cancellation re-raises
+    output: str
+    stdout_tail: str
+    stderr_tail: str
+    bytes_out: int
+    cpu_user: float
+    cpu_system: float
+    max_rss_kb: int
+    duration: float
+    pid: int
+
+
+def kill_process_group(pgid: int, sig: int) -> None:
+    """Send ``sig`` to every process in group ``pgid``; a group that is gone is not an error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+async def run_process(spec: ProcessSpec) -> ProcessResult:
+    """Run ``spec.argv`` to completion (or timeout) and return how it went.
+
+    Raises :class:`ExecutionError` if the command cannot be started. A non-zero exit, a
+    signal or a timeout is a result, not an error.
+    """
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    popen = _spawn(spec)
+    pid = popen.pid
+    watch = _ExitWatch(pid, loop)
+    timed_out = False
+    try:
+        try:
+            async with asyncio.timeout(spec.timeout):
+                await watch.wait()
+        except TimeoutError:
+            timed_out = True
+            await _terminate(pid, watch, spec.kill_grace)
+        except asyncio.CancelledError:
+            await _terminate_shielded(pid, watch, spec.kill_grace)
+            raise  # the finally below sweeps the group and reaps the child
+        duration = time.monotonic() - started
+        status, usage = _reap(popen)
+    finally:
+        watch.close()
+        if popen.returncode is None:  # cancelled, or an unexpected error: never leave a zombie
+            kill_process_group(pid, signal.SIGKILL)
+            with contextlib.suppress(ExecutionError):
+                _reap(popen)
+
+    out = _read_ends(spec.stdout_path, spec.output_cap, spec.tail_bytes)
+    if _same_file(spec.stdout_path, spec.stderr_path):
+        err, bytes_out = out, out.size
+    else:
+        err = _read_ends(spec.stderr_path, 0, spec.tail_bytes)
+        bytes_out = out.size + err.size
+    return ProcessResult(
+        exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        timed_out=timed_out,
+        cancelled=False,
+        output=_decode_head(out.head, truncated=out.size > len(out.head)).strip(),
+        stdout_tail=_decode_tail(out.tail, truncated=out.size > len(out.tail)),
+        stderr_tail=_decode_tail(err.tail, truncated=err.size > len(err.tail)),
+        bytes_out=bytes_out,
+        cpu_user=usage.ru_utime,
+        cpu_system=usage.ru_stime,
+        max_rss_kb=usage.ru_maxrss,
+        duration=duration,
+        pid=pid,
+    )
+
+
+# -- spawning -------------------------------------------------------------------------------
+
+
+def _spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
+    argv = list(spec.argv)
+    if not argv:
+        raise ExecutionError("empty command")
+    env = dict(spec.env) if spec.env is not None else None
+    out = _open_output(spec.stdout_path)
+    err = out
+    try:
+        if not _same_file(spec.stdout_path, spec.stderr_path):
+            err = _open_output(spec.stderr_path)
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=spec.cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise ExecutionError(_spawn_failure(argv[0], spec.cwd, exc)) from None
+    except ValueError as exc:  # e.g. an embedded NUL byte in an argument
+        raise ExecutionError(f"invalid command {argv[0]!r}: {exc}") from None
+    finally:  # the child has its own copies; ours are not needed
+        out.close()
+        if err is not out:
+            err.close()
+
+
+def _open_output(path: Path) -> BinaryIO:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "wb", buffering=0)  # the caller closes it after spawning
+    except OSError as exc:
+        raise ExecutionError(f"cannot open output file {str(path)!r}: {exc.strerror}") from None
+
+
+def _spawn_failure(command: str, cwd: str | None, exc: OSError) -> str:
+    about_cwd = cwd is not None and exc.filename == cwd and exc.filename != command
+    if about_cwd:
+        return f"cannot enter working directory {cwd!r}: {exc.strerror}"
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {command!r}"
+    if isinstance(exc, PermissionError):
+        return f"command not executable: {command!r} (permission denied)"
+    return f"cannot run {command!r}: {exc.strerror or exc}"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# -- waiting, stopping, reaping -------------------------------------------------------------
+
+
+class _ExitWatch:
+    """Tells when a child has exited, without reaping it (a pidfd, or polling if none)."""
+
+    def __init__(self, pid: int, loop: asyncio.AbstractEventLoop, *, use_pidfd: bool = True):
+        self._pid = pid
+        self._loop = loop
+        self._exited: asyncio.Future[None] = loop.create_future()
+        self._fd: int | None = None
+        if use_pidfd:
+            try:
+                self._fd = os.pidfd_open(pid)
+            except (OSError, AttributeError):  # old kernel, or out of descriptors: poll
+                return
+            try:
+                loop.add_reader(self._fd, self._on_exit)
+            except (NotImplementedError, OSError):  # a loop without add_reader: poll
+                os.close(self._fd)
+                self._fd = None
+
+    def _on_exit(self) -> None:
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+        if not self._exited.done():
+            self._exited.set_result(None)
+
+    async def wait(self) -> None:
+        """Return once the child has exited; cancelling this does not disturb the watch."""
+        if self._fd is not None:
+            await asyncio.shield(self._exited)
+            return
+        delay = 0.001
+        while not self._has_exited():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _has_exited(self) -> bool:
+        try:
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            return os.waitid(os.P_PID, self._pid, flags) is not None
+        except ChildProcessError:  # reaped behind our back; _reap reports it
+            return True
+
+    def close(self) -> None:
+        if self._fd is not None:
+            if not self._loop.is_closed():
+                self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+
+async def _terminate(pgid: int, watch: _ExitWatch, grace: float) -> None:
+    """SIGTERM the group, give it ``grace`` seconds, SIGKILL it; then sweep the survivors."""
+    kill_process_group(pgid, signal.SIGTERM)
+    try:
+        async with asyncio.timeout(grace):
+            await watch.wait()
+    except TimeoutError:
+        kill_process_group(pgid, signal.SIGKILL)
+        await watch.wait()
+    # The leader is a zombie we have not reaped, so pgid still names this group: kill any
+    # grandchild that ignored SIGTERM or outlived its parent.
+    kill_process_group(pgid, signal.SIGKILL)
+
+
+async def _terminate_shielded(pgid: int, watch: _ExitWatch, grace: float) -> None:
+    """Run :func:`_terminate` to the end even if we are cancelled again meanwhile."""
+    cleanup = asyncio.ensure_future(_terminate(pgid, watch, grace))
+    while not cleanup.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(cleanup)
+    if not cleanup.cancelled():
+        cleanup.result()  # surface an unexpected error from the clean-up
+
+
+def _reap(popen: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage]:
+    """Collect the exited child's status and rusage; tell Popen it is done (no warning)."""
+    try:
+        _, status, usage = os.wait4(popen.pid, 0)
+    except ChildProcessError:
+        popen.returncode = -1
+        raise ExecutionError(
+            f"process {popen.pid} was reaped by someone else; its exit status is lost"
+        ) from None
+    popen.returncode = os.waitstatus_to_exitcode(status)
+    return status, usage
+
+
+# -- reading the output back ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Ends:
+    head: bytes
+    tail: bytes
+    size: int
+
+
+def _read_ends(path: Path, head_bytes: int, tail_bytes: int) -> _Ends:
+    """The first ``head_bytes`` and last ``tail_bytes`` of a file, and its size."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            head = os.pread(f.fileno(), head_bytes, 0) if head_bytes > 0 else b""
+            if size <= len(head):
+                tail = head[-tail_bytes:] if tail_bytes > 0 else b""
+            elif tail_bytes > 0:
+                tail = os.pread(f.fileno(), tail_bytes, max(0, size - tail_bytes))
+            else:
+                tail = b""
+            return _Ends(head, tail, size)
+    except OSError:  # the step removed or replaced its own output file
+        return _Ends(b"", b"", 0)
+
+
+def _decode_head(data: bytes, *, truncated: bool) -> str:
+    """Decode; if the data was cut, drop an incomplete character at the end."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return decoder.decode(data, final=not truncated)
+
+
+def _decode_tail(data: bytes, *, truncated: bool) -> str:
+    """Decode; if the data was cut, skip the continuation bytes of a character at the start."""
+    if truncated:
+        skip = 0
+        while skip < min(3, len(data)) and 0x80 <= data[skip] <= 0xBF:
+            skip += 1
+        data = data[skip:]
+    return data.decode("utf-8", errors="replace")
