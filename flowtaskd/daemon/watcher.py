@@ -1,0 +1,188 @@
+"""Watching folders for files: batches of changed paths, and waiting for a file to settle.
+
+:func:`watch_paths` wraps :func:`watchfiles.awatch` (the native wait runs in a worker thread)
+and yields each batch as a plain set of paths. The change kinds are deliberately dropped:
+an atomic ``rename`` into the folder shows up as *added*, an editor's save-by-replace as
+*deleted* + *added*, a copy as *added* then *modified*. The consumer stats each path and
+decides from what is on disk now, which is the only reliable answer.
+
+Names that are still being written by their producer, or that are not meant for us, are
+filtered out before they reach the consumer (:func:`is_ignored`): hidden files and folders,
+and the temporary names download tools and editors use (``.tmp``, ``.part``, ``.swp``,
+``~``, ``.crdownload``). The inbox's own ``*.result.json`` sidecars are *not* ignored here;
+the inbox knows what it wrote.
+
+A file can still be growing when its name first appears (a producer that writes in place
+instead of renaming a finished file in). :func:`wait_stable` stats it until size, mtime and
+inode stop changing for a few checks, or gives up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat as stat_mod
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+
+import watchfiles
+
+from flowtaskd.errors import DaemonError
+
+__all__ = ["IGNORED_SUFFIXES", "is_ignored", "wait_stable", "watch_paths"]
+
+#: File-name endings of files still being written by their producer.
+IGNORED_SUFFIXES: tuple[str, ...] = (".tmp", ".part", ".swp", "~", ".crdownload")
+
+#: How long (ms) the watch thread blocks before looping back to Python when nothing
+#: happens. Stopping does not depend on it (the thread checks the stop event every
+#: ``step_ms``); it only bounds how long the thread lingers if the process is torn down.
+_RUST_TIMEOUT_MS = 1_000
+
+
+def is_ignored(path: Path, root: Path | None = None) -> bool:
+    """True for names the watcher never reports.
+
+    Without ``root`` only the file name is checked; with it, every component below
+    ``root`` is (so ``root/.git/config`` is ignored, while a root that itself lives under a
+    hidden folder still works).
+    """
+    if root is not None:
+        try:
+            parts = path.relative_to(root).parts
+        except ValueError:
+            parts = (path.name,)
+    else:
+        parts = (path.name,)
+    if any(part.startswith(".") for part in parts):
+        return True
+    return path.name.endswith(IGNORED_SUFFIXES)
+
+
+class _StopFlag:
+    """Stop when the caller's event is set *or* this watcher is torn down.
+
+    ``awatch`` sets its stop event when it is cancelled (to release its thread); handing it
+    the caller's event directly would stop every other watcher sharing that event.
+    """
+
+    def __init__(self, outer: asyncio.Event) -> None:
+        self._outer = outer
+        self._own = False
+
+    def is_set(self) -> bool:
+        return self._own or self._outer.is_set()
+
+    def set(self) -> None:
+        self._own = True
+
+    async def wait(self) -> bool:  # part of watchfiles' AnyEvent protocol; not used by it
+        await self._outer.wait()
+        return True
+
+
+def _filter_for(roots: Sequence[Path]) -> Callable[[watchfiles.Change, str], bool]:
+    def keep(_change: watchfiles.Change, raw: str) -> bool:
+        path = Path(raw)
+        root = next((r for r in roots if path.is_relative_to(r)), None)
+        return not is_ignored(path, root)
+
+    return keep
+
+
+def _checked_roots(roots: Sequence[Path]) -> list[Path]:
+    """Absolute roots, each an existing folder."""
+    if not roots:
+        raise DaemonError("nothing to watch: no folders given")
+    absolute = [Path(os.path.abspath(r)) for r in roots]
+    missing = [str(r) for r in absolute if not r.is_dir()]
+    if missing:
+        raise DaemonError(f"watched folder does not exist or is not a folder: {', '.join(missing)}")
+    return absolute
+
+
+async def watch_paths(
+    roots: Sequence[Path],
+    stop_event: asyncio.Event,
+    *,
+    step_ms: int = 5,
+    debounce_ms: int = 20,
+    recursive: bool = True,
+) -> AsyncIterator[set[Path]]:
+    """Yield batches of changed (added, modified or deleted) paths under ``roots``.
+
+    A batch closes ``step_ms`` after its last change, or ``debounce_ms`` after its first.
+    Ends when ``stop_event`` is set (within about ``step_ms``). The roots must exist: the
+    caller creates them, and a missing one raises :class:`~flowtaskd.errors.DaemonError`
+    (on the first iteration). A consumer that may leave the loop early should iterate under
+    ``contextlib.aclosing(...)`` so the native watch is released at once, not at GC.
+    """
+    absolute = await asyncio.to_thread(_checked_roots, roots)
+    flag = _StopFlag(stop_event)
+    batches = watchfiles.awatch(
+        *absolute,
+        watch_filter=_filter_for(absolute),
+        step=step_ms,
+        debounce=debounce_ms,
+        stop_event=flag,
+        rust_timeout=_RUST_TIMEOUT_MS,
+        recursive=recursive,
+    )
+    try:
+        async with contextlib.aclosing(batches):
+            async for changes in batches:
+                yield {Path(raw) for _change, raw in changes}
+    finally:
+        flag.set()
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ino, a.st_dev) == (
+        b.st_size,
+        b.st_mtime_ns,
+        b.st_ino,
+        b.st_dev,
+    )
+
+
+async def _stat(path: Path) -> os.stat_result | None:
+    # Through a thread: drop folders can live on network filesystems, where a stat can hang.
+    try:
+        return await asyncio.to_thread(os.stat, path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+async def wait_stable(
+    path: Path,
+    *,
+    interval: float = 0.005,
+    checks: int = 2,
+    timeout: float = 10.0,  # noqa: ASYNC109 - on timeout we return None, not raise
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> os.stat_result | None:
+    """The stat of ``path`` once it stopped changing; None if it vanished or never settled.
+
+    Stable means size, mtime and inode equal across ``checks`` consecutive checks
+    ``interval`` apart, so a finished file returns after about ``interval * checks``.
+    A path that is not a regular file is returned as soon as it is seen (nothing to settle).
+    """
+    deadline = clock() + timeout
+    last = await _stat(path)
+    if last is None or not stat_mod.S_ISREG(last.st_mode):
+        return last
+    same = 0
+    while True:
+        if clock() >= deadline:
+            return None
+        await sleep(interval)
+        current = await _stat(path)
+        if current is None:
+            return None
+        same = same + 1 if _same(current, last) else 0
+        if same >= checks:
+            return current
+        last = current
