@@ -1,0 +1,47 @@
+"""What a component is: a small class with a parameter model and one async ``run``.
+
+A task file's step ``- Command: {command: [echo, hi]}`` names the component ``Command``;
+its parameters are validated by ``Command.Params`` (unknown keys are errors) together with
+the options every step accepts (:class:`~flowtaskd.tasks.options.StepOptions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from flowtaskd.tasks.options import StrictModel
+
+if TYPE_CHECKING:
+    from flowtaskd.execution.context import StepContext, StepOutcome
+
+__all__ = ["Component", "NoParams"]
+
+
+class NoParams(StrictModel):
+    """A component that takes no parameters of its own."""
+
+
+class Component:
+    """Base class of every step kind.
+
+    Subclasses set ``Params`` and implement ``run``. ``iterator`` components (``FileList``)
+    produce the items a group fans out over; ``remote`` components may run on a remote
+    executor (Dask workers) because they only need their parameters, not this process.
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[StrictModel]] = NoParams
+    iterator: ClassVar[bool] = False
+    remote: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
+
+    def __init__(self, params: Mapping[str, Any] | None = None) -> None:
+        self.params: Mapping[str, Any] = params or {}
+
+    async def run(self, ctx: StepContext) -> StepOutcome:
+        raise NotImplementedError(f"component {self.name} cannot run")
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {"name": cls.name, "summary": cls.summary, "iterator": cls.iterator}

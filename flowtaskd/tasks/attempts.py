@@ -1,0 +1,188 @@
+"""The attempts of one step: placeholders, precondition, retries with backoff, events.
+
+Used by :class:`~flowtaskd.tasks.runner.DagRun` for every step it decides to run (and for
+every item of a group member). Time comes from the injected clock, so backoff is tested
+without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowtaskd.clock import Clock, SystemClock
+from flowtaskd.components.runtime import mask_outcome
+from flowtaskd.errors import PlaceholderError
+from flowtaskd.execution.context import Executor, StepContext, StepOutcome, SubRun
+from flowtaskd.logs import SecretMasker
+from flowtaskd.stats import AttemptStats
+from flowtaskd.tasks.options import RetryPolicy
+from flowtaskd.tasks.rules import StepStatus
+from flowtaskd.tasks.values import mask_values, resolve
+
+if TYPE_CHECKING:
+    from flowtaskd.tasks.runner import DagRun
+
+__all__ = ["Attempts", "RunSettings"]
+
+Emit = Callable[[str, dict[str, Any]], None]
+_NO_RETRY = RetryPolicy()
+
+
+@dataclass(slots=True)
+class RunSettings:
+    """Everything a run needs from outside the task file."""
+
+    run_id: str
+    executor: Executor
+    emit: Emit
+    log: Any  # a structlog logger bound to task and run_id
+    log_dir: Path
+    masker: SecretMasker
+    params: Mapping[str, Any] = field(default_factory=dict)
+    trigger: str = "manual"
+    clock: Clock = field(default_factory=SystemClock)
+    base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    secrets: tuple[str, ...] = ()
+    kill_grace: float = 5.0
+    base_dir: str | None = None
+    subrun: SubRun | None = None
+    python_allow: tuple[str, ...] | None = None
+    rand: Callable[[], float] = random.random
+
+
+class Attempts:
+    def __init__(self, run: DagRun, settings: RunSettings) -> None:
+        self.run_ = run
+        self.s = settings
+        self.pile = run.pile
+        self.items_of: dict[str, list[dict[str, Any]]] = {}
+        d = run.pile.definition
+        self.task_env = dict(d.header.env)
+        self.default_retry = d.header.retry or _NO_RETRY
+        self.max_active = asyncio.Semaphore(d.header.max_active_steps)
+
+    def values(self, outputs: Mapping[str, str | None], item: Mapping[str, Any] | None) -> dict[str, Any]:
+        v: dict[str, Any] = dict(self.s.params)
+        v.update(mask_values(self.s.clock.now()))
+        v["task"] = self.pile.name
+        v["run_id"] = self.s.run_id
+        for sid, out in outputs.items():
+            v[f"steps.{sid}.output"] = out
+        if item:
+            v.update(item)
+            v["item"] = item.get("file", item.get("index"))
+        return v
+
+    async def run(
+        self,
+        sid: str,
+        outputs: Mapping[str, str | None],
+        item_index: int | None = None,
+        item: Mapping[str, Any] | None = None,
+    ) -> StepOutcome:
+        s, step = self.s, self.pile[sid]
+        spec = step.spec
+        assert spec is not None
+        opts = spec.options
+        mon = self.run_.monitor.steps[sid]
+        now = s.clock.time()
+        mon.started_at = now if mon.started_at is None else min(mon.started_at, now)
+        mon.status = StepStatus.RUNNING
+        base: dict[str, Any] = {"step": sid, "component": step.name}
+        if item_index is not None:
+            base["item"] = item_index
+        try:
+            values = self.values(outputs, item)
+            params = resolve(step.params, values, f"{sid}")
+            env = dict(s.base_env)
+            env.update(resolve(self.task_env, values, "env"))
+            env.update(resolve(opts.env or {}, values, f"{sid}.env"))
+            cwd = resolve(opts.cwd, values, f"{sid}.cwd") if opts.cwd else None
+            precondition = resolve(opts.precondition, values, f"{sid}.precondition") if opts.precondition else None
+        except PlaceholderError as exc:
+            return self._end(sid, mon, StepOutcome(StepStatus.FAILED, error=s.masker.mask(str(exc))), base)
+        if cwd and s.base_dir and not os.path.isabs(cwd):
+            cwd = os.path.join(s.base_dir, cwd)
+        if step.name == "Python" and s.python_allow is not None:
+            target = str(params.get("function", ""))
+            if not any(target == p or target.startswith(p.rstrip(".") + ".") or target.startswith(p.rstrip(".") + ":") for p in s.python_allow):
+                err = f"{target} is not in the allowed Python modules ({', '.join(s.python_allow)})"
+                return self._end(sid, mon, StepOutcome(StepStatus.FAILED, error=err), base)
+
+        def ctx_for(component: str, p: Mapping[str, Any], attempt: int, suffix: str = "") -> StepContext:
+            return StepContext(
+                task=self.pile.name, run_id=s.run_id, step_id=sid + suffix + (f"[{item_index}]" if item_index is not None else ""),
+                component=component, params=p, attempt=attempt, env=env, cwd=cwd,
+                timeout=opts.timeout, kill_grace=s.kill_grace, log_dir=s.log_dir,
+                secrets=s.secrets, item=item, base_dir=s.base_dir, resources=opts.resources,
+                runtime=s.subrun,
+            )
+
+        if precondition:
+            async with self.max_active:
+                pre = await s.executor.run(ctx_for("Command", {"command": precondition}, 1, ".precondition"))
+            if not pre.ok:
+                why = f"precondition {'timed out' if pre.status is StepStatus.TIMED_OUT else f'exited {pre.exit_code}'}"
+                if pre.exit_code is None and pre.error:
+                    why = f"precondition failed: {pre.error}"
+                mon.reason = why
+                mon.status = StepStatus.SKIPPED
+                mon.finished_at = s.clock.time()
+                s.emit("step_skipped", {**base, "status": "skipped", "reason": why})
+                return StepOutcome(StepStatus.SKIPPED, error=why)
+
+        policy = opts.retry or self.default_retry
+        attempt = 1
+        while True:
+            a = AttemptStats(attempt, "running", s.clock.time(), item=item_index)
+            mon.attempts.append(a)
+            s.emit("step_start", {**base, "status": "running", "attempt": attempt})
+            try:
+                async with self.max_active:
+                    outcome = await s.executor.run(ctx_for(step.name, params, attempt))
+            except asyncio.CancelledError:
+                a.status, a.finished_at = "cancelled", s.clock.time()
+                raise
+            a.finished_at = s.clock.time()
+            outcome = mask_outcome(outcome, s.secrets)
+            mon.record(a, outcome)
+            if outcome.ok or outcome.status is StepStatus.CANCELLED:
+                break
+            if not policy.should_retry(attempt, outcome.exit_code):
+                break
+            delay = policy.delay_before(attempt + 1, s.rand())
+            s.emit("step_retry", {**base, "status": str(outcome.status), "attempt": attempt,
+                                  "exit_code": outcome.exit_code, "error": outcome.error, "delay": delay})
+            await s.clock.sleep(delay)
+            attempt += 1
+        if outcome.items is not None:
+            self.items_of[sid] = outcome.items
+        return self._end(sid, mon, outcome, {**base, "attempt": attempt})
+
+    def _end(self, sid: str, mon: Any, outcome: StepOutcome, base: dict[str, Any]) -> StepOutcome:
+        s = self.s
+        mon.finished_at = max(mon.finished_at or 0.0, s.clock.time())
+        if mon.items is None:  # a group member's status is settled over all its items
+            mon.status = outcome.status
+        if outcome.error:
+            mon.error = outcome.error
+        payload = {**base, "status": str(outcome.status), "exit_code": outcome.exit_code}
+        if outcome.ok:
+            payload["output"] = _short(outcome.output)
+            s.emit("step_done", payload)
+        else:
+            payload["error"] = outcome.error
+            s.emit("step_error", payload)
+        return outcome
+
+
+def _short(text: str | None, limit: int = 1000) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + "..."

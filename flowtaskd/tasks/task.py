@@ -1,0 +1,243 @@
+"""``Task``: runs a task definition (a file path, a library name or a dict) as a DAG;
+``Command``: a task that is one operating-system command."""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from flowtaskd.clock import Clock, SystemClock
+from flowtaskd.errors import TaskNotFound
+from flowtaskd.execution.context import Executor, StepOutcome
+from flowtaskd.execution.local import LocalExecutor
+from flowtaskd.logs import GLOBAL_MASKER, SecretMasker
+from flowtaskd.stats import TaskMonitor
+from flowtaskd.tasks.abstract import AbstractTask
+from flowtaskd.tasks.actions import ActionRunner
+from flowtaskd.tasks.attempts import RunSettings
+from flowtaskd.tasks.loader import TASK_SUFFIXES, load_document
+from flowtaskd.tasks.pile import TaskPile
+from flowtaskd.tasks.rules import StepStatus, TaskStatus
+from flowtaskd.tasks.runner import DagRun
+from flowtaskd.tasks.schema import TaskDefinition, validate_definition
+
+__all__ = ["Command", "Task", "new_run_id"]
+
+_MAX_DEPTH = 8
+_DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+_log = structlog.get_logger("flowtaskd.task")
+
+
+def new_run_id() -> str:
+    """Sortable and unique: milliseconds since the epoch, then 6 random hex digits."""
+    return f"{int(time.time() * 1000):012x}{_secrets.token_hex(3)}"
+
+
+class Task(AbstractTask):
+    """Runs a task definition as a DAG.
+
+    Keyword arguments beyond flowtask's: ``params`` (per-run overrides), ``executor``,
+    ``events`` (an :class:`EventBus` to share), ``log_dir``, ``clock``, ``trigger``,
+    ``run_id``, ``kill_grace``, ``python_allow``, ``resolve_task`` (name -> path, for
+    library names and ``RunTask``), ``tasks_dir`` (where names are looked up).
+    """
+
+    def __init__(
+        self,
+        task_id: str | None = None,
+        task: Any = None,
+        program: str | None = None,
+        loop: Any = None,
+        parser: Any = None,
+        worker: Executor | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(task_id, task, program, loop, parser, **kwargs)
+        self.worker: Executor = worker or kwargs.get("executor") or LocalExecutor()
+        self._owns_executor = worker is None and kwargs.get("executor") is None
+        self.clock: Clock = kwargs.get("clock") or SystemClock()
+        self.params: dict[str, Any] = dict(kwargs.get("params") or {})
+        self.run_id: str = kwargs.get("run_id") or new_run_id()
+        self.trigger: str = kwargs.get("trigger", "manual")
+        self.pile: TaskPile | None = None
+        self.file: Path | None = None
+        self._run: DagRun | None = None
+        self._actions: ActionRunner | None = None
+        self._depth: int = kwargs.get("_depth", 0)
+
+    # -- definition -------------------------------------------------------------------
+    def _definition(self) -> TaskDefinition:
+        task = self.task if self.task is not None else self.task_id
+        if isinstance(task, TaskPile):
+            return task.definition
+        if isinstance(task, TaskDefinition):
+            return task
+        if isinstance(task, Mapping):
+            return validate_definition(dict(task))
+        if isinstance(task, str | os.PathLike):
+            path = self._find(str(task))
+            self.file = path
+            doc = load_document(path)
+            return validate_definition(doc.data, doc)
+        raise TaskNotFound(f"cannot run {task!r}: give a task file, a library name or a dict")
+
+    def _find(self, ref: str) -> Path:
+        path = Path(ref)
+        if path.suffix in TASK_SUFFIXES or os.sep in ref:
+            if not path.exists():
+                raise TaskNotFound(f"no such task file: {ref}")
+            return path
+        resolver = self.kwargs.get("resolve_task")
+        if resolver is not None:
+            found = resolver(ref)
+            if found is not None:
+                return Path(found)
+        folder = Path(self.kwargs.get("tasks_dir") or self.program or "config/tasks")
+        for suffix in sorted(TASK_SUFFIXES):
+            candidate = folder / f"{ref}{suffix}"
+            if candidate.exists():
+                return candidate
+        raise TaskNotFound(f"no task named {ref!r} (looked in {folder})")
+
+    # -- life -------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        definition = self._definition()
+        self.pile = TaskPile(definition, program=self.program)
+        self.task_id = self.task_id if self.task_id and self.task is not None else definition.name
+        bus = self.task_events()
+        if self._owns_bus:
+            await bus.start()
+        self._actions = ActionRunner(definition, self) if definition.events else None
+        self._stats = TaskMonitor(definition.name, self.run_id, trigger=self.trigger)
+        self._started = True
+
+    def _secret_values(self, params: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ...]:
+        assert self.pile is not None
+        names = self.pile.definition.header.secrets
+        values: list[str] = []
+        for name in names:
+            for source in (params, env):
+                value = source.get(name)
+                if value not in (None, ""):
+                    values.append(str(value))
+        return tuple(values)
+
+    async def run(self) -> TaskMonitor:
+        if not self._started:
+            await self.start()
+        assert self.pile is not None
+        d = self.pile.definition
+        params = {**d.header.params, **self.params}
+        base_env = dict(self.kwargs.get("base_env") or os.environ)
+        for var in _DAEMON_ONLY_ENV:  # steps must not talk to systemd as the daemon
+            base_env.pop(var, None)
+        secrets = self._secret_values(params, {**base_env, **d.header.env})
+        masker = SecretMasker(secrets)
+        GLOBAL_MASKER.update(secrets)
+        bus = self.task_events()
+        log = _log.bind(task=d.name, run_id=self.run_id)
+        log_dir = Path(self.kwargs.get("log_dir") or Path(os.environ.get("TMPDIR", "/tmp")) / "flowtaskd" / "logs")
+        log_dir = log_dir / d.name / self.run_id
+        log_dir.mkdir(parents=True, exist_ok=True)
+        name, run_id = d.name, self.run_id
+        quiet = {"step_start", "step_done", "running"}
+        actions = self._actions
+
+        def emit(event: str, payload: dict[str, Any]) -> None:
+            body = masker.mask_obj({"task": name, "run_id": run_id, **payload})
+            if event not in quiet:
+                fields = {k: v for k, v in body.items() if k not in ("stats", "task", "run_id", "params")}
+                level = "warning" if event in ("step_error", "on_error", "step_retry") else "info"
+                getattr(log, level)(event, **fields)
+            bus.emit(event, body)
+            if actions is not None:
+                actions(event, body)
+
+        settings = RunSettings(
+            run_id=run_id, executor=self.worker, emit=emit, log=log, log_dir=log_dir,
+            masker=masker, params=params, trigger=self.trigger, clock=self.clock,
+            base_env=base_env, secrets=secrets,
+            kill_grace=float(self.kwargs.get("kill_grace", 5.0)),
+            base_dir=str(self.file.parent) if self.file else None,
+            subrun=self._subrun if self._depth < _MAX_DEPTH else None,
+            python_allow=self.kwargs.get("python_allow"),
+        )
+        self._run = DagRun(self.pile, settings)
+        self._stats = self._run.monitor
+        return await self._run.run()
+
+    def cancel(self) -> None:
+        """Cancel the running run (its steps' process groups are stopped)."""
+        if self._run is not None:
+            self._run.cancel()
+
+    async def _subrun(self, ref: str, params: Mapping[str, Any]) -> StepOutcome:
+        target: Any = ref
+        if self.file is not None and not Path(ref).is_absolute() and Path(ref).suffix in TASK_SUFFIXES:
+            target = str(self.file.parent / ref)
+        child = Task(
+            task=target, params=dict(params), executor=self.worker, events=self.task_events(),
+            clock=self.clock, trigger="subrun", _depth=self._depth + 1,
+            **{k: v for k, v in self.kwargs.items()
+               if k in ("log_dir", "kill_grace", "python_allow", "resolve_task", "tasks_dir", "base_env")},
+        )
+        try:
+            async with child:
+                stats = await child.run()
+        except Exception as exc:  # a bad sub-task file is this step's failure
+            return StepOutcome(StepStatus.FAILED, error=f"sub-run {ref}: {exc}")
+        ok = stats.status is TaskStatus.DONE
+        return StepOutcome(
+            StepStatus.DONE if ok else StepStatus.FAILED,
+            output=stats.run_id,
+            error=None if ok else f"sub-run {stats.task} {stats.status}: {stats.error}",
+        )
+
+    async def close(self) -> None:
+        if self._actions is not None:
+            await self._actions.aclose()
+        if self._owns_bus and self._bus is not None:
+            await self._bus.aclose()
+        if self._owns_executor:
+            await self.worker.aclose()
+        self._started = False
+
+
+class Command(Task):
+    """A task that is one operating-system command (argv list, env, cwd, timeout)."""
+
+    def __init__(
+        self,
+        task_id: str | None = None,
+        task: Any = None,
+        program: str | None = None,
+        loop: Any = None,
+        parser: Any = None,
+        *,
+        command: Sequence[str] | str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        argv = command if command is not None else task
+        if argv is None:
+            raise ValueError("Command needs a command (argv list or string)")
+        step: dict[str, Any] = {"command": list(argv) if not isinstance(argv, str) else argv,
+                                "name": "command"}
+        if env:
+            step["env"] = dict(env)
+        if cwd:
+            step["cwd"] = cwd
+        if timeout:
+            step["timeout"] = timeout
+        definition = {"name": task_id or "command", "steps": [{"Command": step}]}
+        super().__init__(task_id, definition, program, loop, parser, **kwargs)
