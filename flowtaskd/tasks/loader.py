@@ -197,7 +197,7 @@ def _parse_json(text: str, file: str | None) -> Document:
             message = f"JSON syntax error: {error.msg} (column {error.colno})"
             raise _fail(file, message, error.lineno) from None
         except ValueError as error:
-            raise _fail(file, f"invalid JSON: {error}") from None
+            raise _fail(file, f"invalid JSON: {str(error).split(';')[0]}") from None
         raise  # pragma: no cover - json.loads accepted what the reader rejected: a bug here
     problems = [_duplicate(file, *entry) for entry in reader.duplicates]
     return Document(data, file, "json", reader.lines, problems)
