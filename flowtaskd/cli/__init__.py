@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from flowtaskd.cli import execute, model
+from flowtaskd.cli import daemon, execute, model
 
 __all__ = ["main"]
 
-_MODULES = [model, execute]
+_MODULES = [daemon, model, execute]
 
 
 def build_parser() -> argparse.ArgumentParser:

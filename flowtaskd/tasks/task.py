@@ -75,8 +75,9 @@ class Task(AbstractTask):
     def _definition(self) -> TaskDefinition:
         task = self.task if self.task is not None else self.task_id
         if isinstance(task, TaskPile):
-            return task.definition
+            task = task.definition
         if isinstance(task, TaskDefinition):
+            self.file = Path(task.file) if task.file else None
             return task
         if isinstance(task, Mapping):
             return validate_definition(dict(task))

@@ -1,0 +1,169 @@
+"""Where work enters the daemon: dropped files, schedule fires and manual triggers.
+
+Each becomes a :class:`~flowtaskd.daemon.runs.RunRequest`. A dropped file is claimed into
+the spool, checked (trust, validity) and run; then it is archived under ``done/`` or
+``failed/`` with a ``<file>.result.json`` sidecar. An invalid or untrusted file goes to
+``failed/`` with its errors in the sidecar. Files found in the spool at start (a crash)
+run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from flowtaskd.daemon.inbox import ClaimedFile, InboxWatcher, Spool
+from flowtaskd.daemon.runs import RunRequest
+from flowtaskd.daemon.scheduler import ScheduleEntry
+from flowtaskd.daemon.trust import untrusted_reason
+from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
+from flowtaskd.stats import TaskMonitor
+from flowtaskd.tasks import load_pile
+from flowtaskd.tasks.pile import TaskPile
+
+if TYPE_CHECKING:
+    from flowtaskd.daemon.service import Daemon
+
+__all__ = ["Intake"]
+
+_log = structlog.get_logger("flowtaskd.intake")
+
+
+class Intake:
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+        cfg = daemon.config
+        self.spool = Spool(cfg.state_dir / "spool")
+        self.inboxes = {ib.name or ib.path.name: ib for ib in cfg.inboxes}
+        self.task_group: asyncio.TaskGroup | None = None
+        self._commands: dict[str, TaskPile] = {}
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the daemon's task group (owned, awaited at shutdown)."""
+        if self.task_group is None:
+            coro.close()
+            return
+        self.task_group.create_task(coro)
+
+    # -- inboxes ----------------------------------------------------------------------
+    async def recover(self) -> None:
+        """Run again every file a crash left in the spool."""
+        folders = {name: ib.path for name, ib in self.inboxes.items()}
+        for claimed in await asyncio.to_thread(self.spool.pending, folders):
+            _log.warning("inbox_recovered", file=claimed.original.name, inbox=claimed.inbox)
+            self.spawn(self._handle(claimed, recovered=True))
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        for ib in self.inboxes.values():
+            ib.path.mkdir(parents=True, exist_ok=True)
+        watcher = InboxWatcher(
+            [(name, ib.path) for name, ib in self.inboxes.items()], self.spool,
+            lambda claimed: self.spawn(self._handle(claimed)),
+        )
+        await watcher.run(stop)
+
+    async def _handle(self, claimed: ClaimedFile, recovered: bool = False) -> None:
+        inbox = self.inboxes.get(claimed.inbox)
+        file = claimed.original.name
+        if not self.d.config.security.trust_all_files:
+            reason = untrusted_reason(claimed.spooled, folder=claimed.original.parent)
+            if reason is not None:
+                problem = Problem(f"refused: {reason}", file=file)
+                self.d.bus.emit("task_rejected", {"task": None, "file": file, "inbox": claimed.inbox,
+                                                  "problems": [problem.to_dict()]})
+                _log.warning("task_rejected", file=file, reason=reason)
+                await self._archive(claimed, ok=False, result={"status": "rejected", "errors": [str(problem)]})
+                return
+        try:
+            pile = await asyncio.to_thread(load_pile, claimed.spooled)
+        except TaskParseError as exc:
+            problems = [_renamed(p, file) for p in exc.problems]
+            self.d.bus.emit("task_invalid", {"task": None, "file": file, "inbox": claimed.inbox,
+                                             "problems": [p.to_dict() for p in problems]})
+            for p in problems:
+                _log.warning("task_invalid", file=file, problem=str(p))
+            await self._archive(claimed, ok=False, result={"status": "invalid", "errors": [str(p) for p in problems]})
+            return
+        except FlowtaskError as exc:
+            await self._archive(claimed, ok=False, result={"status": "invalid", "errors": [str(exc)]})
+            return
+        params = dict(inbox.params) if inbox is not None else {}
+        req = RunRequest(pile=pile, trigger="inbox", params=params, source=str(claimed.original),
+                         inbox_file=str(claimed.spooled), on_done=self._done_callback(claimed))
+        if recovered:
+            req.trigger = "inbox"
+        self.d.runs.submit(req)
+
+    def _done_callback(self, claimed: ClaimedFile) -> Any:
+        async def done(req: RunRequest, stats: TaskMonitor | None, error: str | None) -> None:
+            result: dict[str, Any] = {"run_id": req.run_id, "task": req.task, "file": claimed.original.name}
+            if stats is None:
+                result.update(status="failed", errors=[error or "run failed"])
+                ok = False
+            else:
+                d = stats.to_dict()
+                ok = d["status"] == "done"
+                result.update(
+                    status=d["status"], errors=[d["error"]] if d["error"] else [],
+                    started_at=d["started_at"], finished_at=d["finished_at"], duration=d["duration"],
+                    steps={sid: {"status": s["status"], "attempts": s["attempts"], "exit_code": s["exit_code"],
+                                 "duration": s["duration"], "error": s["error"] or s["reason"]}
+                           for sid, s in d["steps"].items()},
+                )
+            await self._archive(claimed, ok=ok, result=result)
+        return done
+
+    async def _archive(self, claimed: ClaimedFile, *, ok: bool, result: Mapping[str, Any]) -> None:
+        inbox = self.inboxes.get(claimed.inbox)
+        archive = (inbox.archive if inbox is not None and inbox.archive else
+                   self.d.config.state_dir / "archive" / claimed.inbox)
+        path = await asyncio.to_thread(self.spool.archive, claimed, archive, ok=ok, result=result)
+        _log.info("inbox_archived", file=claimed.original.name, to=str(path), ok=ok)
+
+    # -- schedules and manual triggers -------------------------------------------------
+    def fire_schedule(self, entry: ScheduleEntry, fire_time: float, trigger: str) -> None:
+        if entry.task is not None:
+            loaded = self.d.library.get(entry.task)
+            if loaded is None:
+                self.d.bus.emit("run_skipped", {"task": entry.task, "schedule": entry.id,
+                                                "reason": f"no task named {entry.task!r} is loaded"})
+                _log.warning("run_skipped", task=entry.task, schedule=entry.id, reason="task not loaded")
+                return
+            pile = loaded.pile
+            source = str(loaded.path)
+        else:
+            pile = self._command_pile(entry)
+            source = None
+        self.d.runs.submit(RunRequest(pile=pile, trigger=trigger, params=dict(entry.params), source=source,
+                                      schedule_id=entry.id, overlap=entry.overlap, fire_time=fire_time))
+
+    def _command_pile(self, entry: ScheduleEntry) -> TaskPile:
+        pile = self._commands.get(entry.id)
+        if pile is None:
+            step: dict[str, Any] = {"name": "command", "command": list(entry.command or ())}
+            if entry.env:
+                step["env"] = dict(entry.env)
+            if entry.cwd:
+                step["cwd"] = entry.cwd
+            if entry.timeout:
+                step["timeout"] = entry.timeout
+            pile = TaskPile({"name": entry.id.replace(":", "-"), "steps": [{"Command": step}]})
+            self._commands[entry.id] = pile
+        return pile
+
+    def trigger(self, name: str, params: Mapping[str, Any]) -> str | None:
+        """Run a library task now (the control socket's ``trigger``)."""
+        loaded = self.d.library.get(name)
+        if loaded is None:
+            raise FlowtaskError(f"no task named {name!r} is loaded")
+        return self.d.runs.submit(RunRequest(pile=loaded.pile, trigger="manual", params=dict(params),
+                                             source=str(loaded.path)))
+
+
+def _renamed(p: Problem, file: str) -> Problem:
+    """Problems name the file as the user dropped it, not its spool name."""
+    return Problem(p.message, file=file, line=p.line, path=p.path, hint=p.hint)

@@ -1,0 +1,294 @@
+"""The composition root: the one place that knows every part of the daemon.
+
+Start: lock the state dir, open the history (mark crashed runs ``interrupted``), load the
+library, start schedules (with catch-up), re-run what the spool kept from a crash, then
+watch folders and serve the control socket. Stop, in order: intake (watchers, scheduler)
+-> running steps drain for a grace period -> the rest are cancelled (process groups get
+SIGTERM, then SIGKILL) -> the history is flushed -> exit. A second signal forces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from flowtaskd.clock import Clock, SystemClock
+from flowtaskd.daemon.config import DaemonConfig, load_config
+from flowtaskd.daemon.intake import Intake
+from flowtaskd.daemon.library import Library, LibraryChange
+from flowtaskd.daemon.runs import RunManager
+from flowtaskd.daemon.scheduler import ScheduleEntry, Scheduler
+from flowtaskd.daemon.store import HistoryStore
+from flowtaskd.daemon.systemd import Notifier, watchdog_loop
+from flowtaskd.errors import DaemonError, FlowtaskError
+from flowtaskd.events import EventBus
+from flowtaskd.execution.context import Executor
+from flowtaskd.execution.local import LocalExecutor
+from flowtaskd.logs import configure_logging
+
+__all__ = ["Daemon"]
+
+_log = structlog.get_logger("flowtaskd.daemon")
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig, *, config_path: Path | None = None,
+                 clock: Clock | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.clock: Clock = clock or SystemClock()
+        self.bus = EventBus(clock=self.clock.time)
+        state = config.state_dir
+        self.store = HistoryStore(config.history.path or state / "history.db")
+        self.executor: Executor = LocalExecutor()
+        self.library = Library(config.tasks, trust_all=config.security.trust_all_files)
+        self.runs = RunManager(
+            store=self.store, bus=self.bus, executor=self.executor, clock=self.clock,
+            log_root=state / "logs", max_runs=config.concurrency.max_runs,
+            max_queued=config.concurrency.max_queued, kill_grace=config.kill_grace,
+            python_allow=tuple(config.security.python_allow) if config.security.python_allow is not None else None,
+            resolve_task=self.library.resolve,
+        )
+        self.scheduler = Scheduler(store=self.store, clock=self.clock, bus=self.bus, fire=self._fire)
+        self.intake = Intake(self)
+        self.notifier = Notifier.from_env()
+        self.started_at = self.clock.time()
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._intake_stop = asyncio.Event()
+        self._lock_fd: int | None = None
+        self._signals = 0
+        self.extensions: list[Any] = []  # control socket, webhooks, metrics (see events issue)
+
+    # -- process life -----------------------------------------------------------------
+    def _lock(self) -> None:
+        state = self.config.state_dir
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            fd = os.open(state / "flowtaskd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise DaemonError(f"cannot use state dir {state}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DaemonError(f"another flowtaskd (pid {other}) is running with state dir {state}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def request_stop(self) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            _log.warning("daemon_forced_stop")
+            self._force.set()
+        self._stop.set()
+
+    async def run(self) -> int:
+        configure_logging(self.config.log.format, self.config.log.level)
+        self._lock()
+        try:
+            await self._run()
+        finally:
+            self._unlock()
+        return 0
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        await self.store.open()
+        try:
+            async with self.bus:
+                await self._serve()
+        finally:
+            await self.executor.aclose()
+            await self.store.close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    async def _serve(self) -> None:
+        cfg = self.config
+        interrupted = await self.store.mark_interrupted(self.clock.time())
+        for run in interrupted:
+            _log.warning("run_interrupted", task=run.task, run_id=run.run_id, inbox_file=run.inbox_file)
+        self._apply_library(await asyncio.to_thread(self.library.scan), startup=True)
+        self._set_config_schedules()
+        self.scheduler.start()
+        await self.scheduler.record_catchups()
+        runs_stop = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self.intake.task_group = tg
+                tg.create_task(self.runs.run(runs_stop), name="runs")
+                await self.intake.recover()
+                tg.create_task(self.library.watch(self._intake_stop, self._apply_library), name="library")
+                tg.create_task(self.intake.watch(self._intake_stop), name="inboxes")
+                tg.create_task(self._housekeeping(self._intake_stop), name="housekeeping")
+                if self.notifier.watchdog_interval:
+                    tg.create_task(self._watchdog(self._intake_stop), name="watchdog")
+                for ext in self.extensions:
+                    tg.create_task(ext.serve(self._intake_stop), name=type(ext).__name__)
+                self.notifier.ready(self._status_text())
+                self.bus.emit("daemon_ready", {"tasks": len(self.library.tasks),
+                                               "pid": os.getpid(), "state_dir": str(cfg.state_dir)})
+                _log.info("daemon_ready", tasks=len(self.library.tasks), state_dir=str(cfg.state_dir))
+                await self._stop.wait()
+                await self._shutdown(runs_stop)
+        except* FlowtaskError as group:
+            for exc in group.exceptions:
+                _log.error("daemon_failed", error=str(exc))
+            raise DaemonError("; ".join(str(e) for e in group.exceptions)) from None
+
+    async def _shutdown(self, runs_stop: asyncio.Event) -> None:
+        self.notifier.stopping()
+        self.bus.emit("daemon_stopping", {"active": len(self.runs.active), "queued": len(self.runs.queue)})
+        _log.info("daemon_stopping", active=len(self.runs.active), grace=self.config.shutdown_grace)
+        self._intake_stop.set()
+        self.scheduler.shutdown()
+        grace = 0.0 if self._force.is_set() else self.config.shutdown_grace
+        drain = asyncio.ensure_future(self.runs.drain(grace))
+        force = asyncio.ensure_future(self._force.wait())
+        await asyncio.wait({drain, force}, return_when=asyncio.FIRST_COMPLETED)
+        if not drain.done():
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
+            await self.runs.drain(0.0)
+        force.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await force
+        runs_stop.set()
+
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
+        hist = self.config.history
+        while not stop.is_set():
+            with contextlib.suppress(FlowtaskError):
+                await self.store.prune(self.clock.time(), hist.retention_days, hist.max_runs_per_task)
+            self.notifier.status(self._status_text())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(300):
+                    await stop.wait()
+
+    async def _watchdog(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        lag = {"value": 0.0}
+
+        async def measure() -> None:
+            while not stop.is_set():
+                t0 = loop.time()
+                await asyncio.sleep(0.5)
+                lag["value"] = loop.time() - t0 - 0.5
+
+        async with asyncio.TaskGroup() as tg:
+            probe = tg.create_task(measure())
+            ping = tg.create_task(watchdog_loop(self.notifier, lambda: lag["value"] < 5.0))
+            await stop.wait()
+            probe.cancel()
+            ping.cancel()
+
+    def _status_text(self) -> str:
+        return (f"{len(self.library.tasks)} tasks, {len(self.runs.active)} running, "
+                f"{len(self.runs.queue)} queued, {self.runs.completed} finished")
+
+    # -- reload -----------------------------------------------------------------------
+    def request_reload(self) -> None:
+        asyncio.get_running_loop().call_soon(lambda: self.intake.spawn(self.reload()))
+
+    async def reload(self) -> dict[str, Any]:
+        """SIGHUP: re-read the config file and rescan the task folders."""
+        self.notifier.reloading()
+        changed: list[str] = []
+        if self.config_path is not None:
+            try:
+                new = await asyncio.to_thread(load_config, self.config_path)
+            except FlowtaskError as exc:
+                _log.error("config_invalid", error=str(exc))
+                self.notifier.ready(self._status_text())
+                return {"ok": False, "error": str(exc)}
+            for key in ("state_dir", "tasks", "inboxes", "executor", "control", "metrics"):
+                if getattr(new, key) != getattr(self.config, key):
+                    changed.append(key)
+            self.config = new
+            configure_logging(new.log.format, new.log.level)
+            self.runs.max_runs = new.concurrency.max_runs
+            self._set_config_schedules()
+            if changed:
+                _log.warning("restart_needed", changed=changed)
+        self._apply_library(await asyncio.to_thread(self.library.scan))
+        self.notifier.ready(self._status_text())
+        self.bus.emit("daemon_reloaded", {"tasks": len(self.library.tasks), "restart_needed": changed})
+        return {"ok": True, "tasks": len(self.library.tasks), "restart_needed": changed}
+
+    # -- library and schedules --------------------------------------------------------
+    def _apply_library(self, changes: list[LibraryChange], startup: bool = False) -> None:
+        for ch in changes:
+            payload: dict[str, Any] = {"task": ch.name, "file": str(ch.path)}
+            if ch.kind in ("loaded", "reloaded") and ch.task is not None:
+                self.bus.emit("task_loaded", {**payload, "reloaded": ch.kind == "reloaded"})
+                _log.info("task_loaded", task=ch.name, file=str(ch.path), reloaded=ch.kind == "reloaded")
+                self._set_task_schedules(ch.task.name)
+            elif ch.kind == "removed":
+                self.bus.emit("task_removed", payload)
+                _log.info("task_removed", task=ch.name, file=str(ch.path))
+            elif ch.kind in ("invalid", "duplicate", "rejected"):
+                problems = [p.to_dict() for p in ch.problems]
+                event = "task_rejected" if ch.kind == "rejected" else "task_invalid"
+                self.bus.emit(event, {**payload, "problems": problems, "kept_last_good": ch.kept_last_good})
+                for p in ch.problems:
+                    _log.warning(event, file=str(ch.path), problem=str(p), kept_last_good=ch.kept_last_good)
+        # schedules of tasks no longer loaded (removed, renamed, rejected) go with them
+        owners = {e.owner for e in self.scheduler.entries.values() if e.owner.startswith("task:")}
+        for owner in owners:
+            if self.library.get(owner.removeprefix("task:")) is None:
+                self.scheduler.replace(owner, [])
+
+    def _set_task_schedules(self, name: str) -> None:
+        loaded = self.library.get(name)
+        if loaded is None:
+            return
+        header = loaded.pile.definition.header
+        exprs = loaded.pile.definition.schedules
+        entries = [
+            ScheduleEntry(id=f"task:{name}:{i}", owner=f"task:{name}", task=name, cron=expr,
+                          timezone=header.timezone or "UTC")
+            for i, expr in enumerate(exprs)
+        ]
+        self.scheduler.replace(f"task:{name}", entries)
+
+    def _set_config_schedules(self) -> None:
+        entries = []
+        for i, s in enumerate(self.config.schedules):
+            command = tuple(s.command) if isinstance(s.command, list) else (
+                tuple(s.command.split()) if s.command else None)
+            entries.append(ScheduleEntry(
+                id=s.id or f"config:{i}", owner="config", task=s.task, command=command,
+                cron=s.cron, every=s.every, timezone=s.timezone, jitter=s.jitter,
+                params=dict(s.params), catchup=s.catchup, misfire_grace=s.misfire_grace,
+                overlap=s.overlap, env=s.env, cwd=s.cwd, timeout=s.timeout,
+            ))
+        self.scheduler.replace("config", entries)
+
+    def _fire(self, entry: ScheduleEntry, fire_time: float, trigger: str) -> None:
+        self.intake.fire_schedule(entry, fire_time, trigger)
+
+
+def main_run(config_path: Path | None) -> int:
+    """``flowtaskd run``: load the config and run the daemon until stopped."""
+    config = load_config(config_path)
+    daemon = Daemon(config, config_path=config_path)
+    return asyncio.run(daemon.run())
