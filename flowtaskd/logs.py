@@ -53,7 +53,7 @@ _LEVELS = {
 }
 _FORMATS = ("auto", "json", "console")
 # Libraries that are chatty at INFO; they log at WARNING or above unless asked for less.
-_QUIET_LOGGERS = ("watchfiles", "apscheduler")
+_QUIET_LOGGERS = ("watchfiles",)
 _PLAIN = (str, int, float, bool, type(None))
 _T = TypeVar("_T")
 

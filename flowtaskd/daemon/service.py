@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import signal
 from pathlib import Path
@@ -99,6 +100,8 @@ class Daemon:
 
     async def run(self) -> int:
         configure_logging(self.config.log.format, self.config.log.level)
+        # apscheduler logs every job run at INFO; our own run events say more
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         self._lock()
         try:
             await self._run()
