@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowtaskd.clock import Clock, SystemClock
+from flowtaskd.components.registry import get_component
 from flowtaskd.components.runtime import mask_outcome
 from flowtaskd.errors import PlaceholderError
 from flowtaskd.execution.context import Executor, StepContext, StepOutcome, SubRun
@@ -66,18 +67,34 @@ class Attempts:
         self.task_env = dict(d.header.env)
         self.default_retry = d.header.retry or _NO_RETRY
         self.max_active = asyncio.Semaphore(d.header.max_active_steps)
+        self._has_braces: dict[str, bool] = {}
+        self._task_env_braces = _has_braces(self.task_env)
 
-    def values(self, outputs: Mapping[str, str | None], item: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _templated(self, sid: str) -> bool:
+        """Whether a step's parameters use placeholders (most don't: skip the work)."""
+        known = self._has_braces.get(sid)
+        if known is None:
+            step = self.pile[sid]
+            assert step.spec is not None
+            o = step.spec.options
+            known = self._task_env_braces or _has_braces([step.params, o.env, o.cwd, o.precondition])
+            self._has_braces[sid] = known
+        return known
+
+    @staticmethod
+    def _env_needed(component: str) -> bool:
+        comp = get_component(component)
+        return comp is None or comp.remote
+
+    def values(self, outputs: Mapping[str, str | None], item: Mapping[str, Any] | None) -> Mapping[str, Any]:
         v: dict[str, Any] = dict(self.s.params)
         v.update(mask_values(self.s.clock.now()))
         v["task"] = self.pile.name
         v["run_id"] = self.s.run_id
-        for sid, out in outputs.items():
-            v[f"steps.{sid}.output"] = out
         if item:
             v.update(item)
             v["item"] = item.get("file", item.get("index"))
-        return v
+        return _Values(v, outputs)
 
     async def run(
         self,
@@ -98,13 +115,19 @@ class Attempts:
         if item_index is not None:
             base["item"] = item_index
         try:
-            values = self.values(outputs, item)
-            params = resolve(step.params, values, f"{sid}")
-            env = dict(s.base_env)
-            env.update(resolve(self.task_env, values, "env"))
-            env.update(resolve(opts.env or {}, values, f"{sid}.env"))
-            cwd = resolve(opts.cwd, values, f"{sid}.cwd") if opts.cwd else None
-            precondition = resolve(opts.precondition, values, f"{sid}.precondition") if opts.precondition else None
+            if self._templated(sid):
+                values = self.values(outputs, item)
+                params = resolve(step.params, values, f"{sid}")
+                env = dict(s.base_env)
+                env.update(resolve(self.task_env, values, "env"))
+                env.update(resolve(opts.env or {}, values, f"{sid}.env"))
+                cwd = resolve(opts.cwd, values, f"{sid}.cwd") if opts.cwd else None
+                precondition = (resolve(opts.precondition, values, f"{sid}.precondition")
+                                if opts.precondition else None)
+            else:
+                params = step.params
+                env = {**s.base_env, **self.task_env, **(opts.env or {})} if self._env_needed(step.name) else {}
+                cwd, precondition = opts.cwd, opts.precondition
         except PlaceholderError as exc:
             return self._end(sid, mon, StepOutcome(StepStatus.FAILED, error=s.masker.mask(str(exc))), base)
         if cwd and s.base_dir and not os.path.isabs(cwd):
@@ -180,6 +203,42 @@ class Attempts:
             payload["error"] = outcome.error
             s.emit("step_error", payload)
         return outcome
+
+
+class _Values(Mapping[str, Any]):
+    """Placeholder values; ``steps.<id>.output`` is looked up only when asked for."""
+
+    __slots__ = ("base", "outputs")
+
+    def __init__(self, base: dict[str, Any], outputs: Mapping[str, str | None]) -> None:
+        self.base, self.outputs = base, outputs
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.base:
+            return self.base[key]
+        if key.startswith("steps.") and key.endswith(".output"):
+            sid = key[6:-7]
+            if sid in self.outputs:
+                return self.outputs[sid]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.base
+        for sid in self.outputs:
+            yield f"steps.{sid}.output"
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.outputs)
+
+
+def _has_braces(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{" in value or "}" in value
+    if isinstance(value, Mapping):
+        return any(_has_braces(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_braces(v) for v in value)
+    return False
 
 
 def _short(text: str | None, limit: int = 1000) -> str | None:

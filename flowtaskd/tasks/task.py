@@ -111,7 +111,8 @@ class Task(AbstractTask):
         if self._started:
             return
         definition = self._definition()
-        self.pile = TaskPile(definition, program=self.program)
+        given = self.task if self.task is not None else self.task_id
+        self.pile = given if isinstance(given, TaskPile) else TaskPile(definition, program=self.program)
         self.task_id = self.task_id if self.task_id and self.task is not None else definition.name
         bus = self.task_events()
         if self._owns_bus:
