@@ -282,7 +282,7 @@ class Daemon:
                 id=s.id or f"config:{i}", owner="config", task=s.task, command=command,
                 cron=s.cron, every=s.every, timezone=s.timezone, jitter=s.jitter,
                 params=dict(s.params), catchup=s.catchup, misfire_grace=s.misfire_grace,
-                overlap=s.overlap, env=s.env, cwd=s.cwd, timeout=s.timeout,
+                overlap=s.overlap, env=s.env, cwd=str(s.cwd) if s.cwd else None, timeout=s.timeout,
             ))
         self.scheduler.replace("config", entries)
 
