@@ -20,6 +20,7 @@ from flowtaskd.components.registry import get_component
 from flowtaskd.components.runtime import mask_outcome
 from flowtaskd.errors import PlaceholderError
 from flowtaskd.execution.context import Executor, StepContext, StepOutcome, SubRun
+from flowtaskd.execution.local import LocalExecutor
 from flowtaskd.logs import SecretMasker
 from flowtaskd.stats import AttemptStats
 from flowtaskd.tasks.options import RetryPolicy
@@ -55,6 +56,7 @@ class RunSettings:
     subrun: SubRun | None = None
     python_allow: tuple[str, ...] | None = None
     rand: Callable[[], float] = random.random
+    local_executor: Executor = field(default_factory=LocalExecutor)
 
 
 class Attempts:
@@ -80,6 +82,13 @@ class Attempts:
             known = self._task_env_braces or _has_braces([step.params, o.env, o.cwd, o.precondition])
             self._has_braces[sid] = known
         return known
+
+    def _executor_for(self, component: str, choice: str | None) -> Executor:
+        """Remote-capable steps go to the configured executor unless they ask for ``local``."""
+        if choice == "local" or self.s.executor.name == "local":
+            return self.s.local_executor
+        comp = get_component(component)
+        return self.s.executor if comp is not None and comp.remote else self.s.local_executor
 
     @staticmethod
     def _env_needed(component: str) -> bool:
@@ -147,9 +156,10 @@ class Attempts:
                 runtime=s.subrun,
             )
 
+        executor = self._executor_for(step.name, opts.executor)
         if precondition:
             async with self.max_active:
-                pre = await s.executor.run(ctx_for("Command", {"command": precondition}, 1, ".precondition"))
+                pre = await executor.run(ctx_for("Command", {"command": precondition}, 1, ".precondition"))
             if not pre.ok:
                 why = f"precondition {'timed out' if pre.status is StepStatus.TIMED_OUT else f'exited {pre.exit_code}'}"
                 if pre.exit_code is None and pre.error:
@@ -168,7 +178,7 @@ class Attempts:
             s.emit("step_start", {**base, "status": "running", "attempt": attempt})
             try:
                 async with self.max_active:
-                    outcome = await s.executor.run(ctx_for(step.name, params, attempt))
+                    outcome = await executor.run(ctx_for(step.name, params, attempt))
             except asyncio.CancelledError:
                 a.status, a.finished_at = "cancelled", s.clock.time()
                 raise
