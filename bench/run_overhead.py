@@ -34,7 +34,10 @@ def dummy_dag(chains: int, length: int) -> dict[str, Any]:
 
 
 def true_chain(n: int) -> dict[str, Any]:
-    return {"name": "true-chain", "steps": [{"Command": {"command": ["/bin/true"]}} for _ in range(n)]}
+    return {
+        "name": "true-chain",
+        "steps": [{"Command": {"command": ["/bin/true"]}} for _ in range(n)],
+    }
 
 
 def fan_out(n: int, width: int) -> dict[str, Any]:
@@ -56,8 +59,9 @@ async def run_once(pile: TaskPile, log_dir: Path, with_bus: bool = True) -> floa
 
 def shell_loop(n: int) -> float:
     t0 = time.perf_counter()
-    subprocess.run(["/bin/sh", "-c", f"i=0; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done"],
-                   check=True)
+    subprocess.run(
+        ["/bin/sh", "-c", f"i=0; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done"], check=True
+    )
     return time.perf_counter() - t0
 
 
@@ -82,21 +86,27 @@ def main() -> int:
         build = time.perf_counter() - t0
         took = best(lambda: asyncio.run(run_once(pile, logs)), repeat)
         n = chains * length
-        print(f"(a) {n} Dummy steps ({chains} chains of {length}): build {build * 1e3:.0f} ms, "
-              f"run {took:.3f} s = {took / n * 1e6:.1f} us/step (goal < 100 us)")
+        print(
+            f"(a) {n} Dummy steps ({chains} chains of {length}): build {build * 1e3:.0f} ms, "
+            f"run {took:.3f} s = {took / n * 1e6:.1f} us/step (goal < 100 us)"
+        )
 
         chain = TaskPile(true_chain(200))
         engine = best(lambda: asyncio.run(run_once(chain, logs)), repeat)
         shell = best(lambda: shell_loop(200), repeat)
-        print(f"(b) 200 /bin/true in a chain: engine {engine * 1e3:.0f} ms "
-              f"({engine / 200 * 1e6:.0f} us/step), shell loop {shell * 1e3:.0f} ms "
-              f"({shell / 200 * 1e6:.0f} us/step), ratio {engine / shell:.2f} (goal < 1.5)")
+        print(
+            f"(b) 200 /bin/true in a chain: engine {engine * 1e3:.0f} ms "
+            f"({engine / 200 * 1e6:.0f} us/step), shell loop {shell * 1e3:.0f} ms "
+            f"({shell / 200 * 1e6:.0f} us/step), ratio {engine / shell:.2f} (goal < 1.5)"
+        )
 
         for width in (2, 8, 32):
             pile = TaskPile(fan_out(fan, width))
             took = best(lambda pile=pile: asyncio.run(run_once(pile, logs)), 2)
-            print(f"(c) fan-out of {fan} /bin/true, max_active_steps {width:>2}: "
-                  f"{fan / took:,.0f} steps/s")
+            print(
+                f"(c) fan-out of {fan} /bin/true, max_active_steps {width:>2}: "
+                f"{fan / took:,.0f} steps/s"
+            )
     return 0
 
 

@@ -80,7 +80,11 @@ class StepMonitor:
         a.exit_code = outcome.exit_code
         a.error = outcome.error
         a.cpu_user, a.cpu_system = outcome.cpu_user, outcome.cpu_system
-        a.max_rss_kb, a.bytes_out, a.log_path = outcome.max_rss_kb, outcome.bytes_out, outcome.log_path
+        a.max_rss_kb, a.bytes_out, a.log_path = (
+            outcome.max_rss_kb,
+            outcome.bytes_out,
+            outcome.log_path,
+        )
         self.exit_code = outcome.exit_code
         if outcome.output is not None:
             self.output = outcome.output

@@ -15,17 +15,24 @@ CLI = [sys.executable, "-m", "flowtaskd"]
 
 
 def flowtaskd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
+    )
 
 
 def test_exec_json_stats_and_exit_zero(tmp_path: Path) -> None:
-    task = write(tmp_path / "t.yaml", "name: t\nparams: {who: x}\nsteps:\n"
-                 "  - Command: {name: hi, command: [echo, 'hi {who}']}\n"
-                 "  - Dummy: {name: after}\n")
+    task = write(
+        tmp_path / "t.yaml",
+        "name: t\nparams: {who: x}\nsteps:\n"
+        "  - Command: {name: hi, command: [echo, 'hi {who}']}\n"
+        "  - Dummy: {name: after}\n",
+    )
     r = flowtaskd("exec", str(task), "-p", "who=bob", "--json", "--log-dir", str(tmp_path / "logs"))
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout)
-    assert {"task", "run_id", "status", "started_at", "finished_at", "duration", "steps"} <= set(stats)
+    assert {"task", "run_id", "status", "started_at", "finished_at", "duration", "steps"} <= set(
+        stats
+    )
     assert stats["status"] == "done"
     hi = stats["steps"]["hi"]
     assert {"status", "attempts", "exit_code", "duration", "output"} <= set(hi)
@@ -50,10 +57,16 @@ def test_exec_invalid_file_exits_two_with_file_line_key(tmp_path: Path) -> None:
 
 def test_exec_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
-    task = write(tmp_path / "slow.yaml", "name: slow\nsteps:\n"
-                 f"  - RunShell: {{command: 'echo $$ > {pidfile}; exec sleep 60'}}\n")
-    proc = subprocess.Popen([*CLI, "exec", str(task), "--json", "--log-dir", str(tmp_path / "l")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    task = write(
+        tmp_path / "slow.yaml",
+        f"name: slow\nsteps:\n  - RunShell: {{command: 'echo $$ > {pidfile}; exec sleep 60'}}\n",
+    )
+    proc = subprocess.Popen(
+        [*CLI, "exec", str(task), "--json", "--log-dir", str(tmp_path / "l")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_sync(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=20)
         child = int(pidfile.read_text())
@@ -70,7 +83,16 @@ def test_exec_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
 
 
 def test_next_prints_fire_times_with_crontab_weekdays() -> None:
-    r = flowtaskd("next", "0 9 * * 1", "--tz", "Europe/Berlin", "--after", "2026-11-25T00:00:00+00:00", "-n", "2")
+    r = flowtaskd(
+        "next",
+        "0 9 * * 1",
+        "--tz",
+        "Europe/Berlin",
+        "--after",
+        "2026-11-25T00:00:00+00:00",
+        "-n",
+        "2",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["2026-11-30T09:00:00+01:00", "2026-12-07T09:00:00+01:00"]  # Mondays
 

@@ -22,9 +22,8 @@ async def run_task(definition: Any, tmp_path: Path, **kw: Any) -> tuple[Any, lis
     events: list[dict[str, Any]] = []
     bus = kw.pop("events", None) or EventBus()
     bus.connect("*", events.append)
-    async with bus:
-        async with Task(task=definition, events=bus, log_dir=tmp_path / "logs", **kw) as t:
-            stats = await t.run()
+    async with bus, Task(task=definition, events=bus, log_dir=tmp_path / "logs", **kw) as t:
+        stats = await t.run()
     return stats, events
 
 
@@ -128,7 +127,12 @@ async def test_retry_backoff_uses_the_injected_clock(tmp_path: Path, fake_clock:
             {
                 "RunShell": {
                     "command": f"echo x >> {counter}; exit 7",
-                    "retry": {"attempts": 4, "delay": 10, "backoff": "exponential", "max_delay": 30},
+                    "retry": {
+                        "attempts": 4,
+                        "delay": 10,
+                        "backoff": "exponential",
+                        "max_delay": 30,
+                    },
                 }
             }
         ],
@@ -146,7 +150,12 @@ async def test_retry_only_on_listed_exit_codes(tmp_path: Path, fake_clock: FakeC
     task = {
         "name": "codes",
         "steps": [
-            {"Command": {"command": ["sh", "-c", "exit 2"], "retry": {"attempts": 5, "on_exit_codes": [75]}}}
+            {
+                "Command": {
+                    "command": ["sh", "-c", "exit 2"],
+                    "retry": {"attempts": 5, "on_exit_codes": [75]},
+                }
+            }
         ],
     }
     stats, _ = await run_task(task, tmp_path, clock=fake_clock)
@@ -154,7 +163,9 @@ async def test_retry_only_on_listed_exit_codes(tmp_path: Path, fake_clock: FakeC
     assert fake_clock.sleeps == []
 
 
-async def test_task_level_retry_is_the_default_for_steps(tmp_path: Path, fake_clock: FakeClock) -> None:
+async def test_task_level_retry_is_the_default_for_steps(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
     task = {
         "name": "task-retry",
         "retry": {"attempts": 2, "delay": 1},
@@ -198,8 +209,15 @@ async def test_cancel_stops_the_process_and_reports_cancelled(tmp_path: Path) ->
     events: list[dict[str, Any]] = []
     bus.connect("*", events.append)
     async with bus:
-        task = Task(task={"name": "c", "steps": [{"RunShell": {"command": f"echo $$ > {pidfile}; exec sleep 60"}}]},
-                    events=bus, log_dir=tmp_path, kill_grace=0.5)
+        task = Task(
+            task={
+                "name": "c",
+                "steps": [{"RunShell": {"command": f"echo $$ > {pidfile}; exec sleep 60"}}],
+            },
+            events=bus,
+            log_dir=tmp_path,
+            kill_grace=0.5,
+        )
         async with task:
             runner = asyncio.create_task(task.run())
             await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
@@ -235,7 +253,13 @@ async def test_params_are_arguments_not_shell(tmp_path: Path) -> None:
     task = {
         "name": "inject",
         "params": {"x": "safe"},
-        "steps": [{"Command": {"command": [PY, "-c", "import sys; print(len(sys.argv), sys.argv[1])", "{x}"]}}],
+        "steps": [
+            {
+                "Command": {
+                    "command": [PY, "-c", "import sys; print(len(sys.argv), sys.argv[1])", "{x}"]
+                }
+            }
+        ],
     }
     stats, _ = await run_task(task, tmp_path, params={"x": evil})
     assert steps(stats)["Command_1"]["output"] == f"2 {evil}"
@@ -268,7 +292,13 @@ async def test_group_fans_out_over_files(tmp_path: Path) -> None:
         "steps": [
             {"FileList": {"path": str(data), "pattern": "*.csv", "to_group": "g"}},
             {"Command": {"name": "cat", "Group": "g", "command": ["cat", "{file}"]}},
-            {"RunShell": {"name": "mark", "Group": "g", "command": f"echo {{name}} >> {tmp_path}/seen"}},
+            {
+                "RunShell": {
+                    "name": "mark",
+                    "Group": "g",
+                    "command": f"echo {{name}} >> {tmp_path}/seen",
+                }
+            },
             {"Dummy": {"name": "after", "depends": ["mark"]}},
         ],
     }
@@ -357,10 +387,21 @@ async def test_precondition_skips_the_step(tmp_path: Path) -> None:
     task = {
         "name": "pre",
         "steps": [
-            {"Command": {"name": "gated", "precondition": ["test", "-e", str(tmp_path / "nope")],
-                         "command": ["touch", str(tmp_path / "ran")]}},
-            {"Command": {"name": "open", "depends": [], "precondition": "true",
-                         "command": ["echo", "ok"]}},
+            {
+                "Command": {
+                    "name": "gated",
+                    "precondition": ["test", "-e", str(tmp_path / "nope")],
+                    "command": ["touch", str(tmp_path / "ran")],
+                }
+            },
+            {
+                "Command": {
+                    "name": "open",
+                    "depends": [],
+                    "precondition": "true",
+                    "command": ["echo", "ok"],
+                }
+            },
         ],
     }
     stats, _ = await run_task(task, tmp_path)
@@ -371,8 +412,14 @@ async def test_precondition_skips_the_step(tmp_path: Path) -> None:
 
 
 async def test_run_task_sub_run(tmp_path: Path) -> None:
-    write(tmp_path / "child.yaml", "name: child\nparams: {n: 1}\nsteps:\n  - Command: {command: [echo, 'child {n}']}\n")
-    write(tmp_path / "parent.yaml", "name: parent\nsteps:\n  - RunTask: {task: child.yaml, params: {n: 7}}\n")
+    write(
+        tmp_path / "child.yaml",
+        "name: child\nparams: {n: 1}\nsteps:\n  - Command: {command: [echo, 'child {n}']}\n",
+    )
+    write(
+        tmp_path / "parent.yaml",
+        "name: parent\nsteps:\n  - RunTask: {task: child.yaml, params: {n: 7}}\n",
+    )
     events: list[dict[str, Any]] = []
     bus = EventBus()
     bus.connect("completed", events.append)
@@ -383,11 +430,22 @@ async def test_run_task_sub_run(tmp_path: Path) -> None:
 
 
 async def test_events_are_ordered_and_completed_is_last(tmp_path: Path) -> None:
-    task = {"name": "ev", "steps": [{"Command": {"command": ["true"]}}, {"Command": {"command": ["false"]}}]}
+    task = {
+        "name": "ev",
+        "steps": [{"Command": {"command": ["true"]}}, {"Command": {"command": ["false"]}}],
+    }
     stats, events = await run_task(task, tmp_path)
     names = [e["event"] for e in events]
-    assert names == ["start", "running", "step_start", "step_done", "step_start", "step_error",
-                     "on_error", "completed"]
+    assert names == [
+        "start",
+        "running",
+        "step_start",
+        "step_done",
+        "step_start",
+        "step_error",
+        "on_error",
+        "completed",
+    ]
     assert all(e["task"] == "ev" and e["run_id"] == stats.run_id for e in events)
     json.dumps(events)  # every payload is plain JSON
     assert events[-1]["stats"]["status"] == "failed"
@@ -407,7 +465,9 @@ async def test_a_raising_receiver_does_not_fail_the_run(tmp_path: Path) -> None:
     bus.connect("*", slow)
     bus.connect("*", lambda p: seen.append(p["event"]))
     async with bus:
-        async with Task(task={"name": "r", "steps": [{"Dummy": {}}]}, events=bus, log_dir=tmp_path) as t:
+        async with Task(
+            task={"name": "r", "steps": [{"Dummy": {}}]}, events=bus, log_dir=tmp_path
+        ) as t:
             stats = await asyncio.wait_for(t.run(), 10)
         await bus.aclose(timeout=0.1)
     assert stats.status is TaskStatus.DONE
@@ -420,8 +480,10 @@ async def test_events_block_actions(tmp_path: Path) -> None:
     task = {
         "name": "actions",
         "events": {
-            "completed": [{"Command": {"command": ["sh", "-c", f"echo {{status}} > {marker}"]}},
-                          {"Log": {"message": "all done: {status}"}}],
+            "completed": [
+                {"Command": {"command": ["sh", "-c", f"echo {{status}} > {marker}"]}},
+                {"Log": {"message": "all done: {status}"}},
+            ],
         },
         "steps": [{"Dummy": {}}],
     }
@@ -430,7 +492,10 @@ async def test_events_block_actions(tmp_path: Path) -> None:
 
 
 async def test_stats_record_os_accounting(tmp_path: Path) -> None:
-    task = {"name": "acct", "steps": [{"Command": {"command": [PY, "-c", "x = bytearray(60_000_000); print(len(x))"]}}]}
+    task = {
+        "name": "acct",
+        "steps": [{"Command": {"command": [PY, "-c", "x = bytearray(60_000_000); print(len(x))"]}}],
+    }
     stats, _ = await run_task(task, tmp_path)
     s = steps(stats)["Command_1"]
     assert s["max_rss_kb"] >= 60_000
@@ -439,8 +504,9 @@ async def test_stats_record_os_accounting(tmp_path: Path) -> None:
 
 
 async def test_command_task(tmp_path: Path) -> None:
-    async with Command("hello", command=["sh", "-c", "echo $GREETING"], env={"GREETING": "hi"},
-                       log_dir=tmp_path) as cmd:
+    async with Command(
+        "hello", command=["sh", "-c", "echo $GREETING"], env={"GREETING": "hi"}, log_dir=tmp_path
+    ) as cmd:
         stats = await cmd.run()
     assert stats.status is TaskStatus.DONE
     assert stats.steps["command"].output == "hi"
@@ -449,7 +515,9 @@ async def test_command_task(tmp_path: Path) -> None:
 
 
 async def test_task_by_library_name(tmp_path: Path) -> None:
-    write(tmp_path / "lib" / "named.toml", 'name = "named"\n[[steps]]\n[steps.Dummy]\nmessage = "x"\n')
+    write(
+        tmp_path / "lib" / "named.toml", 'name = "named"\n[[steps]]\n[steps.Dummy]\nmessage = "x"\n'
+    )
     async with Task("named", tasks_dir=str(tmp_path / "lib"), log_dir=tmp_path) as t:
         stats = await t.run()
     assert stats.status is TaskStatus.DONE

@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flowtaskd.daemon.config import load_config
+from flowtaskd.daemon.service import main_run
+from flowtaskd.daemon.store import HistoryStore
 from flowtaskd.errors import FlowtaskError, TaskParseError
 
 __all__ = ["register", "state_dir_from"]
@@ -40,8 +43,6 @@ def _where(p: argparse.ArgumentParser) -> None:
 
 def state_dir_from(args: argparse.Namespace) -> Any:
     """The daemon config implied by ``--config`` / ``--state-dir`` (defaults otherwise)."""
-    from flowtaskd.daemon.config import load_config
-
     cfg = load_config(args.config)
     if getattr(args, "state_dir", None) is not None:
         cfg = cfg.model_copy(update={"state_dir": args.state_dir.resolve()})
@@ -50,7 +51,11 @@ def state_dir_from(args: argparse.Namespace) -> Any:
 
 def _history_path(args: argparse.Namespace) -> Path:
     cfg = state_dir_from(args)
-    path: Path = cfg.history.path if cfg.history.path and args.state_dir is None else cfg.state_dir / "history.db"
+    path: Path = (
+        cfg.history.path
+        if cfg.history.path and args.state_dir is None
+        else cfg.state_dir / "history.db"
+    )
     return path
 
 
@@ -64,8 +69,6 @@ def _error(exc: Exception) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flowtaskd.daemon.service import main_run
-
     try:
         return main_run(args.config)
     except FlowtaskError as exc:
@@ -79,8 +82,6 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from flowtaskd.daemon.store import HistoryStore
-
     try:
         store = HistoryStore.open_readonly(_history_path(args))
         runs = store.list_runs(args.task, args.n)
@@ -93,10 +94,13 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs recorded")
         return 0
-    print(f"{'RUN ID':<20} {'TASK':<24} {'STATUS':<12} {'TRIGGER':<9} {'STARTED (UTC)':<19} DURATION")
+    print(
+        f"{'RUN ID':<20} {'TASK':<24} {'STATUS':<12} {'TRIGGER':<9} {'STARTED (UTC)':<19} DURATION"
+    )
     for r in runs:
         dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
-        print(f"{r.run_id:<20} {r.task[:24]:<24} {r.status:<12} {r.trigger:<9} {_when(r.started_at):<19} {dur}")
+        started = _when(r.started_at)
+        print(f"{r.run_id:<20} {r.task[:24]:<24} {r.status:<12} {r.trigger:<9} {started:<19} {dur}")
     return 0
 
 
@@ -105,8 +109,6 @@ def _run_dict(r: Any) -> dict[str, Any]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from flowtaskd.daemon.store import HistoryStore
-
     try:
         store = HistoryStore.open_readonly(_history_path(args))
         found = store.get_run(args.run_id)
@@ -136,5 +138,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for a in attempts:
         took = f"{a.duration:.2f}s" if a.duration is not None else "-"
         code = "" if a.exit_code is None else f"exit {a.exit_code}"
-        print(f"  {a.status:<16} {a.step_id:<28} try {a.attempt}  {took:>8}  {code}  {a.error or ''}")
+        print(
+            f"  {a.status:<16} {a.step_id:<28} try {a.attempt}  {took:>8}  {code}  {a.error or ''}"
+        )
     return 0

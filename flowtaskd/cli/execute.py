@@ -28,8 +28,14 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 def register(sub: Any) -> None:
     p = sub.add_parser("exec", help="run one task file in the foreground")
     p.add_argument("file", type=Path)
-    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a task param (repeatable)")
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a task param (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the final stats as JSON on stdout")
     p.add_argument("--log-dir", type=Path, default=None, help="where step output files go")
     p.add_argument("--log-level", default="warning", help="log level (default: warning)")
@@ -82,7 +88,9 @@ class _Progress:
 
 async def _exec(args: argparse.Namespace, params: dict[str, str]) -> TaskMonitor:
     bus = EventBus()
-    task = Task(task=str(args.file), params=params, events=bus, log_dir=args.log_dir, trigger="exec")
+    task = Task(
+        task=str(args.file), params=params, events=bus, log_dir=args.log_dir, trigger="exec"
+    )
     loop = asyncio.get_running_loop()
     async with bus:
         await task.start()

@@ -40,8 +40,9 @@ _log = structlog.get_logger("flowtaskd.daemon")
 
 
 class Daemon:
-    def __init__(self, config: DaemonConfig, *, config_path: Path | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: DaemonConfig, *, config_path: Path | None = None, clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.config_path = config_path
         self.clock: Clock = clock or SystemClock()
@@ -51,13 +52,22 @@ class Daemon:
         self.executor: Executor = LocalExecutor()
         self.library = Library(config.tasks, trust_all=config.security.trust_all_files)
         self.runs = RunManager(
-            store=self.store, bus=self.bus, executor=self.executor, clock=self.clock,
-            log_root=state / "logs", max_runs=config.concurrency.max_runs,
-            max_queued=config.concurrency.max_queued, kill_grace=config.kill_grace,
-            python_allow=tuple(config.security.python_allow) if config.security.python_allow is not None else None,
+            store=self.store,
+            bus=self.bus,
+            executor=self.executor,
+            clock=self.clock,
+            log_root=state / "logs",
+            max_runs=config.concurrency.max_runs,
+            max_queued=config.concurrency.max_queued,
+            kill_grace=config.kill_grace,
+            python_allow=tuple(config.security.python_allow)
+            if config.security.python_allow is not None
+            else None,
             resolve_task=self.library.resolve,
         )
-        self.scheduler = Scheduler(store=self.store, clock=self.clock, bus=self.bus, fire=self._fire)
+        self.scheduler = Scheduler(
+            store=self.store, clock=self.clock, bus=self.bus, fire=self._fire
+        )
         self.intake = Intake(self)
         self.notifier = Notifier.from_env()
         self.started_at = self.clock.time()
@@ -81,7 +91,9 @@ class Daemon:
         except BlockingIOError:
             other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise DaemonError(f"another flowtaskd (pid {other}) is running with state dir {state}") from None
+            raise DaemonError(
+                f"another flowtaskd (pid {other}) is running with state dir {state}"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
@@ -128,7 +140,9 @@ class Daemon:
         cfg = self.config
         interrupted = await self.store.mark_interrupted(self.clock.time())
         for run in interrupted:
-            _log.warning("run_interrupted", task=run.task, run_id=run.run_id, inbox_file=run.inbox_file)
+            _log.warning(
+                "run_interrupted", task=run.task, run_id=run.run_id, inbox_file=run.inbox_file
+            )
         self._apply_library(await asyncio.to_thread(self.library.scan), startup=True)
         self._set_config_schedules()
         self.scheduler.start()
@@ -139,7 +153,9 @@ class Daemon:
                 self.intake.task_group = tg
                 tg.create_task(self.runs.run(runs_stop), name="runs")
                 await self.intake.recover()
-                tg.create_task(self.library.watch(self._intake_stop, self._apply_library), name="library")
+                tg.create_task(
+                    self.library.watch(self._intake_stop, self._apply_library), name="library"
+                )
                 tg.create_task(self.intake.watch(self._intake_stop), name="inboxes")
                 tg.create_task(self._housekeeping(self._intake_stop), name="housekeeping")
                 if self.notifier.watchdog_interval:
@@ -147,9 +163,17 @@ class Daemon:
                 for ext in self.extensions:
                     tg.create_task(ext.serve(self._intake_stop), name=type(ext).__name__)
                 self.notifier.ready(self._status_text())
-                self.bus.emit("daemon_ready", {"tasks": len(self.library.tasks),
-                                               "pid": os.getpid(), "state_dir": str(cfg.state_dir)})
-                _log.info("daemon_ready", tasks=len(self.library.tasks), state_dir=str(cfg.state_dir))
+                self.bus.emit(
+                    "daemon_ready",
+                    {
+                        "tasks": len(self.library.tasks),
+                        "pid": os.getpid(),
+                        "state_dir": str(cfg.state_dir),
+                    },
+                )
+                _log.info(
+                    "daemon_ready", tasks=len(self.library.tasks), state_dir=str(cfg.state_dir)
+                )
                 await self._stop.wait()
                 await self._shutdown(runs_stop)
         except* FlowtaskError as group:
@@ -159,7 +183,9 @@ class Daemon:
 
     async def _shutdown(self, runs_stop: asyncio.Event) -> None:
         self.notifier.stopping()
-        self.bus.emit("daemon_stopping", {"active": len(self.runs.active), "queued": len(self.runs.queue)})
+        self.bus.emit(
+            "daemon_stopping", {"active": len(self.runs.active), "queued": len(self.runs.queue)}
+        )
         _log.info("daemon_stopping", active=len(self.runs.active), grace=self.config.shutdown_grace)
         self._intake_stop.set()
         self.scheduler.shutdown()
@@ -181,7 +207,9 @@ class Daemon:
         hist = self.config.history
         while not stop.is_set():
             with contextlib.suppress(FlowtaskError):
-                await self.store.prune(self.clock.time(), hist.retention_days, hist.max_runs_per_task)
+                await self.store.prune(
+                    self.clock.time(), hist.retention_days, hist.max_runs_per_task
+                )
             self.notifier.status(self._status_text())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(300):
@@ -205,8 +233,10 @@ class Daemon:
             ping.cancel()
 
     def _status_text(self) -> str:
-        return (f"{len(self.library.tasks)} tasks, {len(self.runs.active)} running, "
-                f"{len(self.runs.queue)} queued, {self.runs.completed} finished")
+        return (
+            f"{len(self.library.tasks)} tasks, {len(self.runs.active)} running, "
+            f"{len(self.runs.queue)} queued, {self.runs.completed} finished"
+        )
 
     # -- reload -----------------------------------------------------------------------
     def request_reload(self) -> None:
@@ -234,7 +264,9 @@ class Daemon:
                 _log.warning("restart_needed", changed=changed)
         self._apply_library(await asyncio.to_thread(self.library.scan))
         self.notifier.ready(self._status_text())
-        self.bus.emit("daemon_reloaded", {"tasks": len(self.library.tasks), "restart_needed": changed})
+        self.bus.emit(
+            "daemon_reloaded", {"tasks": len(self.library.tasks), "restart_needed": changed}
+        )
         return {"ok": True, "tasks": len(self.library.tasks), "restart_needed": changed}
 
     # -- library and schedules --------------------------------------------------------
@@ -243,7 +275,9 @@ class Daemon:
             payload: dict[str, Any] = {"task": ch.name, "file": str(ch.path)}
             if ch.kind in ("loaded", "reloaded") and ch.task is not None:
                 self.bus.emit("task_loaded", {**payload, "reloaded": ch.kind == "reloaded"})
-                _log.info("task_loaded", task=ch.name, file=str(ch.path), reloaded=ch.kind == "reloaded")
+                _log.info(
+                    "task_loaded", task=ch.name, file=str(ch.path), reloaded=ch.kind == "reloaded"
+                )
                 self._set_task_schedules(ch.task.name)
             elif ch.kind == "removed":
                 self.bus.emit("task_removed", payload)
@@ -251,9 +285,13 @@ class Daemon:
             elif ch.kind in ("invalid", "duplicate", "rejected"):
                 problems = [p.to_dict() for p in ch.problems]
                 event = "task_rejected" if ch.kind == "rejected" else "task_invalid"
-                self.bus.emit(event, {**payload, "problems": problems, "kept_last_good": ch.kept_last_good})
+                self.bus.emit(
+                    event, {**payload, "problems": problems, "kept_last_good": ch.kept_last_good}
+                )
                 for p in ch.problems:
-                    _log.warning(event, file=str(ch.path), problem=str(p), kept_last_good=ch.kept_last_good)
+                    _log.warning(
+                        event, file=str(ch.path), problem=str(p), kept_last_good=ch.kept_last_good
+                    )
         # schedules of tasks no longer loaded (removed, renamed, rejected) go with them
         owners = {e.owner for e in self.scheduler.entries.values() if e.owner.startswith("task:")}
         for owner in owners:
@@ -267,8 +305,13 @@ class Daemon:
         header = loaded.pile.definition.header
         exprs = loaded.pile.definition.schedules
         entries = [
-            ScheduleEntry(id=f"task:{name}:{i}", owner=f"task:{name}", task=name, cron=expr,
-                          timezone=header.timezone or "UTC")
+            ScheduleEntry(
+                id=f"task:{name}:{i}",
+                owner=f"task:{name}",
+                task=name,
+                cron=expr,
+                timezone=header.timezone or "UTC",
+            )
             for i, expr in enumerate(exprs)
         ]
         self.scheduler.replace(f"task:{name}", entries)
@@ -276,14 +319,30 @@ class Daemon:
     def _set_config_schedules(self) -> None:
         entries = []
         for i, s in enumerate(self.config.schedules):
-            command = tuple(s.command) if isinstance(s.command, list) else (
-                tuple(s.command.split()) if s.command else None)
-            entries.append(ScheduleEntry(
-                id=s.id or f"config:{i}", owner="config", task=s.task, command=command,
-                cron=s.cron, every=s.every, timezone=s.timezone, jitter=s.jitter,
-                params=dict(s.params), catchup=s.catchup, misfire_grace=s.misfire_grace,
-                overlap=s.overlap, env=s.env, cwd=str(s.cwd) if s.cwd else None, timeout=s.timeout,
-            ))
+            command = (
+                tuple(s.command)
+                if isinstance(s.command, list)
+                else (tuple(s.command.split()) if s.command else None)
+            )
+            entries.append(
+                ScheduleEntry(
+                    id=s.id or f"config:{i}",
+                    owner="config",
+                    task=s.task,
+                    command=command,
+                    cron=s.cron,
+                    every=s.every,
+                    timezone=s.timezone,
+                    jitter=s.jitter,
+                    params=dict(s.params),
+                    catchup=s.catchup,
+                    misfire_grace=s.misfire_grace,
+                    overlap=s.overlap,
+                    env=s.env,
+                    cwd=str(s.cwd) if s.cwd else None,
+                    timeout=s.timeout,
+                )
+            )
         self.scheduler.replace("config", entries)
 
     def _fire(self, entry: ScheduleEntry, fire_time: float, trigger: str) -> None:

@@ -9,6 +9,7 @@ never slow the run; a failing action is logged, never fatal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -17,8 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import structlog
 
+from flowtaskd.errors import FlowtaskError
 from flowtaskd.execution.process import ProcessSpec, run_process
 from flowtaskd.tasks.schema import EventAction, TaskDefinition
 from flowtaskd.tasks.values import resolve
@@ -37,7 +40,9 @@ def sign_body(secret: str, body: bytes) -> str:
 
 
 def _values(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if isinstance(v, str | int | float | bool) or v is None}
+    return {
+        k: v for k, v in payload.items() if isinstance(v, str | int | float | bool) or v is None
+    }
 
 
 class ActionRunner:
@@ -63,8 +68,13 @@ class ActionRunner:
         try:
             await _perform(action, payload, self.task)
         except Exception as exc:  # an action's failure is logged, never fatal to anything
-            _log.warning("action_failed", action=action.action, error=str(exc),
-                         task=payload.get("task"), run_id=payload.get("run_id"))
+            _log.warning(
+                "action_failed",
+                action=action.action,
+                error=str(exc),
+                task=payload.get("task"),
+                run_id=payload.get("run_id"),
+            )
 
     async def aclose(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - drain, then cancel
         jobs = list(self._running)
@@ -81,12 +91,15 @@ async def _perform(action: EventAction, payload: dict[str, Any], task: Task) -> 
     values = _values(payload)
     if action.action == "Log":
         text = str(p["message"])
-        try:
+        with contextlib.suppress(FlowtaskError):  # a message naming an absent field: verbatim
             text = resolve(text, values)
-        except Exception:  # a message naming an absent field is still logged, verbatim
-            pass
-        getattr(_log, p["level"])("task_event_log", message=text, task=payload.get("task"),
-                                  run_id=payload.get("run_id"), on=payload.get("event"))
+        getattr(_log, p["level"])(
+            "task_event_log",
+            message=text,
+            task=payload.get("task"),
+            run_id=payload.get("run_id"),
+            on=payload.get("event"),
+        )
     elif action.action == "Command":
         command = p["command"]
         argv = shlex.split(command) if isinstance(command, str) else list(command)
@@ -95,15 +108,18 @@ async def _perform(action: EventAction, payload: dict[str, Any], task: Task) -> 
             out = Path(tmp) / "out"
             result = await run_process(ProcessSpec(argv, out, out, timeout=p["timeout"]))
         if result.exit_code != 0:
-            _log.warning("action_failed", action="Command", exit_code=result.exit_code,
-                         task=payload.get("task"), run_id=payload.get("run_id"))
+            _log.warning(
+                "action_failed",
+                action="Command",
+                exit_code=result.exit_code,
+                task=payload.get("task"),
+                run_id=payload.get("run_id"),
+            )
     elif action.action == "RunTask":
         outcome = await task._subrun(str(p["task"]), dict(p.get("params") or {}))
         if not outcome.ok:
             _log.warning("action_failed", action="RunTask", error=outcome.error)
     elif action.action == "WebHook":
-        import httpx
-
         body = json.dumps(payload, default=str, sort_keys=True).encode()
         headers = {"Content-Type": "application/json", **p.get("headers", {})}
         if p.get("secret"):

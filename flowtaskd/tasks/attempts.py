@@ -79,7 +79,9 @@ class Attempts:
             step = self.pile[sid]
             assert step.spec is not None
             o = step.spec.options
-            known = self._task_env_braces or _has_braces([step.params, o.env, o.cwd, o.precondition])
+            known = self._task_env_braces or _has_braces(
+                [step.params, o.env, o.cwd, o.precondition]
+            )
             self._has_braces[sid] = known
         return known
 
@@ -95,7 +97,9 @@ class Attempts:
         comp = get_component(component)
         return comp is None or comp.remote
 
-    def values(self, outputs: Mapping[str, str | None], item: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    def values(
+        self, outputs: Mapping[str, str | None], item: Mapping[str, Any] | None
+    ) -> Mapping[str, Any]:
         v: dict[str, Any] = dict(self.s.params)
         v.update(mask_values(self.s.clock.now()))
         v["task"] = self.pile.name
@@ -105,6 +109,43 @@ class Attempts:
             v["item"] = item.get("file", item.get("index"))
         return _Values(v, outputs)
 
+    def _prepare(
+        self, sid: str, outputs: Mapping[str, str | None], item: Mapping[str, Any] | None
+    ) -> _Prepared:
+        """Substitute placeholders (raises PlaceholderError) and settle env and cwd."""
+        s, step = self.s, self.pile[sid]
+        assert step.spec is not None
+        opts = step.spec.options
+        if self._templated(sid):
+            values = self.values(outputs, item)
+            params = resolve(step.params, values, sid)
+            env = dict(s.base_env)
+            env.update(resolve(self.task_env, values, "env"))
+            env.update(resolve(opts.env or {}, values, f"{sid}.env"))
+            cwd = resolve(opts.cwd, values, f"{sid}.cwd") if opts.cwd else None
+            pre = opts.precondition
+            precondition = resolve(pre, values, f"{sid}.precondition") if pre else None
+        else:
+            params, cwd, precondition = step.params, opts.cwd, opts.precondition
+            env = {}
+            if self._env_needed(step.name):
+                env = {**s.base_env, **self.task_env, **(opts.env or {})}
+        if cwd and s.base_dir and not os.path.isabs(cwd):
+            cwd = os.path.join(s.base_dir, cwd)
+        return _Prepared(params, env, cwd, precondition)
+
+    def _forbidden(self, component: str, params: Mapping[str, Any]) -> str | None:
+        """Why a Python step may not run (``security.python_allow``), or None."""
+        allow = self.s.python_allow
+        if component != "Python" or allow is None:
+            return None
+        target = str(params.get("function", ""))
+        for prefix in allow:
+            root = prefix.rstrip(".")
+            if target == prefix or target.startswith((root + ".", root + ":")):
+                return None
+        return f"{target} is not in the allowed Python modules ({', '.join(allow)})"
+
     async def run(
         self,
         sid: str,
@@ -113,9 +154,8 @@ class Attempts:
         item: Mapping[str, Any] | None = None,
     ) -> StepOutcome:
         s, step = self.s, self.pile[sid]
-        spec = step.spec
-        assert spec is not None
-        opts = spec.options
+        assert step.spec is not None
+        opts = step.spec.options
         mon = self.run_.monitor.steps[sid]
         now = s.clock.time()
         mon.started_at = now if mon.started_at is None else min(mon.started_at, now)
@@ -124,52 +164,45 @@ class Attempts:
         if item_index is not None:
             base["item"] = item_index
         try:
-            if self._templated(sid):
-                values = self.values(outputs, item)
-                params = resolve(step.params, values, f"{sid}")
-                env = dict(s.base_env)
-                env.update(resolve(self.task_env, values, "env"))
-                env.update(resolve(opts.env or {}, values, f"{sid}.env"))
-                cwd = resolve(opts.cwd, values, f"{sid}.cwd") if opts.cwd else None
-                precondition = (resolve(opts.precondition, values, f"{sid}.precondition")
-                                if opts.precondition else None)
-            else:
-                params = step.params
-                env = {**s.base_env, **self.task_env, **(opts.env or {})} if self._env_needed(step.name) else {}
-                cwd, precondition = opts.cwd, opts.precondition
+            prep = self._prepare(sid, outputs, item)
         except PlaceholderError as exc:
-            return self._end(sid, mon, StepOutcome(StepStatus.FAILED, error=s.masker.mask(str(exc))), base)
-        if cwd and s.base_dir and not os.path.isabs(cwd):
-            cwd = os.path.join(s.base_dir, cwd)
-        if step.name == "Python" and s.python_allow is not None:
-            target = str(params.get("function", ""))
-            if not any(target == p or target.startswith(p.rstrip(".") + ".") or target.startswith(p.rstrip(".") + ":") for p in s.python_allow):
-                err = f"{target} is not in the allowed Python modules ({', '.join(s.python_allow)})"
-                return self._end(sid, mon, StepOutcome(StepStatus.FAILED, error=err), base)
+            failed = StepOutcome(StepStatus.FAILED, error=s.masker.mask(str(exc)))
+            return self._end(sid, mon, failed, base)
+        refused = self._forbidden(step.name, prep.params)
+        if refused:
+            return self._end(sid, mon, StepOutcome(StepStatus.FAILED, error=refused), base)
 
-        def ctx_for(component: str, p: Mapping[str, Any], attempt: int, suffix: str = "") -> StepContext:
+        def ctx_for(
+            component: str, p: Mapping[str, Any], attempt: int, suffix: str = ""
+        ) -> StepContext:
             return StepContext(
-                task=self.pile.name, run_id=s.run_id, step_id=sid + suffix + (f"[{item_index}]" if item_index is not None else ""),
-                component=component, params=p, attempt=attempt, env=env, cwd=cwd,
-                timeout=opts.timeout, kill_grace=s.kill_grace, log_dir=s.log_dir,
-                secrets=s.secrets, item=item, base_dir=s.base_dir, resources=opts.resources,
+                task=self.pile.name,
+                run_id=s.run_id,
+                step_id=sid + suffix + (f"[{item_index}]" if item_index is not None else ""),
+                component=component,
+                params=p,
+                attempt=attempt,
+                env=prep.env,
+                cwd=prep.cwd,
+                timeout=opts.timeout,
+                kill_grace=s.kill_grace,
+                log_dir=s.log_dir,
+                secrets=s.secrets,
+                item=item,
+                base_dir=s.base_dir,
+                resources=opts.resources,
                 runtime=s.subrun,
             )
 
         executor = self._executor_for(step.name, opts.executor)
-        if precondition:
+        if prep.precondition:
             async with self.max_active:
-                pre = await executor.run(ctx_for("Command", {"command": precondition}, 1, ".precondition"))
+                pre = await executor.run(
+                    ctx_for("Command", {"command": prep.precondition}, 1, ".precondition")
+                )
             if not pre.ok:
-                why = f"precondition {'timed out' if pre.status is StepStatus.TIMED_OUT else f'exited {pre.exit_code}'}"
-                if pre.exit_code is None and pre.error:
-                    why = f"precondition failed: {pre.error}"
-                mon.reason = why
-                mon.status = StepStatus.SKIPPED
-                mon.finished_at = s.clock.time()
-                s.emit("step_skipped", {**base, "status": "skipped", "reason": why})
-                return StepOutcome(StepStatus.SKIPPED, error=why)
-
+                return self._skip(mon, base, _precondition_reason(pre))
+        params = prep.params
         policy = opts.retry or self.default_retry
         attempt = 1
         while True:
@@ -190,13 +223,29 @@ class Attempts:
             if not policy.should_retry(attempt, outcome.exit_code):
                 break
             delay = policy.delay_before(attempt + 1, s.rand())
-            s.emit("step_retry", {**base, "status": str(outcome.status), "attempt": attempt,
-                                  "exit_code": outcome.exit_code, "error": outcome.error, "delay": delay})
+            s.emit(
+                "step_retry",
+                {
+                    **base,
+                    "status": str(outcome.status),
+                    "attempt": attempt,
+                    "exit_code": outcome.exit_code,
+                    "error": outcome.error,
+                    "delay": delay,
+                },
+            )
             await s.clock.sleep(delay)
             attempt += 1
         if outcome.items is not None:
             self.items_of[sid] = outcome.items
         return self._end(sid, mon, outcome, {**base, "attempt": attempt})
+
+    def _skip(self, mon: Any, base: dict[str, Any], why: str) -> StepOutcome:
+        mon.reason = why
+        mon.status = StepStatus.SKIPPED
+        mon.finished_at = self.s.clock.time()
+        self.s.emit("step_skipped", {**base, "status": "skipped", "reason": why})
+        return StepOutcome(StepStatus.SKIPPED, error=why)
 
     def _end(self, sid: str, mon: Any, outcome: StepOutcome, base: dict[str, Any]) -> StepOutcome:
         s = self.s
@@ -213,6 +262,22 @@ class Attempts:
             payload["error"] = outcome.error
             s.emit("step_error", payload)
         return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    params: Mapping[str, Any]
+    env: Mapping[str, str]
+    cwd: str | None
+    precondition: Any
+
+
+def _precondition_reason(pre: StepOutcome) -> str:
+    if pre.status is StepStatus.TIMED_OUT:
+        return "precondition timed out"
+    if pre.exit_code is None and pre.error:
+        return f"precondition failed: {pre.error}"
+    return f"precondition exited {pre.exit_code}"
 
 
 class _Values(Mapping[str, Any]):

@@ -103,7 +103,9 @@ def decide(rule: TriggerRule, upstream: Iterable[tuple[str, StepStatus]]) -> Dec
     match rule:
         case TriggerRule.ALL_SUCCESS:
             if failed:
-                return Decision(False, StepStatus.UPSTREAM_FAILED, _names("upstream failed", failed))
+                return Decision(
+                    False, StepStatus.UPSTREAM_FAILED, _names("upstream failed", failed)
+                )
             if skipped:
                 return Decision(False, StepStatus.SKIPPED, _names("upstream skipped", skipped))
             return _RUN
@@ -123,7 +125,9 @@ def decide(rule: TriggerRule, upstream: Iterable[tuple[str, StepStatus]]) -> Dec
             return Decision(False, StepStatus.SKIPPED, "one_failed: no upstream failed")
         case TriggerRule.NONE_FAILED:
             if failed:
-                return Decision(False, StepStatus.UPSTREAM_FAILED, _names("upstream failed", failed))
+                return Decision(
+                    False, StepStatus.UPSTREAM_FAILED, _names("upstream failed", failed)
+                )
             return _RUN
     return _RUN  # pragma: no cover - every rule handled above
 

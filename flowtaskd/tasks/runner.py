@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flowtaskd.execution.context import StepOutcome
+from flowtaskd.stats import StepMonitor, TaskMonitor
 from flowtaskd.tasks.attempts import Attempts, RunSettings
 from flowtaskd.tasks.pile import Group, TaskPile
 from flowtaskd.tasks.rules import (
@@ -22,7 +23,6 @@ from flowtaskd.tasks.rules import (
     TaskStatus,
     decide,
 )
-from flowtaskd.stats import StepMonitor, TaskMonitor
 
 __all__ = ["DagRun"]
 
@@ -49,7 +49,9 @@ class DagRun:
         self.s = settings
         d = pile.definition
         self.monitor = TaskMonitor(
-            d.name, settings.run_id, trigger=settings.trigger,
+            d.name,
+            settings.run_id,
+            trigger=settings.trigger,
             params=settings.masker.mask_obj(dict(settings.params)),
         )
         for step in pile:
@@ -101,8 +103,10 @@ class DagRun:
             s.emit("exception", {"status": "failed", "error": s.masker.mask(repr(exc))})
             return self._finish(TaskStatus.FAILED, f"internal error: {exc!r}")
         failed = [
-            sid for sid, st in self.status.items()
-            if st in _FAILURES and self.pile[sid].spec is not None
+            sid
+            for sid, st in self.status.items()
+            if st in _FAILURES
+            and self.pile[sid].spec is not None
             and self.pile[sid].spec.options.skipError is SkipError.ENFORCE  # type: ignore[union-attr]
         ]
         if failed:
@@ -136,7 +140,9 @@ class DagRun:
 
             def start(unit: str) -> None:
                 if unit in self._members:
-                    tg.create_task(self._run_unit(self._run_group(self._members[unit]), unit, finished))
+                    tg.create_task(
+                        self._run_unit(self._run_group(self._members[unit]), unit, finished)
+                    )
                     return
                 decision = decide(self._rule(unit), self._upstream(unit))
                 if decision.run:
@@ -166,7 +172,9 @@ class DagRun:
             return StepStatus.DONE
         return st
 
-    def _upstream(self, sid: str, local: Mapping[str, StepStatus] | None = None) -> list[tuple[str, StepStatus]]:
+    def _upstream(
+        self, sid: str, local: Mapping[str, StepStatus] | None = None
+    ) -> list[tuple[str, StepStatus]]:
         out = []
         for u in self.pile.graph.predecessors(sid):
             if local is not None and u in local:
@@ -214,7 +222,9 @@ class DagRun:
             self.status[m] = final
             self.monitor.steps[m].status = final
 
-    async def _run_item(self, group: Group, index: int, item: Mapping[str, Any]) -> dict[str, StepStatus]:
+    async def _run_item(
+        self, group: Group, index: int, item: Mapping[str, Any]
+    ) -> dict[str, StepStatus]:
         members = set(group.members)
         local: dict[str, StepStatus] = {}
         outputs: dict[str, str | None] = dict(self.outputs)
@@ -226,8 +236,12 @@ class DagRun:
                     await done[u].wait()
             d = decide(self._rule(m), self._upstream(m, local))
             if d.run:
-                outcome: StepOutcome = await self.attempts.run(m, outputs, item_index=index, item=item)
-                local[m] = outcome.status if not self._skip_error(m, outcome.status) else StepStatus.DONE
+                outcome: StepOutcome = await self.attempts.run(
+                    m, outputs, item_index=index, item=item
+                )
+                local[m] = (
+                    outcome.status if not self._skip_error(m, outcome.status) else StepStatus.DONE
+                )
                 outputs[m] = outcome.output
             else:
                 local[m] = d.status or StepStatus.SKIPPED

@@ -112,7 +112,9 @@ class Task(AbstractTask):
             return
         definition = self._definition()
         given = self.task if self.task is not None else self.task_id
-        self.pile = given if isinstance(given, TaskPile) else TaskPile(definition, program=self.program)
+        self.pile = (
+            given if isinstance(given, TaskPile) else TaskPile(definition, program=self.program)
+        )
         self.task_id = self.task_id if self.task_id and self.task is not None else definition.name
         bus = self.task_events()
         if self._owns_bus:
@@ -146,7 +148,10 @@ class Task(AbstractTask):
         GLOBAL_MASKER.update(secrets)
         bus = self.task_events()
         log = _log.bind(task=d.name, run_id=self.run_id)
-        log_dir = Path(self.kwargs.get("log_dir") or Path(os.environ.get("TMPDIR", "/tmp")) / "flowtaskd" / "logs")
+        log_dir = Path(
+            self.kwargs.get("log_dir")
+            or Path(os.environ.get("TMPDIR", "/tmp")) / "flowtaskd" / "logs"
+        )
         log_dir = log_dir / d.name / self.run_id
         log_dir.mkdir(parents=True, exist_ok=True)
         name, run_id = d.name, self.run_id
@@ -156,7 +161,9 @@ class Task(AbstractTask):
         def emit(event: str, payload: dict[str, Any]) -> None:
             body = masker.mask_obj({"task": name, "run_id": run_id, **payload})
             if event not in quiet:
-                fields = {k: v for k, v in body.items() if k not in ("stats", "task", "run_id", "params")}
+                fields = {
+                    k: v for k, v in body.items() if k not in ("stats", "task", "run_id", "params")
+                }
                 level = "warning" if event in ("step_error", "on_error", "step_retry") else "info"
                 getattr(log, level)(event, **fields)
             bus.emit(event, body)
@@ -164,9 +171,17 @@ class Task(AbstractTask):
                 actions(event, body)
 
         settings = RunSettings(
-            run_id=run_id, executor=self.worker, emit=emit, log=log, log_dir=log_dir,
-            masker=masker, params=params, trigger=self.trigger, clock=self.clock,
-            base_env=base_env, secrets=secrets,
+            run_id=run_id,
+            executor=self.worker,
+            emit=emit,
+            log=log,
+            log_dir=log_dir,
+            masker=masker,
+            params=params,
+            trigger=self.trigger,
+            clock=self.clock,
+            base_env=base_env,
+            secrets=secrets,
             kill_grace=float(self.kwargs.get("kill_grace", 5.0)),
             base_dir=str(self.file.parent) if self.file else None,
             subrun=self._subrun if self._depth < _MAX_DEPTH else None,
@@ -183,13 +198,33 @@ class Task(AbstractTask):
 
     async def _subrun(self, ref: str, params: Mapping[str, Any]) -> StepOutcome:
         target: Any = ref
-        if self.file is not None and not Path(ref).is_absolute() and Path(ref).suffix in TASK_SUFFIXES:
+        if (
+            self.file is not None
+            and not Path(ref).is_absolute()
+            and Path(ref).suffix in TASK_SUFFIXES
+        ):
             target = str(self.file.parent / ref)
         child = Task(
-            task=target, params=dict(params), executor=self.worker, events=self.task_events(),
-            clock=self.clock, trigger="subrun", _depth=self._depth + 1,
-            **{k: v for k, v in self.kwargs.items()
-               if k in ("log_dir", "kill_grace", "python_allow", "resolve_task", "tasks_dir", "base_env")},
+            task=target,
+            params=dict(params),
+            executor=self.worker,
+            events=self.task_events(),
+            clock=self.clock,
+            trigger="subrun",
+            _depth=self._depth + 1,
+            **{
+                k: v
+                for k, v in self.kwargs.items()
+                if k
+                in (
+                    "log_dir",
+                    "kill_grace",
+                    "python_allow",
+                    "resolve_task",
+                    "tasks_dir",
+                    "base_env",
+                )
+            },
         )
         try:
             async with child:
@@ -233,8 +268,10 @@ class Command(Task):
         argv = command if command is not None else task
         if argv is None:
             raise ValueError("Command needs a command (argv list or string)")
-        step: dict[str, Any] = {"command": list(argv) if not isinstance(argv, str) else argv,
-                                "name": "command"}
+        step: dict[str, Any] = {
+            "command": list(argv) if not isinstance(argv, str) else argv,
+            "name": "command",
+        }
         if env:
             step["env"] = dict(env)
         if cwd:
