@@ -6,15 +6,17 @@ field required``; :meth:`Document.line_of` falls back to the deepest known prefi
 a mapping key as is if it is a ``str`` or ``int`` (YAML bools too), else ``str(key)``.
 
 - JSON: a position-tracking recursive-descent decoder on ``json``'s ``scanstring`` and number
-  pattern; its data equals ``json.loads``, which also reports invalid input.
+  pattern (:mod:`flowtaskd.tasks._jsonpos`); its data equals ``json.loads``, which also reports
+  invalid input.
 - YAML: safe only. PyYAML (libyaml) composes nodes; they are built here so each key and item
   has a line, scalars by the ``SafeConstructor`` (types as in ``yaml.safe_load``). An alias
   shares the anchored object like ``safe_load``; paths under it use the alias key's line.
   YAML 1.1 traps that PyYAML converts (plain ``yes/no/on/off`` in any case, as key or value;
   base-60 numbers like ``12:30``) are problems. (PyYAML reads ``y``/``n`` as text.)
 - TOML: ``tomllib`` for data; lines by scanning ``[table]``/``[[array]]`` headers (``[steps.x]``
-  after the 3rd ``[[steps]]`` is ``("steps", 2, "x")``) and ``key =`` lines, dotted keys too.
-  Limit: array items and inline-table keys report the line of their key.
+  after the 3rd ``[[steps]]`` is ``("steps", 2, "x")``) and ``key =`` lines, dotted keys too
+  (:mod:`flowtaskd.tasks._tomllines`). Limit: array items and inline-table keys report the line
+  of their key.
 
 No content (no YAML document, blank JSON, no TOML key) gives ``data is None``. A duplicate key
 keeps the later value and adds a problem. Reading the file is the only I/O.
@@ -27,8 +29,6 @@ import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from json.decoder import scanstring  # type: ignore[attr-defined]
-from json.scanner import NUMBER_RE
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ import yaml
 from yaml.constructor import ConstructorError
 
 from flowtaskd.errors import Problem, TaskNotFound, TaskParseError, format_path
+from flowtaskd.tasks._jsonpos import JsonReader
+from flowtaskd.tasks._tomllines import toml_lines
 
 try:
     from yaml import CSafeLoader as _Loader
@@ -90,104 +92,11 @@ def _part(key: Any) -> str | int:
 
 # --- JSON -----------------------------------------------------------------------------------
 
-_WS = re.compile(r"[ \t\n\r]*")
-_KEY = re.compile(r'[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*')  # no escapes
-_COLON = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
-_NEXT = re.compile(r"[ \t\n\r]*([,\]}])[ \t\n\r]*")
-_WORDS = ("null", "true", "false", "NaN", "Infinity", "-Infinity")  # json.loads takes NaN too
-_VALUES = (None, True, False, *map(float, _WORDS[3:]))
-_CONSTANTS: dict[str, Any] = dict(zip(_WORDS, _VALUES, strict=True))
-
-
-def _skip(text: str, pos: int) -> int:
-    return _WS.match(text, pos).end()  # type: ignore[union-attr]  # `*` always matches
-
-
-class _JsonReader:
-    """Recursive descent over JSON text, recording the line of every key and item."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.lines: dict[_KeyPath, int] = {(): 1}
-        self.duplicates: list[tuple[_KeyPath, int, int]] = []
-        self._cursor = 0  # the newlines before _cursor are counted in _line
-        self._line = 1
-
-    def read(self) -> Any:
-        data, end = self._value(_skip(self.text, 0), ())
-        if _skip(self.text, end) != len(self.text):
-            raise ValueError  # json.loads says what and where
-        return data
-
-    def _line_at(self, pos: int) -> int:  # positions only grow, so this is linear overall
-        self._line += self.text.count("\n", self._cursor, pos)
-        self._cursor = pos
-        return self._line
-
-    def _value(self, pos: int, path: _KeyPath) -> tuple[Any, int]:
-        text = self.text
-        char = text[pos : pos + 1]
-        if char == '"':
-            return scanstring(text, pos + 1)  # type: ignore[no-any-return]
-        if char == "{":
-            return self._mapping(pos + 1, path)
-        if char == "[":
-            return self._sequence(pos + 1, path)
-        if match := NUMBER_RE.match(text, pos):
-            integer, fraction, exponent = match.groups()
-            return (float(match[0]) if fraction or exponent else int(integer)), match.end()
-        for word, constant in _CONSTANTS.items():
-            if text.startswith(word, pos):
-                return constant, pos + len(word)
-        raise ValueError
-
-    def _mapping(self, pos: int, path: _KeyPath) -> tuple[dict[str, Any], int]:
-        text, lines, result = self.text, self.lines, dict[str, Any]()
-        if (match := _NEXT.match(text, pos)) and match[1] == "}":
-            return result, match.end()
-        while True:
-            if match := _KEY.match(text, pos):
-                key, start, pos = match[1], match.start(1), match.end()
-            else:
-                start = _skip(text, pos)
-                if text[start : start + 1] != '"':
-                    raise ValueError
-                key, pos = scanstring(text, start + 1)
-                if not (match := _COLON.match(text, pos)):
-                    raise ValueError
-                pos = match.end()
-            child, line = (*path, key), self._line_at(start)
-            if key in result:
-                self.duplicates.append((child, line, lines[child]))
-            lines[child] = line
-            result[key], pos = self._value(pos, child)
-            if not (match := _NEXT.match(text, pos)) or match[1] == "]":
-                raise ValueError
-            if match[1] == "}":
-                return result, match.end()
-            pos = match.end()
-
-    def _sequence(self, pos: int, path: _KeyPath) -> tuple[list[Any], int]:
-        text, lines, result = self.text, self.lines, list[Any]()
-        pos = _skip(text, pos)
-        if text[pos : pos + 1] == "]":
-            return result, pos + 1
-        while True:
-            child = (*path, len(result))
-            lines[child] = self._line_at(pos)
-            item, pos = self._value(pos, child)
-            result.append(item)
-            if not (match := _NEXT.match(text, pos)) or match[1] == "}":
-                raise ValueError
-            if match[1] == "]":
-                return result, match.end()
-            pos = match.end()
-
 
 def _parse_json(text: str, file: str | None) -> Document:
     if not text.strip(" \t\n\r"):
         return Document(None, file, "json")
-    reader = _JsonReader(text)
+    reader = JsonReader(text)
     try:
         data = reader.read()
     except ValueError:  # bad syntax, a bad string, an integer over Python's digit limit
@@ -337,79 +246,6 @@ def _parse_yaml(text: str, file: str | None) -> Document:
 # --- TOML -----------------------------------------------------------------------------------
 
 _TOML_WHERE = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
-_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
-_KEYS = rf"{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*"
-_ARRAY_HEADER = re.compile(rf"[ \t]*\[\[[ \t]*({_KEYS})[ \t]*\]\]")
-_TABLE_HEADER = re.compile(rf"[ \t]*\[[ \t]*({_KEYS})[ \t]*\]")
-_KEY_LINE = re.compile(rf"[ \t]*({_KEYS})[ \t]*=")
-_ONE_KEY = re.compile(_KEY_PART)
-_STRING = {'"': re.compile(r'"(?:[^"\\]|\\.)*"?'), "'": re.compile(r"'[^']*'?")}
-
-
-def _toml_keys(keys: str) -> list[str]:
-    parts: list[str] = _ONE_KEY.findall(keys)  # tomllib decodes a quoted key
-    return [str(tomllib.loads(f"k = {p}")["k"]) if p[0] in "'\"" else p for p in parts]
-
-
-def _toml_resolve(keys: Sequence[str], arrays: dict[_KeyPath, int]) -> _KeyPath:
-    path: _KeyPath = ()
-    for key in keys:
-        path = (*path, key)
-        if path in arrays:  # a key naming an array of tables means its latest item
-            path = (*path, arrays[path])
-    return path
-
-
-def _toml_skip(line: str, pos: int, quote: str | None, depth: int) -> tuple[str | None, int]:
-    """Scan the rest of a value on `line`: (open multi-line quote, open bracket depth)."""
-    while pos < len(line):
-        if quote is not None:
-            if (close := line.find(quote, pos)) < 0:
-                return quote, depth
-            pos, quote = close + 3, None
-            continue
-        char = line[pos]
-        if char == "#":
-            break
-        if line.startswith(char * 3, pos) and char in "\"'":
-            pos, quote = pos + 3, char * 3
-        elif char in "\"'":
-            pos = _STRING[char].match(line, pos).end()  # type: ignore[union-attr]
-        else:
-            depth += (char in "[{") - (char in "]}")
-            pos += 1
-    return quote, depth
-
-
-def _toml_lines(text: str) -> dict[_KeyPath, int]:
-    lines: dict[_KeyPath, int] = {(): 1}
-    table: _KeyPath = ()
-    arrays: dict[_KeyPath, int] = {}  # resolved path of an array of tables -> latest index
-    quote: str | None = None  # inside a multi-line string
-    depth = 0  # inside a multi-line array
-    for number, line in enumerate(text.split("\n"), 1):
-        if quote is not None or depth > 0:
-            quote, depth = _toml_skip(line, 0, quote, depth)
-        elif match := _ARRAY_HEADER.match(line):
-            keys = _toml_keys(match[1])
-            array = (*_toml_resolve(keys[:-1], arrays), keys[-1])
-            arrays[array] = arrays.get(array, -1) + 1
-            table = (*array, arrays[array])
-            lines[table] = number
-        elif match := _TABLE_HEADER.match(line):
-            table = _toml_resolve(_toml_keys(match[1]), arrays)
-        elif match := _KEY_LINE.match(line):
-            keys = _toml_keys(match[1])
-            lines[(*table, *keys)] = number
-            for end in range(1, len(keys)):  # dotted keys create tables
-                lines.setdefault((*table, *keys[:end]), number)
-            quote, depth = _toml_skip(line, match.end(), None, 0)
-            continue
-        else:
-            continue
-        for end in range(1, len(table) + 1):  # a header and the tables it implies
-            lines.setdefault(table[:end], number)
-    return lines
 
 
 def _parse_toml(text: str, file: str | None) -> Document:
@@ -424,7 +260,7 @@ def _parse_toml(text: str, file: str | None) -> Document:
             else:
                 line, message = text.rstrip().count("\n") + 1, f"{message} (at the end)"
         raise _fail(file, f"TOML syntax error: {message}", line) from None
-    return Document(data or None, file, "toml", _toml_lines(text))
+    return Document(data or None, file, "toml", toml_lines(text))
 
 
 # --- entry points ---------------------------------------------------------------------------
