@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
+from flowtaskd.components.base import Component
+from flowtaskd.components.registry import register, registry
+from flowtaskd.errors import TaskParseError
 from flowtaskd.events import EventBus
+from flowtaskd.execution.context import StepContext, StepOutcome
+from flowtaskd.tasks.options import StrictModel
+from flowtaskd.tasks.pile import TaskPile
 from flowtaskd.tasks.rules import StepStatus, TaskStatus
 from flowtaskd.tasks.task import Command, Task
 from tests.conftest import FakeClock, pid_alive, wait_for, write
@@ -521,3 +527,32 @@ async def test_task_by_library_name(tmp_path: Path) -> None:
     async with Task("named", tasks_dir=str(tmp_path / "lib"), log_dir=tmp_path) as t:
         stats = await t.run()
     assert stats.status is TaskStatus.DONE
+
+
+class _ShoutParams(StrictModel):
+    text: str
+
+
+class _Shout(Component):
+    """A plugin component, registered the way the entry-point group does it."""
+
+    name = "Shout"
+    Params = _ShoutParams
+
+    async def run(self, ctx: StepContext) -> StepOutcome:
+        return StepOutcome(StepStatus.DONE, output=str(ctx.params["text"]).upper())
+
+
+async def test_a_plugin_component_validates_and_runs(tmp_path: Path) -> None:
+    registry().pop("Shout", None)
+    register(_Shout)
+    try:
+        with pytest.raises(TaskParseError, match="did you mean `text`"):
+            TaskPile({"name": "p", "steps": [{"Shout": {"txt": "x"}}]})
+        stats, _ = await run_task(
+            {"name": "p", "steps": [{"Shout": {"text": "hey {who}"}}], "params": {"who": "you"}},
+            tmp_path,
+        )
+        assert steps(stats)["Shout_1"]["output"] == "HEY YOU"
+    finally:
+        registry().pop("Shout", None)
