@@ -75,3 +75,21 @@ class FakeClock:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+_QUIETED = ("apscheduler", "httpx", "httpcore", "watchfiles", "distributed")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Any:
+    """An in-process daemon configures logging and quiets chatty libraries for the whole
+    process; undo that after each test so tests do not depend on their order."""
+    import logging
+
+    levels = {name: logging.getLogger(name).level for name in _QUIETED}
+    yield
+    from flowtaskd.logs import reset_logging
+
+    reset_logging()
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
