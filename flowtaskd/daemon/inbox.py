@@ -131,16 +131,19 @@ class InboxWatcher:
         self._busy: dict[Path, bool] = {}  # path -> seen again while being handled
         self._failed: dict[Path, tuple[tuple[int, int, int] | None, str]] = {}
 
-    async def run(self, stop_event: asyncio.Event) -> None:
+    async def run(self, stop_event: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Claim what is there, then what arrives, until ``stop_event`` is set.
 
-        Raises :class:`~flowtaskd.errors.DaemonError` at once if an inbox folder is missing.
+        ``ready`` is set once the watch is in place and the first scan is done. Raises
+        :class:`~flowtaskd.errors.DaemonError` at once if an inbox folder is missing.
         """
         await asyncio.to_thread(_check_folders, list(self._folders))
         async with asyncio.TaskGroup() as group:
             run = _Run(stop_event, group, asyncio.Semaphore(self._max_settling))
             group.create_task(self._watch(run))
             await self._scan_all(run)  # after the watch started: nothing falls in between
+            if ready is not None:
+                ready.set()
             while not stop_event.is_set():
                 try:
                     async with asyncio.timeout(self._rescan):

@@ -24,10 +24,13 @@ from flowtaskd.clock import Clock, SystemClock
 from flowtaskd.daemon.config import DaemonConfig, load_config
 from flowtaskd.daemon.intake import Intake
 from flowtaskd.daemon.library import Library, LibraryChange
+from flowtaskd.daemon.metrics import DaemonMetrics
 from flowtaskd.daemon.runs import RunManager
 from flowtaskd.daemon.scheduler import ScheduleEntry, Scheduler
 from flowtaskd.daemon.store import HistoryStore
+from flowtaskd.daemon.subscribers import load_subscribers
 from flowtaskd.daemon.systemd import Notifier, watchdog_loop
+from flowtaskd.daemon.webhooks import WebhookDispatcher
 from flowtaskd.errors import DaemonError, FlowtaskError
 from flowtaskd.events import EventBus
 from flowtaskd.execution.context import Executor
@@ -49,7 +52,7 @@ class Daemon:
         self.bus = EventBus(clock=self.clock.time)
         state = config.state_dir
         self.store = HistoryStore(config.history.path or state / "history.db")
-        self.executor: Executor = LocalExecutor()
+        self.executor: Executor = _executor(config)
         self.library = Library(config.tasks, trust_all=config.security.trust_all_files)
         self.runs = RunManager(
             store=self.store,
@@ -77,6 +80,24 @@ class Daemon:
         self._lock_fd: int | None = None
         self._signals = 0
         self.extensions: list[Any] = []  # control socket, webhooks, metrics (see events issue)
+        from flowtaskd.daemon.control import ControlServer  # noqa: PLC0415 - lead: move to top
+
+        self.extensions.append(ControlServer(self))
+        self.subscriber_errors: list[str] = []  # plugin subscribers: loaded at the top of _run
+        self.webhooks: WebhookDispatcher | None = None
+        if config.webhooks:
+            self.webhooks = WebhookDispatcher(self.bus, config.webhooks)
+            self.extensions.append(self.webhooks)
+        self.metrics: DaemonMetrics | None = None
+        if config.metrics.address is not None:
+            self.metrics = DaemonMetrics(
+                self.bus,
+                listen=config.metrics.address,
+                library=self.library,
+                runs=self.runs,
+                webhooks=self.webhooks,
+            )
+            self.extensions.append(self.metrics)
 
     # -- process life -----------------------------------------------------------------
     def _lock(self) -> None:
@@ -113,7 +134,9 @@ class Daemon:
     async def run(self) -> int:
         configure_logging(self.config.log.format, self.config.log.level)
         # apscheduler logs every job run at INFO; our own run events say more
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        # httpx logs every request with its full URL (tokens included); distributed is chatty
+        for name in ("apscheduler", "httpx", "httpcore", "distributed"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self._lock()
         try:
             await self._run()
@@ -122,12 +145,17 @@ class Daemon:
         return 0
 
     async def _run(self) -> None:
+        # plugin subscribers: after logging is configured, before the first event is emitted
+        self.subscriber_errors = load_subscribers(self.config.subscribers, self.bus)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         await self.store.open()
         try:
+            start = getattr(self.executor, "start", None)
+            if start is not None:
+                await start()
             async with self.bus:
                 await self._serve()
         finally:
@@ -148,6 +176,8 @@ class Daemon:
         self.scheduler.start()
         await self.scheduler.record_catchups()
         runs_stop = asyncio.Event()
+        ext_stop = asyncio.Event()  # extensions outlive the drain: they report its last events
+        inboxes_ready = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tg:
                 self.intake.task_group = tg
@@ -156,12 +186,15 @@ class Daemon:
                 tg.create_task(
                     self.library.watch(self._intake_stop, self._apply_library), name="library"
                 )
-                tg.create_task(self.intake.watch(self._intake_stop), name="inboxes")
+                tg.create_task(self.intake.watch(self._intake_stop, inboxes_ready), name="inboxes")
                 tg.create_task(self._housekeeping(self._intake_stop), name="housekeeping")
                 if self.notifier.watchdog_interval:
                     tg.create_task(self._watchdog(self._intake_stop), name="watchdog")
                 for ext in self.extensions:
-                    tg.create_task(ext.serve(self._intake_stop), name=type(ext).__name__)
+                    tg.create_task(ext.serve(ext_stop), name=type(ext).__name__)
+                with contextlib.suppress(TimeoutError):  # ready = files dropped now are seen
+                    async with asyncio.timeout(10):
+                        await inboxes_ready.wait()
                 self.notifier.ready(self._status_text())
                 self.bus.emit(
                     "daemon_ready",
@@ -176,10 +209,15 @@ class Daemon:
                 )
                 await self._stop.wait()
                 await self._shutdown(runs_stop)
-        except* FlowtaskError as group:
-            for exc in group.exceptions:
-                _log.error("daemon_failed", error=str(exc))
-            raise DaemonError("; ".join(str(e) for e in group.exceptions)) from None
+                ext_stop.set()
+        except* Exception as group:
+            errors = list(_leaves(group))
+            for exc in errors:
+                if isinstance(exc, FlowtaskError):
+                    _log.error("daemon_failed", error=str(exc))
+                else:  # a bug, not a user mistake: keep the traceback in the log
+                    _log.error("daemon_failed", error=repr(exc), exc_info=exc)
+            raise DaemonError("; ".join(str(e) or repr(e) for e in errors)) from None
 
     async def _shutdown(self, runs_stop: asyncio.Event) -> None:
         self.notifier.stopping()
@@ -253,7 +291,17 @@ class Daemon:
                 _log.error("config_invalid", error=str(exc))
                 self.notifier.ready(self._status_text())
                 return {"ok": False, "error": str(exc)}
-            for key in ("state_dir", "tasks", "inboxes", "executor", "control", "metrics"):
+            restart_keys = (
+                "state_dir",
+                "tasks",
+                "inboxes",
+                "executor",
+                "control",
+                "metrics",
+                "webhooks",
+                "subscribers",
+            )
+            for key in restart_keys:
                 if getattr(new, key) != getattr(self.config, key):
                     changed.append(key)
             self.config = new
@@ -267,6 +315,7 @@ class Daemon:
         self.bus.emit(
             "daemon_reloaded", {"tasks": len(self.library.tasks), "restart_needed": changed}
         )
+        _log.info("daemon_reloaded", tasks=len(self.library.tasks), restart_needed=changed)
         return {"ok": True, "tasks": len(self.library.tasks), "restart_needed": changed}
 
     # -- library and schedules --------------------------------------------------------
@@ -347,6 +396,26 @@ class Daemon:
 
     def _fire(self, entry: ScheduleEntry, fire_time: float, trigger: str) -> None:
         self.intake.fire_schedule(entry, fire_time, trigger)
+
+
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    out: list[Exception] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        else:
+            out.append(exc)
+    return out
+
+
+def _executor(config: DaemonConfig) -> Executor:
+    ex = config.executor
+    if ex.kind != "dask":
+        return LocalExecutor()
+    from flowtaskd.execution.dask import DaskExecutor  # noqa: PLC0415 - the optional extra
+
+    local = ex.local.model_dump() if ex.local is not None else None
+    return DaskExecutor(ex.address, local=local, on_unreachable=ex.on_unreachable)
 
 
 def main_run(config_path: Path | None) -> int:
