@@ -140,8 +140,15 @@ class InboxWatcher:
         await asyncio.to_thread(_check_folders, list(self._folders))
         async with asyncio.TaskGroup() as group:
             run = _Run(stop_event, group, asyncio.Semaphore(self._max_settling))
-            group.create_task(self._watch(run))
-            await self._scan_all(run)  # after the watch started: nothing falls in between
+            live = asyncio.Event()
+            group.create_task(self._watch(run, live))
+            stopped = asyncio.ensure_future(stop_event.wait())
+            live_wait = asyncio.ensure_future(live.wait())
+            await asyncio.wait({stopped, live_wait}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            live_wait.cancel()
+            await asyncio.gather(stopped, live_wait, return_exceptions=True)
+            await self._scan_all(run)  # after the watch is live: nothing falls in between
             if ready is not None:
                 ready.set()
             while not stop_event.is_set():
@@ -152,8 +159,9 @@ class InboxWatcher:
                     _log.debug("inbox_rescan")
                     await self._scan_all(run)
 
-    async def _watch(self, run: _Run) -> None:
-        async for batch in watch_paths(list(self._folders), run.stop, recursive=False):
+    async def _watch(self, run: _Run, live: asyncio.Event) -> None:
+        batches = watch_paths(list(self._folders), run.stop, recursive=False, on_live=live.set)
+        async for batch in batches:
             for path in sorted(batch):
                 inbox = self._folders.get(path.parent)  # None: in a subfolder
                 if inbox is not None and _is_candidate(path):

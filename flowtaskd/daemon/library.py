@@ -179,7 +179,8 @@ class Library:
         it raises ends the watch. Call :meth:`scan` first: changes made before the native
         watches are in place are only seen by the next scan.
         """
-        async for paths in watch_paths(self._roots, stop_event):
+        # hot reload needs no millisecond latency: a slower poll keeps the idle daemon quiet
+        async for paths in watch_paths(self._roots, stop_event, step_ms=50):
             changes = await asyncio.to_thread(self.apply, paths)
             if changes:
                 on_changes(changes)

@@ -110,6 +110,7 @@ async def watch_paths(
     step_ms: int = 5,
     debounce_ms: int = 20,
     recursive: bool = True,
+    on_live: Callable[[], None] | None = None,
 ) -> AsyncIterator[set[Path]]:
     """Yield batches of changed (added, modified or deleted) paths under ``roots``.
 
@@ -118,6 +119,7 @@ async def watch_paths(
     caller creates them, and a missing one raises :class:`~flowtaskd.errors.DaemonError`
     (on the first iteration). A consumer that may leave the loop early should iterate under
     ``contextlib.aclosing(...)`` so the native watch is released at once, not at GC.
+    ``on_live`` is called once the native watch exists: a change made after it is seen.
     """
     absolute = await asyncio.to_thread(_checked_roots, roots)
     flag = _StopFlag(stop_event)
@@ -132,6 +134,17 @@ async def watch_paths(
     )
     try:
         async with contextlib.aclosing(batches):
+            if on_live is not None:
+                # awatch creates its native watch synchronously in its first step, before its
+                # first await: once that step ran (one loop turn), the watch is live.
+                first = asyncio.ensure_future(anext(batches))
+                await asyncio.sleep(0)
+                on_live()
+                try:
+                    changes = await first
+                except StopAsyncIteration:
+                    return
+                yield {Path(raw) for _change, raw in changes}
             async for changes in batches:
                 yield {Path(raw) for _change, raw in changes}
     finally:
@@ -163,26 +176,37 @@ async def wait_stable(
     timeout: float = 10.0,  # noqa: ASYNC109 - on timeout we return None, not raise
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    wall: Callable[[], float] = time.time,
 ) -> os.stat_result | None:
     """The stat of ``path`` once it stopped changing; None if it vanished or never settled.
 
-    Stable means size, mtime and inode equal across ``checks`` consecutive checks
-    ``interval`` apart, so a finished file returns after about ``interval * checks``.
-    A path that is not a regular file is returned as soon as it is seen (nothing to settle).
+    Stable means unchanged (size, mtime, inode) for a quiet window of ``interval * checks``
+    seconds. The file's own mtime says how long it has been quiet already, so a file that
+    was renamed in complete (its mtime older than the window) returns at the first stat,
+    and one still being written is re-checked once the window after its last write passed.
+    A path that is not a regular file is returned as soon as it is seen.
     """
+    quiet = interval * checks
     deadline = clock() + timeout
     last = await _stat(path)
     if last is None or not stat_mod.S_ISREG(last.st_mode):
         return last
-    same = 0
     while True:
+        age = wall() - last.st_mtime_ns / 1e9
+        if age >= quiet:  # (a negative age, a future mtime, is never quiet)
+            # quiet long enough by its own clock; one more look proves nobody wrote since
+            current = await _stat(path)
+            if current is None or _same(current, last):
+                return current
+            last = current
+            continue
         if clock() >= deadline:
             return None
-        await sleep(interval)
+        # a future mtime (clock skew) counts as "just written": wait a whole window
+        await sleep(quiet - age if 0 <= age < quiet else quiet)
         current = await _stat(path)
         if current is None:
             return None
-        same = same + 1 if _same(current, last) else 0
-        if same >= checks:
+        if _same(current, last) and (wall() - current.st_mtime_ns / 1e9) >= quiet:
             return current
         last = current
