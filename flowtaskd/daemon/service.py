@@ -16,21 +16,24 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+if TYPE_CHECKING:
+    from flowtaskd.daemon.metrics import DaemonMetrics
+    from flowtaskd.daemon.webhooks import WebhookDispatcher
+
 from flowtaskd.clock import Clock, SystemClock
 from flowtaskd.daemon.config import DaemonConfig, load_config
+from flowtaskd.daemon.control import ControlServer
 from flowtaskd.daemon.intake import Intake
 from flowtaskd.daemon.library import Library, LibraryChange
-from flowtaskd.daemon.metrics import DaemonMetrics
 from flowtaskd.daemon.runs import RunManager
 from flowtaskd.daemon.scheduler import ScheduleEntry, Scheduler
 from flowtaskd.daemon.store import HistoryStore
 from flowtaskd.daemon.subscribers import load_subscribers
 from flowtaskd.daemon.systemd import Notifier, watchdog_loop
-from flowtaskd.daemon.webhooks import WebhookDispatcher
 from flowtaskd.errors import DaemonError, FlowtaskError
 from flowtaskd.events import EventBus
 from flowtaskd.execution.context import Executor
@@ -80,16 +83,19 @@ class Daemon:
         self._lock_fd: int | None = None
         self._signals = 0
         self.extensions: list[Any] = []  # control socket, webhooks, metrics (see events issue)
-        from flowtaskd.daemon.control import ControlServer  # noqa: PLC0415 - lead: move to top
-
         self.extensions.append(ControlServer(self))
         self.subscriber_errors: list[str] = []  # plugin subscribers: loaded at the top of _run
+        # webhooks and metrics import httpx / prometheus_client: only when configured
         self.webhooks: WebhookDispatcher | None = None
         if config.webhooks:
+            from flowtaskd.daemon.webhooks import WebhookDispatcher  # noqa: PLC0415
+
             self.webhooks = WebhookDispatcher(self.bus, config.webhooks)
             self.extensions.append(self.webhooks)
         self.metrics: DaemonMetrics | None = None
         if config.metrics.address is not None:
+            from flowtaskd.daemon.metrics import DaemonMetrics  # noqa: PLC0415
+
             self.metrics = DaemonMetrics(
                 self.bus,
                 listen=config.metrics.address,
