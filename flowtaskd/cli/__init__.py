@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from flowtaskd.cli import daemon, execute, model
+from flowtaskd.cli import control, daemon, execute, model
 
 __all__ = ["main"]
 
-_MODULES = [daemon, model, execute]
+_MODULES = [daemon, model, execute, control]
 
 
 def build_parser() -> argparse.ArgumentParser:

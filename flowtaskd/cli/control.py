@@ -1,0 +1,362 @@
+"""Commands that talk to a running daemon over its control socket.
+
+``flowtaskd status``, ``tasks``, ``trigger NAME [-p key=value ...] [--wait]``,
+``cancel RUN_ID``, ``reload`` and ``events``. Each finds the socket from ``--socket PATH``,
+else from the config (``--config FILE``, else the defaults: ``./var/control.sock``).
+``events`` always follows the live stream (the daemon keeps no backlog of events; past runs
+are in ``flowtaskd history``) until Ctrl-C or the daemon stops; ``--follow`` is accepted
+for familiarity.
+
+Exit codes: 0 success; 1 ``trigger --wait``: the run failed or was cancelled; 2 the daemon
+could not be reached, refused the request, or closed the connection. Errors are one line
+on stderr, never a traceback. The client uses plain blocking sockets: it is a CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from flowtaskd.daemon.config import load_config
+from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
+
+__all__ = ["register"]
+
+_REPLY_TIMEOUT = 60.0
+
+
+class _CliError(Exception):
+    """One line for stderr and an exit code."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("status", help="show the running daemon's state")
+    _common(p)
+    p.set_defaults(handler=_run(_cmd_status))
+
+    p = sub.add_parser("tasks", help="list the tasks the running daemon has loaded")
+    _common(p)
+    p.set_defaults(handler=_run(_cmd_tasks))
+
+    p = sub.add_parser("trigger", help="run a loaded task now")
+    p.add_argument("task", metavar="NAME")
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a run param (repeatable); KEY:=JSON for a number, list, true, ...",
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="wait for the run; exit 0 if done, 1 otherwise"
+    )
+    _common(p)
+    p.set_defaults(handler=_run(_cmd_trigger))
+
+    p = sub.add_parser("cancel", help="cancel a running or queued run")
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix")
+    _common(p)
+    p.set_defaults(handler=_run(_cmd_cancel))
+
+    p = sub.add_parser("reload", help="re-read the config and rescan the task folders")
+    _common(p)
+    p.set_defaults(handler=_run(_cmd_reload))
+
+    p = sub.add_parser("events", help="stream live lifecycle events (until Ctrl-C)")
+    p.add_argument(
+        "-f", "--follow", action="store_true", help="accepted for familiarity: always follows"
+    )
+    p.add_argument("--task", default=None, help="only events of this task")
+    p.add_argument(
+        "--event",
+        action="append",
+        default=[],
+        metavar="EVENT",
+        help="only these events (repeatable, or comma-separated)",
+    )
+    _common(p)
+    p.set_defaults(handler=_run(_cmd_events))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--socket", type=Path, default=None, help="the daemon's control socket")
+    p.add_argument("--config", type=Path, default=None, help="the daemon's config file")
+    p.add_argument("--json", action="store_true", help="print the daemon's JSON replies")
+
+
+def _run(command: Any) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            code: int = command(args)
+        except _CliError as exc:
+            print(f"flowtaskd: {exc}", file=sys.stderr)
+            return exc.code
+        return code
+
+    return handler
+
+
+def _socket_path(args: argparse.Namespace) -> Path:
+    if args.socket is not None:
+        return Path(args.socket)
+    try:
+        path: Path = load_config(args.config).control.socket
+    except TaskParseError as exc:
+        lines = [str(p) for p in exc.problems] or [str(exc)]
+        raise _CliError("; ".join(lines)) from None
+    except FlowtaskError as exc:
+        raise _CliError(str(exc)) from None
+    return path
+
+
+class _Client:
+    """One connection to the control socket: JSON lines out, JSON lines in."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(_REPLY_TIMEOUT)
+        try:
+            self.sock.connect(os.fspath(path))
+        except PermissionError:
+            self.sock.close()
+            raise _CliError(f"cannot reach the daemon at {path}: permission denied") from None
+        except OSError:
+            self.sock.close()
+            raise _CliError(f"cannot reach the daemon at {path} (is it running?)") from None
+        self.file = self.sock.makefile("rb")
+
+    def __enter__(self) -> _Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+        self.sock.close()
+
+    def send(self, request: dict[str, Any]) -> None:
+        try:
+            self.sock.sendall(json.dumps(request).encode() + b"\n")
+        except OSError as exc:
+            raise _CliError(f"lost the connection to the daemon at {self.path}: {exc}") from None
+
+    def receive(self, *, follow: bool = False) -> dict[str, Any] | None:
+        """The next JSON line (None at end of stream when ``follow``)."""
+        if follow:
+            self.sock.settimeout(None)
+        try:
+            line = self.file.readline()
+        except TimeoutError:
+            raise _CliError(
+                f"no reply from the daemon at {self.path} within {_REPLY_TIMEOUT:g}s"
+            ) from None
+        except OSError as exc:
+            raise _CliError(f"lost the connection to the daemon at {self.path}: {exc}") from None
+        if not line:
+            if follow:
+                return None
+            raise _CliError(f"the daemon at {self.path} closed the connection")
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise _CliError(f"the daemon at {self.path} sent a line that is not JSON") from None
+        if not isinstance(reply, dict):
+            raise _CliError(f"the daemon at {self.path} sent {line[:80]!r}")
+        return reply
+
+    def request(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.send(request)
+        reply = self.receive()
+        assert reply is not None
+        return _checked(reply)
+
+
+def _checked(reply: dict[str, Any]) -> dict[str, Any]:
+    if not reply.get("ok"):
+        raise _CliError(str(reply.get("error") or "the daemon refused the request"))
+    return reply
+
+
+def _print_json(obj: Any, out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(obj) + "\n")
+    out.flush()
+
+
+def _span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h{minutes:02d}m"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+# -- commands ---------------------------------------------------------------------------
+def _cmd_status(args: argparse.Namespace) -> int:
+    with _Client(_socket_path(args)) as client:
+        st = client.request({"cmd": "status"})
+    if args.json:
+        _print_json(st)
+        return 0
+    runs = st["runs"]
+    print(
+        f"flowtaskd {st['version']}, pid {st['pid']}, up {_span(st['uptime'])},"
+        f" state dir {st['state_dir']}"
+    )
+    invalid = f", {st['invalid']} invalid (see flowtaskd tasks)" if st["invalid"] else ""
+    print(f"tasks: {st['tasks']} loaded{invalid}")
+    print(
+        f"runs:  {len(runs['active'])} running, {len(runs['queued'])} queued,"
+        f" {runs['completed']} finished since start"
+    )
+    for r in runs["active"]:
+        print(f"  running  {r['run_id']}  {r['task']}  {_span(r['running_for'])}  ({r['trigger']})")
+    for r in runs["queued"]:
+        print(f"  queued   {r['run_id']}  {r['task']}  ({r['trigger']})")
+    fires = st["next_fire_times"]
+    if fires:
+        print("next fire times:")
+        width = max(len(k) for k in fires)
+        for key, when in sorted(fires.items(), key=lambda kv: kv[1] or "~"):
+            print(f"  {key:<{width}}  {when or 'paused'}")
+    ctl = st["control"]
+    print(f"subscribers: {ctl['subscribers']} ({ctl['dropped_subscribers']} dropped)")
+    return 0
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    with _Client(_socket_path(args)) as client:
+        reply = client.request({"cmd": "tasks"})
+    if args.json:
+        _print_json(reply)
+        return 0
+    tasks, invalid = reply["tasks"], reply["invalid"]
+    if not tasks:
+        print("no tasks loaded")
+    else:
+        width = max(4, *(len(t["name"]) for t in tasks))
+        print(f"{'NAME':<{width}}  STEPS  SCHEDULE         FILE")
+        for t in tasks:
+            sched = ", ".join(t["schedules"]) or "-"
+            print(f"{t['name']:<{width}}  {t['steps']:>5}  {sched:<15}  {t['file']}")
+            if t.get("description"):
+                print(f"{'':<{width}}         {t['description']}")
+    for bad in invalid:
+        print(f"invalid: {bad['file']}")
+        for p in bad["problems"]:
+            print(f"  {Problem(**p)}")
+    return 0
+
+
+def _params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or key == ":":
+            raise _CliError(f"-p {pair!r}: write KEY=VALUE (or KEY:=JSON)")
+        if key.endswith(":"):
+            try:
+                params[key[:-1]] = json.loads(value)
+            except ValueError:
+                raise _CliError(f"-p {pair!r}: the value after := is not JSON") from None
+        else:
+            params[key] = value
+    return params
+
+
+def _cmd_trigger(args: argparse.Namespace) -> int:
+    request = {"cmd": "trigger", "task": args.task, "params": _params(args.param)}
+    if args.wait:
+        request["wait"] = True
+    with _Client(_socket_path(args)) as client:
+        first = client.request(request)
+        if args.json:
+            _print_json(first)
+        else:
+            print(first["run_id"], flush=True)
+        if not args.wait:
+            return 0
+        end = client.receive(follow=True)
+    if end is None:
+        raise _CliError(f"the daemon closed the connection before run {first['run_id']} ended")
+    end = _checked(end)
+    status = end.get("status")
+    if args.json:
+        _print_json(end)
+    else:
+        error = f": {end['error']}" if end.get("error") else ""
+        print(f"run {end['run_id']} {status} in {_span(end.get('duration'))}{error}")
+    return 0 if status == "done" else 1
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    with _Client(_socket_path(args)) as client:
+        reply = client.request({"cmd": "cancel", "run_id": args.run_id})
+    if args.json:
+        _print_json(reply)
+    else:
+        print(f"cancelled run {reply['run_id']} (it was {reply['was']})")
+    return 0
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    with _Client(_socket_path(args)) as client:
+        reply = client.request({"cmd": "reload"})
+    if args.json:
+        _print_json(reply)
+        return 0
+    print(f"reloaded: {reply['tasks']} tasks loaded")
+    if reply.get("restart_needed"):
+        changed = ", ".join(reply["restart_needed"])
+        print(f"flowtaskd: restart the daemon to apply changes to: {changed}", file=sys.stderr)
+    return 0
+
+
+def _event_line(e: dict[str, Any]) -> str:
+    ts = e.get("ts")
+    when = datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3] if ts else "--:--:--.---"
+    parts = [when, f"{e.get('event', '?'):<15}", str(e.get("task") or "-")]
+    for key in ("run_id", "step"):
+        if e.get(key):
+            parts.append(str(e[key]))
+    details = [
+        f"{key}={e[key]}"
+        for key in ("status", "attempt", "exit_code", "reason", "error")
+        if e.get(key) not in (None, "")
+    ]
+    return "  ".join(parts + details)
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    names = [n.strip() for arg in args.event for n in arg.split(",") if n.strip()]
+    request: dict[str, Any] = {"cmd": "subscribe"}
+    if names:
+        request["events"] = names
+    if args.task:
+        request["task"] = args.task
+    with _Client(_socket_path(args)) as client:
+        client.request(request)
+        try:
+            while (event := client.receive(follow=True)) is not None:
+                if args.json:
+                    _print_json(event)
+                else:
+                    print(_event_line(event), flush=True)
+        except KeyboardInterrupt:
+            return 0
+    print("flowtaskd: the daemon closed the event stream", file=sys.stderr)
+    return 0

@@ -1,0 +1,552 @@
+"""The control socket against a real daemon: in-process for the protocol, and the real
+``flowtaskd`` CLI (and once a real daemon process) as subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowtaskd import logs
+from flowtaskd.daemon.config import DaemonConfig, load_config
+from flowtaskd.daemon.control import MAX_LINE, ControlServer
+from flowtaskd.daemon.service import Daemon
+from tests.conftest import pid_alive, wait_for, wait_for_sync, write
+
+DEADLINE = 15.0
+TWO = "name: two\ndescription: two quick steps\nsteps:\n  - Dummy: {message: hi}\n  - Dummy: {}\n"
+FAIL = "name: fail\nsteps:\n  - Command: {command: ['false']}\n"
+SCHEDULED = "name: nightly\nschedule: '0 3 * * *'\nsteps:\n  - Dummy: {}\n"
+BROKEN = "name: broken\nsteps:\n  - Dummy: {}\n  - Nope: {}\n"
+RUN_EVENTS = [
+    "run_queued",
+    "start",
+    "running",
+    "step_start",
+    "step_done",
+    "step_start",
+    "step_done",
+    "done",
+    "completed",
+]
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    logs.reset_logging()  # the in-process daemon configured logging for the whole process
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short folder for sockets (sun_path holds 107 bytes; tmp_path can be longer)."""
+    path = Path(tempfile.mkdtemp(prefix="ftd-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, sock_dir: Path) -> Path:
+    tasks = tmp_path / "tasks"
+    write(tasks / "two.yaml", TWO)
+    write(tasks / "fail.yaml", FAIL)
+    write(tasks / "nightly.yaml", SCHEDULED)
+    write(tasks / "broken.yaml", BROKEN)
+    pidfile = tmp_path / "sleeper.pid"
+    write(
+        tasks / "sleeper.yaml",
+        "name: sleeper\nsteps:\n  - Command:\n      command: [sh, -c,"
+        f" 'echo $$ > {pidfile}; exec sleep 60']\n",
+    )
+    many = "".join("  - Dummy: {}\n" for _ in range(200))
+    write(tasks / "many.yaml", f"name: many\nsteps:\n{many}")
+    return write(
+        tmp_path / "flowtaskd.yaml",
+        (
+            f"state_dir: {tmp_path / 'var'}\ntasks: [{tasks}]\n"
+            f"control: {{socket: {sock_dir / 'control.sock'}, mode: '0640'}}\n"
+            "log: {level: warning}\nshutdown_grace: 2\nkill_grace: 1\n"
+        ),
+    )
+
+
+@pytest.fixture
+def config(config_file: Path, tmp_path: Path) -> DaemonConfig:
+    return load_config(config_file, cwd=tmp_path, environ={})
+
+
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+@asynccontextmanager
+async def running(config: DaemonConfig, **control: Any) -> AsyncIterator[Daemon]:
+    """A real daemon in this process; ``control`` overrides the ControlServer's settings."""
+    daemon = Daemon(config)
+    if control:
+        daemon.extensions = [e for e in daemon.extensions if not isinstance(e, ControlServer)]
+        daemon.extensions.append(ControlServer(daemon, **control))
+    task = asyncio.create_task(daemon.run())
+    path = config.control.socket
+    try:
+        await wait_for(lambda: task.done() or _answers(path), DEADLINE)
+        if task.done():
+            task.result()
+        yield daemon
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, DEADLINE)
+    assert not path.exists()
+
+
+class Client:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, path: Path) -> Client:
+        reader, writer = await asyncio.open_unix_connection(str(path), limit=16 * MAX_LINE)
+        return cls(reader, writer)
+
+    async def send(self, request: dict[str, Any] | bytes) -> None:
+        data = request if isinstance(request, bytes) else json.dumps(request).encode() + b"\n"
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def recv(self) -> dict[str, Any]:
+        line = await asyncio.wait_for(self.reader.readline(), DEADLINE)
+        assert line, "the daemon closed the connection"
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    async def ask(self, request: dict[str, Any] | bytes) -> dict[str, Any]:
+        await self.send(request)
+        return await self.recv()
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+@asynccontextmanager
+async def client(daemon: Daemon) -> AsyncIterator[Client]:
+    c = await Client.open(daemon.config.control.socket)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def _history(c: Client, run_id: str) -> dict[str, Any] | None:
+    reply = await c.ask({"cmd": "history", "n": 50})
+    assert reply["ok"], reply
+    return next((r for r in reply["runs"] if r["run_id"] == run_id), None)
+
+
+async def _finished(c: Client, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        run = await _history(c, run_id)
+        if run is not None and run["status"] not in ("pending", "running"):
+            return run
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"run {run_id} did not finish within {DEADLINE}s")
+
+
+# --- protocol -------------------------------------------------------------------------------
+
+
+async def test_status_and_tasks(config: DaemonConfig) -> None:
+    async with running(config) as daemon, client(daemon) as c:
+        assert stat.S_IMODE(os.stat(config.control.socket).st_mode) == 0o640
+        st = await c.ask({"cmd": "status"})
+        assert st["ok"] and st["pid"] == os.getpid() and st["version"]
+        assert (st["tasks"], st["invalid"]) == (5, 1)
+        assert st["state_dir"] == str(config.state_dir) and st["uptime"] >= 0
+        assert st["runs"] == {"active": [], "queued": [], "completed": 0}
+        assert st["next_fire_times"]["task:nightly:0"].endswith("03:00:00+00:00")
+        assert st["control"]["connections"] == 1
+        reply = await c.ask({"cmd": "tasks"})
+        by_name = {t["name"]: t for t in reply["tasks"]}
+        assert sorted(by_name) == ["fail", "many", "nightly", "sleeper", "two"]
+        assert by_name["two"] == {
+            "name": "two",
+            "file": str(config.tasks[0] / "two.yaml"),
+            "steps": 2,
+            "schedules": [],
+            "description": "two quick steps",
+        }
+        assert by_name["nightly"]["schedules"] == ["0 3 * * *"]
+        [bad] = reply["invalid"]
+        assert bad["file"].endswith("broken.yaml")
+        assert bad["problems"][0]["line"] == 4 and "Nope" in bad["problems"][0]["message"]
+
+
+async def test_trigger_runs_and_history_records_it(config: DaemonConfig) -> None:
+    async with running(config) as daemon, client(daemon) as c:
+        reply = await c.ask({"cmd": "trigger", "task": "two", "params": {"who": "me"}})
+        assert reply["ok"] and set(reply) == {"ok", "run_id"}
+        run = await _finished(c, reply["run_id"])
+        assert (run["task"], run["status"], run["trigger"]) == ("two", "done", "manual")
+        assert run["params"] == {"who": "me"} and "stats" not in run
+
+
+async def test_trigger_wait_replies_when_the_run_ends(config: DaemonConfig) -> None:
+    async with running(config) as daemon, client(daemon) as c:
+        first = await c.ask({"cmd": "trigger", "task": "two", "wait": True})
+        end = await c.recv()
+        assert end["ok"] and end["run_id"] == first["run_id"] and end["status"] == "done"
+        assert end["stats"]["steps"]["Dummy_1"]["output"] == "hi"
+        first = await c.ask({"cmd": "trigger", "task": "fail", "wait": True})
+        end = await c.recv()
+        assert (end["run_id"], end["status"]) == (first["run_id"], "failed")
+        assert "Command_1" in end["error"]
+        assert (await c.ask({"cmd": "status"}))["runs"]["completed"] == 2  # still usable
+
+
+async def test_a_subscriber_sees_the_ordered_events_of_a_run(config: DaemonConfig) -> None:
+    async with running(config) as daemon, client(daemon) as sub, client(daemon) as only_end:
+        reply = await sub.ask({"cmd": "subscribe", "task": "two"})
+        assert reply == {"ok": True, "subscribed": {"events": "*", "task": "two"}}
+        reply = await only_end.ask({"cmd": "subscribe", "events": ["completed"]})
+        assert reply["subscribed"]["events"] == ["completed"]
+        async with client(daemon) as c:
+            await c.ask({"cmd": "trigger", "task": "fail"})  # another task: filtered out
+            run_id = (await c.ask({"cmd": "trigger", "task": "two"}))["run_id"]
+        seen: list[dict[str, Any]] = []
+        while not seen or seen[-1]["event"] != "completed":
+            seen.append(await sub.recv())
+        assert [e["event"] for e in seen] == RUN_EVENTS
+        assert {e["run_id"] for e in seen} == {run_id} and {e["task"] for e in seen} == {"two"}
+        assert [e["step"] for e in seen if e["event"].startswith("step")] == [
+            "Dummy_1",
+            "Dummy_1",
+            "Dummy_2",
+            "Dummy_2",
+        ]
+        assert [e["ts"] for e in seen] == sorted(e["ts"] for e in seen)
+        ends = [await only_end.recv(), await only_end.recv()]
+        assert sorted(e["task"] for e in ends) == ["fail", "two"]
+        assert {e["event"] for e in ends} == {"completed"}
+
+
+async def test_a_stuck_subscriber_is_dropped_and_slows_nothing(config: DaemonConfig) -> None:
+    async with running(config, queue_size=100, write_timeout=60.0) as daemon, client(daemon) as c:
+        path = config.control.socket
+        stuck = socket.socket(socket.AF_UNIX)  # subscribes, then never reads
+        stuck.connect(str(path))
+        stuck.sendall(b'{"cmd": "subscribe"}\n')
+        await wait_for(lambda: _control_of(daemon).subscribers == 1, DEADLINE)
+        blob = "x" * 600_000  # its start event fills the stuck client's socket and buffers
+        first = await c.ask(
+            {"cmd": "trigger", "task": "two", "params": {"blob": blob}, "wait": True}
+        )
+        assert (await c.recv())["status"] == "done"
+        assert _control_of(daemon).dropped == 0  # not yet: 9 events wait in its queue
+
+        good = socket.socket(socket.AF_UNIX)  # a prompt reader, in its own thread
+        good.settimeout(DEADLINE)
+        good.connect(str(path))
+        good.sendall(b'{"cmd": "subscribe", "task": "many"}\n')
+        good_lines = good.makefile("rb")
+        assert json.loads(await asyncio.to_thread(good_lines.readline))["ok"]
+
+        def read_run() -> list[dict[str, Any]]:
+            events: list[dict[str, Any]] = []
+            while not events or events[-1]["event"] != "completed":
+                events.append(json.loads(good_lines.readline()))
+            return events
+
+        reader = asyncio.create_task(asyncio.to_thread(read_run))
+        started = time.monotonic()
+        run_id = (await c.ask({"cmd": "trigger", "task": "many"}))["run_id"]
+        events = await asyncio.wait_for(reader, DEADLINE)
+        took = time.monotonic() - started
+        steps = ["step_start", "step_done"] * 200
+        assert [e["event"] for e in events] == [
+            "run_queued",
+            "start",
+            "running",
+            *steps,
+            "done",
+            "completed",
+        ]
+        assert {e["run_id"] for e in events} == {run_id}
+        assert took < 5.0 and events[-1]["stats"]["duration"] < 5.0
+        st = await c.ask({"cmd": "status"})
+        assert st["control"]["dropped_subscribers"] == 1
+        assert st["control"]["subscribers"] == 1
+        stuck.settimeout(DEADLINE)
+        received = b""
+        while chunk := stuck.recv(1 << 20):  # what was sent before the drop, then EOF
+            received += chunk
+        assert received.startswith(b'{"ok": true') and first["run_id"].encode() in received
+        assert run_id.encode() not in received
+        stuck.close()
+        good_lines.close()
+        good.close()
+
+
+def _control_of(daemon: Daemon) -> ControlServer:
+    return next(e for e in daemon.extensions if isinstance(e, ControlServer))
+
+
+async def test_malformed_requests_get_errors_and_the_connection_stays(
+    config: DaemonConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(config) as daemon, client(daemon) as c:
+        cases: list[tuple[bytes | dict[str, Any], str]] = [
+            (b"not json\n", "not JSON"),
+            (b"\xff\xfe\x00\n", "not JSON"),
+            (b"[1, 2]\n", "got an array"),
+            ({"cmd": "stauts"}, "did you mean 'status'?"),
+            ({"cmd": 3}, '"cmd" names the request'),
+            ({"task": "two"}, "it is missing"),
+            ({"cmd": "status", "tsk": 1}, "status takes no field 'tsk'"),
+            ({"cmd": "trigger", "tsk": "two"}, "did you mean 'task'?"),
+            ({"cmd": "trigger"}, "'task' must be a non-empty string; it is missing"),
+            ({"cmd": "trigger", "task": "two", "params": [1]}, "'params' must be an object"),
+            ({"cmd": "trigger", "task": "two", "wait": "yes"}, "'wait' must be true or false"),
+            ({"cmd": "trigger", "task": "nope"}, "no task named 'nope' is loaded"),
+            ({"cmd": "cancel", "run_id": "zzz"}, "no such running or queued run"),
+            ({"cmd": "history", "n": 0}, "'n' must be a whole number"),
+            ({"cmd": "subscribe", "events": ["complete"]}, "did you mean 'completed'?"),
+            ({"cmd": "subscribe", "events": []}, "non-empty array"),
+        ]
+        for request, message in cases:
+            reply = await c.ask(request)
+            assert reply["ok"] is False and message in reply["error"], (request, reply)
+        await c.send(b"\n  \n")  # blank lines are ignored
+        assert (await c.ask({"cmd": "status"}))["ok"]
+
+        def boom() -> dict[str, str]:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(daemon.scheduler, "next_fire_times", boom)  # an internal failure
+        reply = await c.ask({"cmd": "status"})
+        assert reply == {"ok": False, "error": "internal error in status: RuntimeError: boom"}
+        assert (await c.ask({"cmd": "tasks"}))["ok"]
+        await c.send(b'{"cmd": "status", "pad": "' + b"x" * MAX_LINE + b'"}\n')
+        reply = await c.recv()
+        assert reply["ok"] is False and "longer than" in reply["error"]
+        assert await asyncio.wait_for(c.reader.read(), DEADLINE) == b""  # closed
+    assert daemon.runs.completed == 0
+
+
+async def test_cancel_kills_a_running_step(config: DaemonConfig, tmp_path: Path) -> None:
+    pidfile = tmp_path / "sleeper.pid"
+    async with running(config) as daemon, client(daemon) as c:
+        first = await c.ask({"cmd": "trigger", "task": "sleeper", "wait": True})
+        async with client(daemon) as other:
+            await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), DEADLINE)
+            pid = int(pidfile.read_text())
+            assert pid_alive(pid)
+            reply = await other.ask({"cmd": "cancel", "run_id": first["run_id"][:12]})
+            assert reply == {"ok": True, "run_id": first["run_id"], "was": "running"}
+            end = await c.recv()
+            assert (end["run_id"], end["status"]) == (first["run_id"], "cancelled")
+            await wait_for(lambda: not pid_alive(pid), DEADLINE)
+            assert (await other.ask({"cmd": "cancel", "run_id": first["run_id"]}))["ok"] is False
+
+
+async def test_reload_picks_up_a_new_task(config: DaemonConfig) -> None:
+    async with running(config) as daemon, client(daemon) as c:
+        write(config.tasks[0] / "late.yaml", "name: late\nsteps:\n  - Dummy: {}\n")
+        reply = await c.ask({"cmd": "reload"})
+        assert reply["ok"] and reply["tasks"] == 6
+        assert "late" in daemon.library.tasks
+
+
+async def test_streams_and_waiting_triggers_outlive_the_drain(config: DaemonConfig) -> None:
+    async with running(config) as daemon, client(daemon) as sub, client(daemon) as waiting:
+        request = {"cmd": "subscribe", "events": ["daemon_stopping", "completed"]}
+        assert (await sub.ask(request))["ok"]
+        first = await waiting.ask({"cmd": "trigger", "task": "sleeper", "wait": True})
+        await wait_for(lambda: first["run_id"] in daemon.runs.active, DEADLINE)
+        daemon.request_stop()
+        assert (await sub.recv())["event"] == "daemon_stopping"
+        daemon.request_stop()  # a second signal: the drain cancels the run now
+        end = await waiting.recv()
+        assert (end["run_id"], end["status"]) == (first["run_id"], "cancelled")
+        last = await sub.recv()
+        assert (last["event"], last["run_id"]) == ("completed", first["run_id"])
+        assert await asyncio.wait_for(sub.reader.read(), DEADLINE) == b""  # then closed
+        assert await asyncio.wait_for(waiting.reader.read(), DEADLINE) == b""
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+
+async def cli(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "flowtaskd",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), DEADLINE)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_commands(config: DaemonConfig, config_file: Path) -> None:
+    sock = str(config.control.socket)
+    async with running(config) as daemon:
+        code, out, err = await cli("status", "--config", str(config_file))
+        assert code == 0 and "tasks: 5 loaded, 1 invalid" in out, err
+        code, out, _ = await cli("tasks", "--socket", sock)
+        assert code == 0 and "two" in out and "0 3 * * *" in out and "broken.yaml" in out
+        code, out, _ = await cli("tasks", "--socket", sock, "--json")
+        assert code == 0 and len(json.loads(out)["tasks"]) == 5
+
+        code, out, _ = await cli(
+            "trigger", "two", "--wait", "-p", "who=me", "-p", "n:=3", "--socket", sock
+        )
+        run_id = out.splitlines()[0]
+        assert code == 0 and f"run {run_id} done" in out
+        found = await asyncio.to_thread(daemon.store.get_run, run_id)
+        assert found is not None and found[0].params == {"who": "me", "n": 3}
+        code, out, _ = await cli("trigger", "fail", "--wait", "--json", "--socket", sock)
+        assert code == 1 and json.loads(out.splitlines()[1])["status"] == "failed"
+        code, out, err = await cli("trigger", "nope", "--socket", sock)
+        assert (code, out) == (2, "")
+        assert err == "flowtaskd: no task named 'nope' is loaded\n"
+        code, _, err = await cli("trigger", "two", "-p", "novalue", "--socket", sock)
+        assert code == 2 and "KEY=VALUE" in err
+
+        code, out, _ = await cli("trigger", "sleeper", "--socket", sock)
+        assert code == 0
+        await wait_for(lambda: out.strip() in daemon.runs.active, DEADLINE)
+        code, out, _ = await cli("cancel", out.strip(), "--socket", sock)
+        assert code == 0 and "(it was running)" in out
+        code, out, _ = await cli("reload", "--socket", sock)
+        assert code == 0 and out == "reloaded: 5 tasks loaded\n"
+
+
+async def test_cli_events_streams_until_interrupted(config: DaemonConfig) -> None:
+    sock = str(config.control.socket)
+    async with running(config) as daemon:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "flowtaskd",
+            "events",
+            "--json",
+            "--task",
+            "two",
+            "--event",
+            "start,step_done",
+            "--event",
+            "completed",
+            "--socket",
+            sock,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await wait_for(lambda: _control_of(daemon).subscribers == 1, DEADLINE)
+            _, out, _ = await cli("trigger", "two", "--socket", sock)
+            names = []
+            while not names or names[-1] != "completed":
+                assert proc.stdout is not None
+                line = await asyncio.wait_for(proc.stdout.readline(), DEADLINE)
+                event = json.loads(line)
+                assert event["run_id"] == out.strip()
+                names.append(event["event"])
+            assert names == ["start", "step_done", "step_done", "completed"]
+            proc.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(proc.wait(), DEADLINE) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+def _run_cli(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flowtaskd", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        **kwargs,
+    )
+
+
+def test_cli_without_a_daemon(sock_dir: Path, tmp_path: Path) -> None:
+    path = sock_dir / "control.sock"
+    with socket.socket(socket.AF_UNIX) as stale:  # a socket file nobody listens on
+        stale.bind(str(path))
+    for args in (
+        ["status", "--socket", str(path)],
+        ["events", "--socket", str(sock_dir / "nothing.sock")],
+        ["trigger", "two", "--wait", "--socket", str(path)],
+    ):
+        done = _run_cli(args, cwd=tmp_path)
+        where = args[-1]
+        assert (done.returncode, done.stdout) == (2, ""), done
+        assert done.stderr == f"flowtaskd: cannot reach the daemon at {where} (is it running?)\n"
+    # without --socket: the default socket of the default config (./var/control.sock)
+    done = _run_cli(
+        ["status"],
+        cwd=tmp_path,
+        env={**os.environ, "STATE_DIRECTORY": "", "RUNTIME_DIRECTORY": ""},
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"flowtaskd: cannot reach the daemon at {tmp_path / 'var'}/control.sock (is it running?)\n"
+    )
+
+
+@pytest.mark.e2e
+def test_a_daemon_process_serves_the_cli_and_cleans_up(
+    config_file: Path, config: DaemonConfig, tmp_path: Path
+) -> None:
+    path = config.control.socket
+    with socket.socket(socket.AF_UNIX) as stale:  # left by a crash: replaced at start
+        stale.bind(str(path))
+    log = tmp_path / "daemon.log"
+    with log.open("w") as out:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "flowtaskd", "run", "--config", str(config_file)],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_sync(lambda: daemon.poll() is not None or _answers(path), DEADLINE)
+        assert daemon.poll() is None, log.read_text()
+        done = _run_cli(["trigger", "two", "--wait", "--config", str(config_file)], cwd=tmp_path)
+        assert done.returncode == 0 and " done in " in done.stdout, done.stderr
+        done = _run_cli(["status", "--config", str(config_file)], cwd=tmp_path)
+        assert done.returncode == 0 and f"pid {daemon.pid}," in done.stdout
+        assert "1 finished since start" in done.stdout
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(DEADLINE) == 0
+        assert not path.exists()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
