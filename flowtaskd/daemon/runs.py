@@ -2,8 +2,28 @@
 
 Every trigger (inbox drop, schedule tick, control ``trigger``, catch-up) ends in
 :meth:`RunManager.submit`, which applies the task's ``overlap`` policy and queues the run;
-the dispatcher starts queued runs when the limits allow. Each run is owned by the
-manager's task group and recorded in the history before it starts and when it ends.
+the dispatcher (:meth:`RunManager.run`) starts queued runs, oldest first, as the limits
+allow: at most ``max_runs`` at once overall, and per task at most the task's
+``max_active_runs`` (a queued run of a task at its limit lets younger runs of other tasks
+pass). Each run is owned by the manager's task group and recorded in the history when it
+starts (``running``) and when it ends, with every step attempt.
+
+Overlap, when a task already has ``max_active_runs`` runs going or waiting:
+
+* ``skip`` (default): the new run is dropped and ``run_skipped`` fires;
+* ``queue``: it waits for a free slot;
+* ``cancel``: the oldest running runs are cancelled to make room, and it waits for them;
+* ``allow``: no per-task limit at all.
+
+Two kinds of run are never skipped for overlap: an inbox drop (a dropped file is never
+lost; it waits its turn) and a catch-up fire (``catchup: all`` means all). ``max_queued``
+refuses runs beyond it, except inbox drops, which are on disk anyway.
+
+:meth:`RunManager.drain` is the shutdown: no run starts any more (the queue is dropped,
+``run_skipped``), running runs get ``grace`` seconds (measured on the injected clock),
+then the rest are cancelled with :data:`SHUTDOWN` as their ``cancel_reason``. The
+``on_done`` callback sees that reason, so an inbox file whose run was cut short stays in
+the spool and runs again at the next start.
 """
 
 from __future__ import annotations
@@ -29,10 +49,18 @@ from flowtaskd.tasks.pile import TaskPile
 from flowtaskd.tasks.rules import TaskStatus
 from flowtaskd.tasks.task import Task, new_run_id
 
-__all__ = ["RunManager", "RunRequest"]
+__all__ = ["SHUTDOWN", "OnDone", "RunManager", "RunRequest"]
 
 _log = structlog.get_logger("flowtaskd.runs")
+
+SHUTDOWN = "cancelled at shutdown"
+"""The ``cancel_reason`` of runs the drain cancelled."""
+_CANCELLED = str(TaskStatus.CANCELLED)
+_FAILED = str(TaskStatus.FAILED)
+
 OnDone = Callable[["RunRequest", TaskMonitor | None, str | None], Awaitable[None]]
+"""``on_done(request, stats, error)`` once a run is over and recorded; ``stats`` is None
+when the run never ran (cancelled while queued) or could not start."""
 
 
 @dataclass(slots=True)
@@ -50,6 +78,7 @@ class RunRequest:
     on_done: OnDone | None = None
     run_id: str = field(default_factory=new_run_id)
     queued_at: float = 0.0
+    cancel_reason: str | None = None  # set when the manager cancels it
 
     @property
     def task(self) -> str:
@@ -64,6 +93,8 @@ class _Active:
 
 
 class RunManager:
+    """Queues, limits and runs task runs; see the module docstring."""
+
     def __init__(
         self,
         *,
@@ -81,13 +112,21 @@ class RunManager:
         self.store, self.bus, self.executor, self.clock = store, bus, executor, clock
         self.log_root = log_root
         self.max_runs, self.max_queued = max_runs, max_queued
-        self.kill_grace, self.python_allow, self.resolve_task = kill_grace, python_allow, resolve_task
+        self.kill_grace, self.python_allow = kill_grace, python_allow
+        self.resolve_task = resolve_task
         self.queue: deque[RunRequest] = deque()
         self.active: dict[str, _Active] = {}
+        self.completed = 0
+        self._finishing: set[str] = set()  # started, not yet recorded and handed back
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._wake = asyncio.Event()
         self._accepting = True
         self._tg: asyncio.TaskGroup | None = None
-        self.completed = 0
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
 
     # -- intake -----------------------------------------------------------------------
     def submit(self, req: RunRequest) -> str | None:
@@ -97,65 +136,102 @@ class RunManager:
             return None
         header = req.pile.definition.header
         policy = req.overlap or header.overlap
+        never_dropped = req.inbox_file is not None or req.trigger == "catchup"
+        if never_dropped and policy in (Overlap.SKIP, Overlap.CANCEL):
+            policy = Overlap.QUEUE  # waits its turn; never cuts another run short
         running = [a for a in self.active.values() if a.request.task == req.task]
-        queued = [r for r in self.queue if r.task == req.task]
-        busy = len(running) + len(queued) >= header.max_active_runs
-        if busy and policy is Overlap.SKIP and req.inbox_file is None:  # a dropped file is never lost
-            self._skipped(req, f"{len(running)} run(s) of {req.task} still going (overlap: skip)")
+        queued = sum(1 for r in self.queue if r.task == req.task)
+        excess = len(running) + queued - header.max_active_runs + 1
+        if excess > 0 and policy is Overlap.SKIP:
+            self._skipped(
+                req, f"{len(running) + queued} run(s) of {req.task} going or queued (overlap: skip)"
+            )
             return None
-        if busy and policy is Overlap.CANCEL:
-            for a in running:
-                _log.info("run_cancelled_by_overlap", task=req.task, run_id=a.request.run_id)
-                a.task.cancel()
-        if len(self.queue) >= self.max_queued:
+        if len(self.queue) >= self.max_queued and req.inbox_file is None:
             self._skipped(req, f"queue full ({self.max_queued} runs waiting)")
             return None
+        if excess > 0 and policy is Overlap.CANCEL:
+            for a in sorted(running, key=lambda a: a.started_at)[:excess]:
+                _log.info("run_cancelled_by_overlap", task=req.task, run_id=a.request.run_id)
+                self._cancel_active(a, f"cancelled by the newer run {req.run_id} (overlap: cancel)")
         req.queued_at = self.clock.time()
         self.queue.append(req)
-        self.bus.emit("run_queued", {"task": req.task, "run_id": req.run_id, "trigger": req.trigger,
-                                     "queued": len(self.queue)})
+        self.bus.emit(
+            "run_queued",
+            {
+                "task": req.task,
+                "run_id": req.run_id,
+                "trigger": req.trigger,
+                "queued": len(self.queue),
+            },
+        )
         self._wake.set()
         return req.run_id
 
     def _skipped(self, req: RunRequest, reason: str) -> None:
         _log.info("run_skipped", task=req.task, trigger=req.trigger, reason=reason)
-        self.bus.emit("run_skipped", {"task": req.task, "trigger": req.trigger, "reason": reason,
-                                      "schedule": req.schedule_id})
+        self.bus.emit(
+            "run_skipped",
+            {
+                "task": req.task,
+                "run_id": req.run_id,
+                "trigger": req.trigger,
+                "reason": reason,
+                "schedule": req.schedule_id,
+            },
+        )
 
     def cancel(self, run_id: str) -> bool:
-        """Cancel a running or queued run by id (or unique prefix)."""
-        for rid, a in self.active.items():
-            if rid.startswith(run_id):
-                a.task.cancel()
-                return True
-        for r in list(self.queue):
-            if r.run_id.startswith(run_id):
-                self.queue.remove(r)
-                self._skipped(r, "cancelled while queued")
-                return True
-        return False
+        """Cancel a running or queued run by id (or unique prefix); False if none matches
+        or the prefix is ambiguous.
+
+        A queued run never starts: it is recorded ``cancelled`` and handed to its
+        ``on_done`` (an inbox file is archived as cancelled).
+        """
+        active = [a for rid, a in self.active.items() if rid.startswith(run_id)]
+        queued = [r for r in self.queue if r.run_id.startswith(run_id)]
+        if len(active) + len(queued) != 1:
+            return False
+        if active:
+            self._cancel_active(active[0], "cancelled by request")
+            return True
+        req = queued[0]
+        self.queue.remove(req)
+        req.cancel_reason = "cancelled while queued"
+        self._skipped(req, req.cancel_reason)
+        if self._tg is not None:
+            self._tg.create_task(self._finish_unstarted(req), name=f"cancel:{req.run_id}")
+        return True
+
+    def _cancel_active(self, a: _Active, reason: str) -> None:
+        if a.request.cancel_reason is None:
+            a.request.cancel_reason = reason
+        a.task.cancel()  # a no-op before the run began; _execute checks cancel_reason
 
     # -- dispatch ---------------------------------------------------------------------
     def _eligible(self) -> RunRequest | None:
-        if len(self.active) >= self.max_runs:
+        if not self._accepting or len(self.active) >= self.max_runs:
             return None
+        counts: dict[str, int] = {}
+        for a in self.active.values():
+            counts[a.request.task] = counts.get(a.request.task, 0) + 1
         for req in self.queue:
             header = req.pile.definition.header
             policy = req.overlap or header.overlap
-            running = sum(1 for a in self.active.values() if a.request.task == req.task)
-            if policy is Overlap.ALLOW or running < header.max_active_runs:
+            if policy is Overlap.ALLOW or counts.get(req.task, 0) < header.max_active_runs:
                 return req
         return None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Start queued runs as limits allow, until ``stop`` is set and runs are drained."""
+        """Start queued runs as limits allow until ``stop`` is set; then wait for the runs
+        still going (:meth:`drain` first to bound that)."""
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             while not stop.is_set():
                 req = self._eligible()
                 while req is not None:
                     self.queue.remove(req)
-                    await self._start(tg, req)
+                    self._start(tg, req)
                     req = self._eligible()
                 self._wake.clear()
                 waiter = asyncio.ensure_future(self._wake.wait())
@@ -167,98 +243,179 @@ class RunManager:
                     stopper.cancel()
                     await asyncio.gather(waiter, stopper, return_exceptions=True)
             self._accepting = False
+        self._tg = None
 
-    async def _start(self, tg: asyncio.TaskGroup, req: RunRequest) -> None:
+    def _start(self, tg: asyncio.TaskGroup, req: RunRequest) -> None:
         task = Task(
-            task=req.pile, params=dict(req.params), executor=self.executor, events=self.bus,
-            clock=self.clock, trigger=req.trigger, run_id=req.run_id, log_dir=self.log_root,
-            kill_grace=self.kill_grace, python_allow=self.python_allow,
+            task=req.pile,
+            params=dict(req.params),
+            executor=self.executor,
+            events=self.bus,
+            clock=self.clock,
+            trigger=req.trigger,
+            run_id=req.run_id,
+            log_dir=self.log_root,
+            kill_grace=self.kill_grace,
+            python_allow=self.python_allow,
             resolve_task=self.resolve_task,
         )
         self.active[req.run_id] = _Active(req, task, self.clock.time())
+        self._finishing.add(req.run_id)
+        self._idle.clear()
         tg.create_task(self._execute(req, task), name=f"run:{req.task}:{req.run_id}")
 
     async def _execute(self, req: RunRequest, task: Task) -> None:
         stats: TaskMonitor | None = None
         error: str | None = None
-        now = self.clock.time()
-        await self._record_start(req, now)
         try:
-            async with task:
-                stats = await task.run()
+            await self._insert(
+                req,
+                str(TaskStatus.RUNNING),
+                started_at=self.clock.time(),
+                log_dir=str(self.log_root / req.task / req.run_id),
+            )
+            if req.cancel_reason is not None:  # cancelled before it began: no run events
+                error = req.cancel_reason
+                self._skipped(req, req.cancel_reason)
+            else:
+                async with task:
+                    stats = await task.run()
         except FlowtaskError as exc:
             error = GLOBAL_MASKER.mask(str(exc))
             _log.warning("exception", task=req.task, run_id=req.run_id, error=error)
+        except Exception as exc:  # one broken run must not take the daemon down
+            error = GLOBAL_MASKER.mask(f"internal error: {exc!r}")
+            _log.exception("exception", task=req.task, run_id=req.run_id, error=error)
         finally:
             self.active.pop(req.run_id, None)
             self.completed += 1
             self._wake.set()
-            await asyncio.shield(self._record_end(req, stats, error))
-            if req.on_done is not None:
-                try:
-                    await asyncio.shield(req.on_done(req, stats, error))
-                except Exception as exc:  # archiving must not break the manager
-                    _log.error("run_archive_failed", task=req.task, run_id=req.run_id, error=str(exc))
+            try:
+                await asyncio.shield(self._wrap_up(req, stats, error))
+            finally:
+                self._finishing.discard(req.run_id)
+                if not self._finishing:
+                    self._idle.set()
+
+    async def _wrap_up(self, req: RunRequest, stats: TaskMonitor | None, error: str | None) -> None:
+        await self._record_end(req, stats, error)
+        await self._hand_back(req, stats, error)
+
+    async def _hand_back(
+        self, req: RunRequest, stats: TaskMonitor | None, error: str | None
+    ) -> None:
+        if req.on_done is not None:
+            try:
+                await req.on_done(req, stats, error)
+            except Exception as exc:  # archiving must not break the manager
+                _log.error("run_archive_failed", task=req.task, run_id=req.run_id, error=str(exc))
+
+    async def _finish_unstarted(self, req: RunRequest) -> None:
+        await self._insert(req, _CANCELLED, finished_at=self.clock.time(), error=req.cancel_reason)
+        await self._hand_back(req, None, req.cancel_reason)
 
     # -- history ----------------------------------------------------------------------
-    async def _record_start(self, req: RunRequest, now: float) -> None:
+    async def _insert(self, req: RunRequest, status: str, **fields: Any) -> None:
+        record = RunRecord(
+            run_id=req.run_id,
+            task=req.task,
+            trigger=req.trigger,
+            status=status,
+            source=req.source,
+            params=GLOBAL_MASKER.mask_obj(dict(req.params)),
+            queued_at=req.queued_at,
+            inbox_file=req.inbox_file,
+            schedule_id=req.schedule_id,
+            **fields,
+        )
         try:
-            await self.store.insert_run(RunRecord(
-                run_id=req.run_id, task=req.task, trigger=req.trigger, status="running",
-                source=req.source, params=GLOBAL_MASKER.mask_obj(dict(req.params)),
-                queued_at=req.queued_at, started_at=now,
-                log_dir=str(self.log_root / req.task / req.run_id),
-                inbox_file=req.inbox_file, schedule_id=req.schedule_id,
-            ))
+            await self.store.insert_run(record)
         except FlowtaskError as exc:
             _log.error("history_write_failed", task=req.task, run_id=req.run_id, error=str(exc))
 
-    async def _record_end(self, req: RunRequest, stats: TaskMonitor | None, error: str | None) -> None:
+    async def _record_end(
+        self, req: RunRequest, stats: TaskMonitor | None, error: str | None
+    ) -> None:
         try:
             if stats is None:
-                await self.store.update_run(req.run_id, status=str(TaskStatus.FAILED),
-                                            finished_at=self.clock.time(), error=error)
+                status = _CANCELLED if req.cancel_reason is not None else _FAILED
+                await self.store.update_run(
+                    req.run_id, status=status, finished_at=self.clock.time(), error=error
+                )
                 return
             d = stats.to_dict()
             for sid, s in d["steps"].items():
                 for t in s["tries"]:
-                    step_key = sid if t["item"] is None else f"{sid}[{t['item']}]"
-                    await self.store.record_attempt(AttemptRecord(
-                        run_id=req.run_id, step_id=step_key, attempt=t["attempt"],
-                        status=t["status"], started_at=t["started_at"],
-                        finished_at=t["finished_at"], duration=t["duration"],
-                        exit_code=t["exit_code"], cpu_user=t["cpu_user"],
-                        cpu_system=t["cpu_system"], max_rss_kb=t["max_rss_kb"],
-                        bytes_out=t["bytes_out"], error=t["error"], log_path=t["log_path"],
-                    ))
+                    await self.store.record_attempt(_attempt(req.run_id, sid, t))
+            if d["status"] == _CANCELLED and req.cancel_reason is not None:
+                d["error"] = req.cancel_reason
             await self.store.update_run(
-                req.run_id, status=d["status"], finished_at=d["finished_at"],
-                duration=d["duration"], error=d["error"], stats=d,
+                req.run_id,
+                status=d["status"],
+                finished_at=d["finished_at"],
+                duration=d["duration"],
+                error=d["error"],
+                stats=d,
             )
         except FlowtaskError as exc:
             _log.error("history_write_failed", task=req.task, run_id=req.run_id, error=str(exc))
 
     # -- shutdown ---------------------------------------------------------------------
     async def drain(self, grace: float) -> None:
-        """Stop intake; let running runs finish for ``grace`` seconds, then cancel them."""
+        """Start nothing more; give running runs ``grace`` seconds, cancel the rest, and
+        return once every run is recorded and handed back."""
         self._accepting = False
-        deadline = self.clock.monotonic() + grace
-        while self.active and self.clock.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        while self.queue:
+            req = self.queue.popleft()
+            kept = "; the file stays in the spool" if req.inbox_file is not None else ""
+            self._skipped(req, f"daemon is stopping{kept}")
+        if self.active and grace > 0:
+            idle = asyncio.ensure_future(self._idle.wait())
+            timer = asyncio.ensure_future(self.clock.sleep(grace))
+            try:
+                await asyncio.wait({idle, timer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                idle.cancel()
+                timer.cancel()
+                await asyncio.gather(idle, timer, return_exceptions=True)
         for a in list(self.active.values()):
             _log.warning("run_cancelled_at_shutdown", task=a.request.task, run_id=a.request.run_id)
-            a.task.cancel()
-        while self.active:
-            await asyncio.sleep(0.02)
+            self._cancel_active(a, SHUTDOWN)
+        await self._idle.wait()
 
     def snapshot(self) -> dict[str, Any]:
         now = self.clock.time()
         return {
             "active": [
-                {"task": a.request.task, "run_id": rid, "trigger": a.request.trigger,
-                 "running_for": round(now - a.started_at, 3)}
+                {
+                    "task": a.request.task,
+                    "run_id": rid,
+                    "trigger": a.request.trigger,
+                    "running_for": round(now - a.started_at, 3),
+                }
                 for rid, a in self.active.items()
             ],
-            "queued": [{"task": r.task, "run_id": r.run_id, "trigger": r.trigger} for r in self.queue],
+            "queued": [
+                {"task": r.task, "run_id": r.run_id, "trigger": r.trigger} for r in self.queue
+            ],
             "completed": self.completed,
         }
+
+
+def _attempt(run_id: str, sid: str, t: Mapping[str, Any]) -> AttemptRecord:
+    return AttemptRecord(
+        run_id=run_id,
+        step_id=sid if t["item"] is None else f"{sid}[{t['item']}]",
+        attempt=t["attempt"],
+        status=t["status"],
+        started_at=t["started_at"],
+        finished_at=t["finished_at"],
+        duration=t["duration"],
+        exit_code=t["exit_code"],
+        cpu_user=t["cpu_user"],
+        cpu_system=t["cpu_system"],
+        max_rss_kb=t["max_rss_kb"],
+        bytes_out=t["bytes_out"],
+        error=t["error"],
+        log_path=t["log_path"],
+    )
