@@ -556,3 +556,16 @@ async def test_a_plugin_component_validates_and_runs(tmp_path: Path) -> None:
         assert steps(stats)["Shout_1"]["output"] == "HEY YOU"
     finally:
         registry().pop("Shout", None)
+
+
+async def test_cancel_before_the_run_starts_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    async with Task(
+        task={"name": "early", "steps": [{"Command": {"command": ["touch", str(marker)]}}]},
+        log_dir=tmp_path,
+    ) as task:
+        task.cancel()
+        stats = await task.run()
+    assert stats.status is TaskStatus.CANCELLED
+    assert steps(stats)["Command_1"]["status"] == "cancelled"
+    assert not marker.exists()

@@ -83,6 +83,9 @@ class DagRun:
         mon.status = TaskStatus.RUNNING
         s.emit("start", {"status": "running", "trigger": s.trigger, "params": mon.params})
         s.emit("running", {"status": "running", "steps": len(self.pile)})
+        if self._cancel_requested:  # cancelled before it started: nothing runs
+            self._finish_pending(StepStatus.CANCELLED, "run cancelled")
+            return self._finish(TaskStatus.CANCELLED, "cancelled")
         try:
             async with asyncio.timeout(self.pile.definition.header.timeout):
                 await self._schedule_all()

@@ -70,6 +70,7 @@ class Task(AbstractTask):
         self._run: DagRun | None = None
         self._actions: ActionRunner | None = None
         self._depth: int = kwargs.get("_depth", 0)
+        self._cancel_requested = False
 
     # -- definition -------------------------------------------------------------------
     def _definition(self) -> TaskDefinition:
@@ -188,11 +189,15 @@ class Task(AbstractTask):
             python_allow=self.kwargs.get("python_allow"),
         )
         self._run = DagRun(self.pile, settings)
+        if self._cancel_requested:
+            self._run.cancel()
         self._stats = self._run.monitor
         return await self._run.run()
 
     def cancel(self) -> None:
-        """Cancel the running run (its steps' process groups are stopped)."""
+        """Cancel the run (its steps' process groups are stopped); before it starts, it
+        ends ``cancelled`` without running a step."""
+        self._cancel_requested = True
         if self._run is not None:
             self._run.cancel()
 
