@@ -235,3 +235,24 @@ async def test_wait_stable_times_out_on_a_file_that_keeps_changing(tmp_path: Pat
 
     assert await wait_stable(path, timeout=1.0, clock=clock, sleep=append_and_tick) is None
     assert now == pytest.approx(1.0, abs=0.01)  # gave up at the deadline, not before
+
+
+async def test_wait_stable_waits_while_a_paused_writer_holds_the_file(tmp_path: Path) -> None:
+    """A writer that pauses far longer than the quiet window (a slow scp) keeps the file
+    unstable for as long as it holds it open for writing."""
+    path = tmp_path / "slow.yaml"
+    writer = path.open("wb")
+    writer.write(b"name: x\n")
+    writer.flush()
+    os.utime(path, (time.time() - 5, time.time() - 5))  # quiet by its mtime for 5 s already
+    waiter = asyncio.ensure_future(wait_stable(path, interval=0.005, checks=2, timeout=5.0))
+    try:
+        await asyncio.sleep(0.2)  # an observation window, not a wait for a condition
+        assert not waiter.done(), "claimed while a writer still held the file open"
+        writer.write(b"steps: []\n")
+        writer.close()
+        st = await asyncio.wait_for(waiter, 5)
+    finally:
+        if not writer.closed:
+            writer.close()
+    assert st is not None and st.st_size == path.stat().st_size

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import os
 import stat as stat_mod
 import time
@@ -168,6 +170,30 @@ async def _stat(path: Path) -> os.stat_result | None:
         return None
 
 
+def _held_for_writing(path: Path) -> bool:
+    """Whether another process has ``path`` open for writing (Linux leases).
+
+    A read lease is refused (EAGAIN) while any process holds a writable descriptor to the
+    file. The lease is dropped at once. When leases cannot be taken (not the file's owner
+    and no CAP_LEASE, or a filesystem without them) this says False: timing decides alone.
+    """
+    if not hasattr(fcntl, "F_SETLEASE"):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return exc.errno == errno.EAGAIN
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
 async def wait_stable(
     path: Path,
     *,
@@ -184,6 +210,8 @@ async def wait_stable(
     seconds. The file's own mtime says how long it has been quiet already, so a file that
     was renamed in complete (its mtime older than the window) returns at the first stat,
     and one still being written is re-checked once the window after its last write passed.
+    A file some process still holds open for writing is never stable (see
+    :func:`_held_for_writing`), however long its writer pauses.
     A path that is not a regular file is returned as soon as it is seen.
     """
     quiet = interval * checks
@@ -194,10 +222,16 @@ async def wait_stable(
     while True:
         age = wall() - last.st_mtime_ns / 1e9
         if age >= quiet:  # (a negative age, a future mtime, is never quiet)
-            # quiet long enough by its own clock; one more look proves nobody wrote since
+            # quiet long enough by its own clock; one more look proves nobody wrote since,
+            # and the kernel tells whether a writer still holds it open (a paused scp)
             current = await _stat(path)
-            if current is None or _same(current, last):
+            if current is None:
+                return None
+            if _same(current, last) and not await asyncio.to_thread(_held_for_writing, path):
                 return current
+            if clock() >= deadline:
+                return None
+            await sleep(quiet)
             last = current
             continue
         if clock() >= deadline:
