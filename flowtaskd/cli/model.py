@@ -1,4 +1,10 @@
-"""``flowtaskd validate``, ``graph`` and ``schema``: the task model from the command line."""
+"""``flowtaskd validate``, ``graph`` and ``schema``: the task model from the command line.
+
+``validate PATH...`` checks files and folders (recursively; dot-files and dot-folders are
+skipped) and prints each problem as ``FILE:LINE: KEY.PATH: message`` on stderr, one valid
+file per line on stdout; exit 0 when every file is valid, 1 otherwise (also when no task
+file was found). ``--json`` prints one JSON document on stdout instead.
+"""
 
 from __future__ import annotations
 
@@ -8,93 +14,105 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
+from flowtaskd.errors import FlowtaskError, Problem, TaskNotFound, TaskParseError
 from flowtaskd.tasks import load_pile
 from flowtaskd.tasks.jsonschema import task_schema
 from flowtaskd.tasks.loader import TASK_SUFFIXES
 from flowtaskd.tasks.render import FORMATS, render
 
-__all__ = ["iter_task_files", "register"]
+__all__ = ["iter_task_files", "register", "validate_files"]
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="check task files (files or folders)")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.set_defaults(handler=cmd_validate)
 
-    p = sub.add_parser("graph", help="show a task's DAG")
-    p.add_argument("file", type=Path)
+    p = sub.add_parser("graph", help="show a task's DAG, groups included")
+    p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--format", choices=FORMATS, default="text")
     p.set_defaults(handler=cmd_graph)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of the task format")
+    p = sub.add_parser("schema", help="print the JSON Schema (Draft 2020-12) of task files")
     p.set_defaults(handler=cmd_schema)
 
 
 def iter_task_files(paths: list[Path]) -> list[Path]:
-    """Files as given, plus task files found recursively in folders (dotfiles skipped)."""
+    """Files as given, plus task files found recursively in folders (dot-names skipped)."""
     out: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            out.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.suffix in TASK_SUFFIXES
-                    and p.is_file()
-                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                )
-            )
-        else:
+        if not path.is_dir():
             out.append(path)
+            continue
+        found = (
+            p
+            for p in path.rglob("*")
+            if p.suffix.lower() in TASK_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            and p.is_file()
+        )
+        out.extend(sorted(found))
     return out
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def validate_files(paths: list[Path]) -> list[dict[str, Any]]:
+    """One result per task file: ``file``, ``valid``, ``problems`` (and ``task``, ``steps``)."""
     results: list[dict[str, Any]] = []
-    files = iter_task_files(args.paths)
-    for path in files:
+    for path in iter_task_files(paths):
+        problems: list[Problem] = []
         try:
             pile = load_pile(path)
         except TaskParseError as exc:
-            results.append({"file": str(path), "valid": False, "problems": exc.problems})
+            problems = exc.problems
+        except TaskNotFound:
+            problems = [Problem("no such file or folder", file=str(path))]
         except FlowtaskError as exc:
-            problem = Problem(str(exc), file=str(path))
-            results.append({"file": str(path), "valid": False, "problems": [problem]})
+            problems = [Problem(str(exc), file=str(path))]
+        if problems:
+            results.append({"file": str(path), "valid": False, "problems": problems})
         else:
-            results.append({"file": str(path), "valid": True, "task": pile.name,
-                            "steps": len(pile), "problems": []})
-    bad = [r for r in results if not r["valid"]]
+            results.append(
+                {
+                    "file": str(path),
+                    "valid": True,
+                    "task": pile.name,
+                    "steps": len(pile),
+                    "problems": [],
+                }
+            )
+    return results
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    results = validate_files(args.paths)
+    bad = sum(not r["valid"] for r in results)
     if args.json:
-        for r in results:
-            r["problems"] = [p.to_dict() for p in r["problems"]]
-        json.dump({"valid": not bad, "files": results}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        files = [{**r, "problems": [p.to_dict() for p in r["problems"]]} for r in results]
+        doc = {"valid": bool(results) and not bad, "files": files}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         for r in results:
             if r["valid"]:
-                print(f"ok    {r['file']}: task {r['task']} ({r['steps']} steps)")
-            else:
-                for p in r["problems"]:
-                    print(f"error {p}", file=sys.stderr)
-        if not files:
+                print(f"ok {r['file']}: task {r['task']} ({r['steps']} steps)")
+            for p in r["problems"]:
+                print(p, file=sys.stderr)
+        if not results:
             print("no task files found", file=sys.stderr)
-        print(f"{len(results) - len(bad)} valid, {len(bad)} invalid", file=sys.stderr)
-    return 1 if bad or not files else 0
+        print(f"{len(results) - bad} valid, {bad} invalid", file=sys.stderr)
+    return 1 if bad or not results else 0
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
     try:
         pile = load_pile(args.file)
     except FlowtaskError as exc:
-        print(f"error {exc}", file=sys.stderr)
+        print(exc, file=sys.stderr)
         return 1
     sys.stdout.write(render(pile, args.format))
     return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    json.dump(task_schema(), sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    sys.stdout.write(json.dumps(task_schema(), indent=2) + "\n")
     return 0

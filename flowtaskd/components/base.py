@@ -3,6 +3,10 @@
 A task file's step ``- Command: {command: [echo, hi]}`` names the component ``Command``;
 its parameters are validated by ``Command.Params`` (unknown keys are errors) together with
 the options every step accepts (:class:`~flowtaskd.tasks.options.StepOptions`).
+
+Validating a task file imports the component modules (for their ``Params``), and
+validation is pure: a component module imports what only ``run`` needs (``asyncio``,
+``flowtaskd.execution``) inside ``run``, or under ``TYPE_CHECKING`` for annotations.
 """
 
 from __future__ import annotations

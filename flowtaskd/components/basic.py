@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
 from flowtaskd.components.base import Component
-from flowtaskd.execution.context import StepOutcome
 from flowtaskd.tasks.options import Duration, StrictModel
 from flowtaskd.tasks.rules import StepStatus
 
 if TYPE_CHECKING:
-    from flowtaskd.execution.context import StepContext
+    from flowtaskd.execution.context import StepContext, StepOutcome
 
 __all__ = ["COMPONENTS"]
 
@@ -35,6 +33,10 @@ class DummyComponent(Component):
     summary = "Do nothing (optionally log a message, wait, or fail)."
 
     async def run(self, ctx: StepContext) -> StepOutcome:
+        import asyncio  # noqa: PLC0415 - keep validation pure
+
+        from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+
         p = ctx.params
         wait = float(p.get("sleep") or 0.0)
         if wait:
@@ -55,6 +57,8 @@ class RunTaskComponent(Component):
     summary = "Run another task as a sub-run and wait for it."
 
     async def run(self, ctx: StepContext) -> StepOutcome:
+        from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+
         if ctx.runtime is None:
             return StepOutcome(StepStatus.FAILED, error="RunTask needs the local executor")
         return await ctx.runtime(str(ctx.params["task"]), dict(ctx.params.get("params") or {}))

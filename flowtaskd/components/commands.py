@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import json
@@ -15,13 +14,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, field_validator
 
 from flowtaskd.components.base import Component
-from flowtaskd.components.runtime import mask_outcome, run_argv
-from flowtaskd.execution.context import StepOutcome
 from flowtaskd.tasks.options import Argv, StrictModel
 from flowtaskd.tasks.rules import StepStatus
 
 if TYPE_CHECKING:
-    from flowtaskd.execution.context import StepContext
+    from flowtaskd.execution.context import StepContext, StepOutcome
 
 __all__ = ["COMPONENTS", "CommandComponent", "PythonComponent", "RunShellComponent"]
 
@@ -57,6 +54,8 @@ class CommandComponent(Component):
     summary = "Run an operating-system command (argv, no shell)."
 
     async def run(self, ctx: StepContext) -> StepOutcome:
+        from flowtaskd.components.runtime import run_argv  # noqa: PLC0415 - keep validation pure
+
         command = ctx.params["command"]
         argv = shlex.split(command) if isinstance(command, str) else list(command)
         return await run_argv(ctx, argv, int(ctx.params.get("output_cap", 65536)))
@@ -69,6 +68,8 @@ class RunShellComponent(Component):
     summary = "Run a shell script through /bin/sh -c."
 
     async def run(self, ctx: StepContext) -> StepOutcome:
+        from flowtaskd.components.runtime import run_argv  # noqa: PLC0415 - keep validation pure
+
         argv = ["/bin/sh", "-c", str(ctx.params["command"])]
         return await run_argv(ctx, argv, int(ctx.params.get("output_cap", 65536)))
 
@@ -80,6 +81,11 @@ class PythonComponent(Component):
     summary = "Call a Python function; coroutine functions are awaited."
 
     async def run(self, ctx: StepContext) -> StepOutcome:
+        import asyncio  # noqa: PLC0415 - keep validation pure
+
+        from flowtaskd.components.runtime import mask_outcome  # noqa: PLC0415 - keep validation pure
+        from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+
         target = str(ctx.params["function"])
         kwargs = dict(ctx.params.get("kwargs") or {})
         try:

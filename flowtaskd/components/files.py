@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
 import shutil
@@ -14,12 +13,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from flowtaskd.components.base import Component
-from flowtaskd.execution.context import StepOutcome
 from flowtaskd.tasks.options import StrictModel
 from flowtaskd.tasks.rules import StepStatus
 
 if TYPE_CHECKING:
-    from flowtaskd.execution.context import StepContext
+    from flowtaskd.execution.context import StepContext, StepOutcome
 
 __all__ = ["COMPONENTS"]
 
@@ -59,13 +57,22 @@ class FileListComponent(Component):
     summary = "List files matching a pattern; feeds a group (to_group)."
 
     async def run(self, ctx: StepContext) -> StepOutcome:
+        import asyncio  # noqa: PLC0415 - keep validation pure
+
+        from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+
         p = ctx.params
         folder = _path(ctx, p["path"])
         if not folder.is_dir():
             return StepOutcome(StepStatus.FAILED, error=f"not a folder: {folder}")
         items = await asyncio.to_thread(
-            _list, folder, p.get("pattern", "*"), str(p.get("sort", "name")),
-            bool(p.get("reverse")), p.get("limit"), bool(p.get("files_only", True)),
+            _list,
+            folder,
+            p.get("pattern", "*"),
+            str(p.get("sort", "name")),
+            bool(p.get("reverse")),
+            p.get("limit"),
+            bool(p.get("files_only", True)),
         )
         output = "\n".join(i["file"] for i in items)
         return StepOutcome(StepStatus.DONE, output=output, items=items)
@@ -95,9 +102,12 @@ class FileDeleteComponent(Component):
     summary = "Delete a file or the files matching a glob."
 
     async def run(self, ctx: StepContext) -> StepOutcome:
+        import asyncio  # noqa: PLC0415 - keep validation pure
+
+        from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+
         target = str(_path(ctx, ctx.params["path"]))
-        matches = sorted(glob.glob(target)) if glob.has_magic(target) else [target]
-        matches = [m for m in matches if os.path.lexists(m)]
+        matches = await asyncio.to_thread(_existing, target)
         if not matches and not ctx.params.get("missing_ok"):
             return StepOutcome(StepStatus.FAILED, error=f"nothing to delete at {target}")
         try:
@@ -155,23 +165,47 @@ def _list(
 
 
 async def _transfer(ctx: StepContext, *, move: bool) -> StepOutcome:
+    import asyncio  # noqa: PLC0415 - keep validation pure
+
+    from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+
     p = ctx.params
     src = _path(ctx, p["source"])
     dst = _path(ctx, p["destination"])
-    if not src.exists():
-        return StepOutcome(StepStatus.FAILED, error=f"no such file: {src}")
-    if str(p["destination"]).endswith("/") or dst.is_dir():
-        dst = dst / src.name
-    if dst.exists() and not p.get("overwrite", True):
-        return StepOutcome(StepStatus.FAILED, error=f"destination exists: {dst}")
+    into = str(p["destination"]).endswith("/")
+    overwrite = bool(p.get("overwrite", True))
+    create = bool(p.get("create_destination", True))
     try:
-        await asyncio.to_thread(_do_transfer, src, dst, move, bool(p.get("create_destination", True)))
+        problem, dst = await asyncio.to_thread(
+            _do_transfer, src, dst, into, move, overwrite, create
+        )
     except OSError as exc:
         return StepOutcome(StepStatus.FAILED, error=f"cannot {'move' if move else 'copy'}: {exc}")
+    if problem:
+        return StepOutcome(StepStatus.FAILED, error=problem)
     return StepOutcome(StepStatus.DONE, output=str(dst))
 
 
-def _do_transfer(src: Path, dst: Path, move: bool, create: bool) -> None:
+def _existing(target: str) -> list[str]:
+    matches = sorted(glob.glob(target)) if glob.has_magic(target) else [target]
+    return [m for m in matches if os.path.lexists(m)]
+
+
+def _do_transfer(
+    src: Path, dst: Path, into: bool, move: bool, overwrite: bool, create: bool
+) -> tuple[str | None, Path]:
+    """Copy or move in a worker thread; a problem the user can fix, or None, and the target."""
+    if not src.exists():
+        return f"no such file: {src}", dst
+    if into or dst.is_dir():
+        dst = dst / src.name
+    if dst.exists() and not overwrite:
+        return f"destination exists: {dst}", dst
+    _transfer_file(src, dst, move, create)
+    return None, dst
+
+
+def _transfer_file(src: Path, dst: Path, move: bool, create: bool) -> None:
     if create:
         dst.parent.mkdir(parents=True, exist_ok=True)
     if move:

@@ -1,34 +1,42 @@
 """The task file format: validate a loaded document into a :class:`TaskDefinition`.
 
 Every problem in a file is reported at once, each with file, line and key path
-(``nightly.yaml:9: steps[2].Command.command: field required``). Pure: no I/O beyond what
-the loader already read.
+(``nightly.yaml:9: steps[2].Command.command: field required``): the loader's (duplicate
+keys, YAML 1.1 traps), the header's, each step's (its component's parameter model plus the
+options every step accepts), the ``events:`` actions', the schedules' and, when anything is
+wrong, the graph's (unknown ``depends``, cycles, groups; see :mod:`flowtaskd.tasks.graph`)
+as far as the steps can be read. A valid definition's graph is checked by ``TaskPile``.
+Pure: no I/O beyond what the loader already read.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
-from pydantic_core import ErrorDetails
 
-from flowtaskd.components.base import Component
+from flowtaskd.components.base import Component, NoParams
 from flowtaskd.components.registry import closest, registry
 from flowtaskd.errors import Problem, TaskParseError, format_path
 from flowtaskd.tasks.cron import CronError, parse_cron, validate_timezone
+from flowtaskd.tasks.graph import graph_problems
 from flowtaskd.tasks.loader import Document
 from flowtaskd.tasks.options import (
+    EVENT_ACTION_MODELS,
+    EVENT_NAMES,
     STEP_OPTION_KEYS,
-    Argv,
-    Duration,
+    EnvMap,
+    EventAction,
     Overlap,
     RetryPolicy,
     StepOptions,
     StrictModel,
+    Timeout,
 )
+from flowtaskd.tasks.problems import pydantic_problems, shown
 
 __all__ = [
     "EVENT_ACTION_MODELS",
@@ -37,61 +45,16 @@ __all__ = [
     "TaskDefinition",
     "TaskHeader",
     "pydantic_problems",
+    "step_model",
     "validate_definition",
 ]
 
-
-def _env_value(value: Any) -> Any:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return value
+_Path = tuple[str | int, ...]
+_STEP_EXAMPLE = "e.g. `- Command: {command: [echo, hi]}`"
 
 
-EnvMap = dict[str, Annotated[str, BeforeValidator(_env_value)]]
-
-
-class LogAction(StrictModel):
-    message: str = "task {task} {event}"
-    level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
-
-
-class CommandAction(StrictModel):
-    command: Argv
-    timeout: Duration = 60.0
-
-
-class RunTaskAction(StrictModel):
-    task: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class WebHookAction(StrictModel):
-    url: str = Field(pattern=r"^https?://")
-    secret: str | None = None
-    timeout: Duration = 10.0
-    headers: dict[str, str] = Field(default_factory=dict)
-
-
-EVENT_ACTION_MODELS: dict[str, type[StrictModel]] = {
-    "Log": LogAction,
-    "Command": CommandAction,
-    "RunTask": RunTaskAction,
-    "WebHook": WebHookAction,
-}
-_EVENT_NAMES = (
-    "start",
-    "running",
-    "done",
-    "on_error",
-    "exception",
-    "completed",
-    "cancelled",
-    "step_start",
-    "step_done",
-    "step_error",
-    "step_retry",
-    "step_skipped",
-)
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
 
 
 class TaskHeader(StrictModel):
@@ -105,21 +68,21 @@ class TaskHeader(StrictModel):
         default=None, description="Event name -> list of {Action: {params}}."
     )
     steps: list[Any] = Field(min_length=1, description="Each step: {Component: {params}}.")
-    schedule: str | list[str] | None = Field(default=None, description="Cron string(s).")
+    schedule: Annotated[
+        list[str] | None,
+        BeforeValidator(_one_or_many, json_schema_input_type=str | list[str] | None),
+    ] = Field(default=None, description="Cron string(s): 5 fields or a macro like @daily.")
     params: dict[str, Any] = Field(default_factory=dict, description="Defaults per run.")
     env: EnvMap = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list, description="Env/param names to mask.")
-    timeout: Duration | None = None
+    timeout: Timeout | None = None
     retry: RetryPolicy | None = Field(default=None, description="Default for every step.")
     max_active_runs: int = Field(default=1, ge=1)
     overlap: Overlap = Overlap.SKIP
     max_active_steps: int = Field(default=16, ge=1)
 
 
-@dataclass(frozen=True, slots=True)
-class EventAction:
-    action: str
-    params: StrictModel
+_HEADER_KEYS = frozenset(TaskHeader.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +95,8 @@ class StepSpec:
     params: StrictModel
     options: StepOptions
     line: int | None = None
+    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The step's mapping as written (parameters and options), when it came from data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,180 +116,247 @@ class TaskDefinition:
 
     @property
     def schedules(self) -> tuple[str, ...]:
-        s = self.header.schedule
-        if s is None:
-            return ()
-        return (s,) if isinstance(s, str) else tuple(s)
+        return tuple(self.header.schedule or ())
 
     def line_of(self, path: Sequence[str | int]) -> int | None:
         return self.source.line_of(path) if self.source is not None else None
 
 
-@cache
+_STEP_MODELS: dict[type[Component], type[BaseModel]] = {}
+
+
 def step_model(component: type[Component]) -> type[BaseModel]:
-    """The component's parameters together with the options every step accepts."""
-    return create_model(  # type: ignore[call-overload,no-any-return]
-        f"{component.name}Step",
-        __base__=(component.Params, StepOptions),
-        __doc__=component.summary or f"A {component.name} step.",
-    )
+    """One model of a step's mapping: the component's parameters plus every step option
+    (for the JSON Schema; validation checks the two parts separately)."""
+    model = _STEP_MODELS.get(component)
+    if model is None:
+        model = create_model(
+            f"{component.name}Step",
+            __base__=(component.Params, StepOptions),
+            __doc__=component.summary or f"A {component.name} step.",
+        )
+        _STEP_MODELS[component] = model
+    return model
 
 
-def pydantic_problems(
-    exc: ValidationError,
-    prefix: tuple[str | int, ...],
-    doc: Document | None,
-    known_keys: frozenset[str] | set[str] = frozenset(),
-) -> list[Problem]:
-    """Turn pydantic's errors into our problems, with key paths and lines."""
-    out = []
-    for err in exc.errors(include_url=False):
-        path = (*prefix, *err["loc"])
-        out.append(_problem(err, path, doc, known_keys))
-    return out
+# --- validation -------------------------------------------------------------------------------
 
 
-def _problem(
-    err: ErrorDetails, path: tuple[str | int, ...], doc: Document | None, known: Any
-) -> Problem:
-    file = doc.file if doc else None
-    line = doc.line_of(path) if doc else None
-    kind = err["type"]
-    hint = None
-    if kind == "missing":
-        message = "field required"
-    elif kind == "extra_forbidden":
-        key = str(path[-1])
-        message = "unknown key"
-        near = closest(key, known) if known else None
-        hint = f"did you mean `{near}`?" if near else None
-    else:
-        message = err["msg"].removeprefix("Value error, ")
-        if kind.endswith("_type") and "input" in err:
-            message += f", got {type(err['input']).__name__} {_short(err['input'])}"
-    return Problem(message, file=file, line=line, path=format_path(path), hint=hint)
+class _Problems:
+    """Collects the problems of one document."""
 
+    def __init__(self, doc: Document | None) -> None:
+        self.doc = doc
+        self.file = doc.file if doc else None
+        self.items: list[Problem] = list(doc.problems) if doc else []
+        # a YAML 1.1 trap the loader reported: pydantic's error at that key would repeat it
+        self._trapped = {p.path for p in self.items if p.path and "YAML 1.1" in p.message}
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    def line_of(self, path: Sequence[str | int]) -> int | None:
+        return self.doc.line_of(path) if self.doc is not None else None
+
+    def add(
+        self, message: str, path: _Path, hint: str | None = None, at: _Path | None = None
+    ) -> None:
+        """A problem at key ``path``, on the line of ``at`` (default: of ``path``)."""
+        line = self.line_of(path if at is None else at)
+        self.items.append(Problem(message, self.file, line, format_path(path), hint))
+
+    def pydantic(
+        self,
+        exc: ValidationError,
+        prefix: _Path,
+        data: Any,
+        known: frozenset[str],
+        *models: type[BaseModel],
+    ) -> None:
+        for problem in pydantic_problems(exc, prefix, self.doc, known, data, models):
+            if problem.path not in self._trapped:
+                self.items.append(problem)
 
 
 def validate_definition(data: Any, doc: Document | None = None) -> TaskDefinition:
     """Validate a task's data; raise :class:`TaskParseError` listing every problem."""
-    file = doc.file if doc else None
-    problems: list[Problem] = list(doc.problems) if doc else []
-
-    def add(message: str, path: tuple[str | int, ...], hint: str | None = None) -> None:
-        line = doc.line_of(path) if doc else None
-        problems.append(Problem(message, file, line, format_path(path), hint))
-
+    found = _Problems(doc)
     if not isinstance(data, dict):
-        add(f"a task is a mapping with `name` and `steps`, got {type(data).__name__}", ())
-        raise TaskParseError(problems, file)
+        what = "nothing" if data is None else type(data).__name__
+        found.add(f"a task is a mapping with `name` and `steps`, got {what}", ())
+        raise TaskParseError(found.items, found.file)
     header: TaskHeader | None = None
     try:
         header = TaskHeader.model_validate(data)
     except ValidationError as exc:
-        problems.extend(pydantic_problems(exc, (), doc, set(TaskHeader.model_fields)))
-    steps = _validate_steps(data.get("steps"), doc, add, problems)
-    events = _validate_events(data.get("events"), doc, add, problems)
+        found.pydantic(exc, (), data, _HEADER_KEYS, TaskHeader)
+    raw_steps = data.get("steps")
+    steps, partial = _validate_steps(raw_steps, found)
+    events = _validate_events(data.get("events"), found)
     if header is not None:
-        _check_schedules(header, add)
-    if problems or header is None:
-        raise TaskParseError(problems, file)
-    return TaskDefinition(header, tuple(steps), events, file, doc, data)
+        _check_schedules(header, isinstance(data.get("schedule"), str), found)
+    if found.items or header is None:
+        if steps:
+            found.items.extend(graph_problems(steps, found.file, found.line_of, partial))
+        found.items.sort(key=_file_order)  # stable: the same place keeps its order
+        raise TaskParseError(found.items, found.file)
+    return TaskDefinition(header, tuple(steps), events, found.file, doc, data)
 
 
-def _validate_steps(raw: Any, doc: Document | None, add: Any, problems: list[Problem]) -> list[StepSpec]:
+_STEP_INDEX = re.compile(r"^steps\[(\d+)\]")
+
+
+def _file_order(problem: Problem) -> tuple[int, int]:
+    """Problems sort by line, or (a dict has no lines) by the step they are in."""
+    step = _STEP_INDEX.match(problem.path)
+    return (problem.line or 0, int(step[1]) if step else -1)
+
+
+def _validate_steps(raw: Any, found: _Problems) -> tuple[list[StepSpec], frozenset[int]]:
+    """Every step that validates, plus stand-ins (in ``partial``) for those that do not,
+    so the graph can still be checked around them."""
     if not isinstance(raw, list):
-        return []
+        return [], frozenset()
     components = registry()
     steps: list[StepSpec] = []
+    partial: set[int] = set()
     for i, item in enumerate(raw):
-        where: tuple[str | int, ...] = ("steps", i)
-        if not isinstance(item, dict) or len(item) != 1:
-            add("a step is a mapping with exactly one key, the component name", where,
-                "e.g. `- Command: {command: [echo, hi]}`")
-            continue
-        ((comp_name, params),) = item.items()
-        comp = components.get(str(comp_name))
-        if comp is None:
-            near = closest(str(comp_name), set(components))
-            add(f"unknown component `{comp_name}`", where,
-                f"did you mean `{near}`?" if near else f"known: {', '.join(sorted(components))}")
-            continue
-        where = (*where, comp_name)
-        if params is None:
-            params = {}
-        if not isinstance(params, dict):
-            add(f"the parameters of a {comp_name} step are a mapping, got {type(params).__name__}", where)
-            continue
-        model = step_model(comp)
-        try:
-            combined = model.model_validate(params)
-        except ValidationError as exc:
-            known = set(comp.Params.model_fields) | STEP_OPTION_KEYS
-            problems.extend(pydantic_problems(exc, where, doc, known))
-            continue
-        values = dict(combined)
-        opts = StepOptions.model_construct(**{k: values[k] for k in STEP_OPTION_KEYS})
-        own = comp.Params.model_construct(**{k: values[k] for k in comp.Params.model_fields})
-        step_id = opts.name or f"{comp_name}_{i + 1}"
-        line = doc.line_of(("steps", i)) if doc else None
-        steps.append(StepSpec(i, step_id, comp.name, own, opts, line))
-    return steps
+        spec = _validate_step(i, item, components, found)
+        if spec is None:
+            spec = _stand_in(i, item)
+            partial.add(i)
+        steps.append(spec)
+    return steps, frozenset(partial)
 
 
-def _validate_events(
-    raw: Any, doc: Document | None, add: Any, problems: list[Problem]
-) -> dict[str, tuple[EventAction, ...]]:
+def _validate_step(
+    i: int, item: Any, components: Mapping[str, type[Component]], found: _Problems
+) -> StepSpec | None:
+    where: _Path = ("steps", i)
+    if not isinstance(item, dict) or len(item) != 1:
+        found.add(
+            "a step is a mapping with exactly one key, the component name", where, _STEP_EXAMPLE
+        )
+        return None
+    ((comp_name, params),) = item.items()
+    comp = components.get(comp_name) if isinstance(comp_name, str) else None
+    if comp is None:
+        near = closest(str(comp_name), set(components))
+        hint = f"did you mean `{near}`?" if near else f"known: {', '.join(sorted(components))}"
+        found.add(f"unknown component `{comp_name}`", where, hint, (*where, str(comp_name)))
+        return None
+    where = (*where, comp_name)
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict):
+        found.add(
+            f"the parameters of a {comp_name} step are a mapping, got {shown(params)}",
+            where,
+            _STEP_EXAMPLE,
+        )
+        return None
+    own = {k: v for k, v in params.items() if k not in STEP_OPTION_KEYS}
+    opts = {k: v for k, v in params.items() if k in STEP_OPTION_KEYS}
+    options = own_params = None
+    try:
+        options = StepOptions.model_validate(opts)
+    except ValidationError as exc:
+        found.pydantic(exc, where, params, _known(comp), StepOptions)
+    try:
+        own_params = comp.Params.model_validate(own)
+    except ValidationError as exc:
+        found.pydantic(exc, where, params, _known(comp), comp.Params)
+    if options is None or own_params is None:
+        return None
+    line = found.line_of(where)  # the component key's line
+    step_id = options.name or f"{comp_name}_{i + 1}"
+    return StepSpec(i, step_id, comp.name, own_params, options, line, params)
+
+
+def _known(comp: type[Component]) -> frozenset[str]:
+    return frozenset(comp.Params.model_fields) | STEP_OPTION_KEYS
+
+
+def _stand_in(i: int, item: Any) -> StepSpec:
+    """What can be read of an invalid step's id, ``depends`` and groups."""
+    comp, params, auto = "", {}, f"step_{i + 1}"  # comp "": no key path below steps[i]
+    if isinstance(item, dict) and len(item) == 1:
+        ((key, value),) = item.items()
+        comp, params = str(key), value if isinstance(value, dict) else {}
+        auto = f"{comp}_{i + 1}"
+    elif isinstance(item, str):  # `- Dummy`: probably meant as a component
+        auto = f"{item}_{i + 1}"
+    name = params.get("name")
+    depends = params.get("depends")
+    if isinstance(depends, str):
+        depends = [depends]
+    elif depends is not None and not (
+        isinstance(depends, list) and all(isinstance(d, str) for d in depends)
+    ):
+        depends = []  # unreadable: no edges, so nothing false is said about it
+    group, feeds = (
+        v if isinstance(v, str) and v else None for v in _get(params, "Group", "to_group")
+    )
+    options = StepOptions.model_construct(depends=depends, Group=group, to_group=feeds)
+    step_id = name if isinstance(name, str) and name else auto
+    return StepSpec(i, step_id, comp, NoParams(), options, raw=params)
+
+
+def _get(params: Mapping[str, Any], *keys: str) -> list[Any]:
+    return [params.get(k) for k in keys]
+
+
+def _validate_events(raw: Any, found: _Problems) -> dict[str, tuple[EventAction, ...]]:
     if not isinstance(raw, dict):
-        return {}
+        return {}  # the header reports a wrong type
     out: dict[str, tuple[EventAction, ...]] = {}
     for event, actions in raw.items():
-        where: tuple[str | int, ...] = ("events", event)
-        if event not in _EVENT_NAMES:
-            near = closest(str(event), set(_EVENT_NAMES))
-            add(f"unknown event `{event}`", where, f"did you mean `{near}`?" if near else None)
+        where: _Path = ("events", event)
+        if event not in EVENT_NAMES:
+            near = closest(str(event), set(EVENT_NAMES))
+            found.add(
+                f"unknown event `{event}`",
+                where,
+                f"did you mean `{near}`?" if near else f"known: {', '.join(EVENT_NAMES)}",
+            )
             continue
         if not isinstance(actions, list):
-            continue  # the header model reports the type
+            continue  # the header reports the type
         parsed = []
         for j, action in enumerate(actions):
             at = (*where, j)
             if not isinstance(action, dict) or len(action) != 1:
-                add("an event action is a mapping with one key, the action name", at,
-                    "e.g. `- Log: {message: done}`")
+                found.add(
+                    "an event action is a mapping with one key, the action name",
+                    at,
+                    "e.g. `- Log: {message: done}`",
+                )
                 continue
             ((name, params),) = action.items()
             model = EVENT_ACTION_MODELS.get(str(name))
             if model is None:
                 near = closest(str(name), set(EVENT_ACTION_MODELS))
-                add(f"unknown action `{name}`", at, f"did you mean `{near}`?" if near else None)
+                hint = (
+                    f"did you mean `{near}`?"
+                    if near
+                    else f"known: {', '.join(EVENT_ACTION_MODELS)}"
+                )
+                found.add(f"unknown action `{name}`", at, hint)
                 continue
             try:
                 parsed.append(EventAction(str(name), model.model_validate(params or {})))
             except ValidationError as exc:
-                problems.extend(pydantic_problems(exc, (*at, name), doc, set(model.model_fields)))
+                found.pydantic(exc, (*at, name), params, frozenset(model.model_fields), model)
         out[str(event)] = tuple(parsed)
     return out
 
 
-def _check_schedules(header: TaskHeader, add: Any) -> None:
+def _check_schedules(header: TaskHeader, single: bool, found: _Problems) -> None:
     if header.timezone is not None:
         try:
             validate_timezone(header.timezone)
         except CronError as exc:
-            add(str(exc), ("timezone",))
-    schedules = header.schedule
-    if schedules is None:
-        return
-    items = [(("schedule",), schedules)] if isinstance(schedules, str) else [
-        (("schedule", k), s) for k, s in enumerate(schedules)
-    ]
-    for path, expr in items:
+            found.add(str(exc), ("timezone",))
+    raw = header.schedule or []
+    for k, expr in enumerate(raw):
         try:
             parse_cron(expr)
         except CronError as exc:
-            add(str(exc), path)
+            found.add(str(exc), ("schedule",) if single else ("schedule", k))

@@ -1,0 +1,169 @@
+"""``flowtaskd validate``, ``graph`` and ``schema``, run as real processes (the installed
+console script and ``python -m flowtaskd``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowtaskd.tasks import load_pile
+from flowtaskd.tasks.jsonschema import task_schema
+from flowtaskd.tasks.render import render
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "flowtaskd"
+EXAMPLES = sorted(p for p in (REPO / "config" / "tasks").iterdir() if p.is_file())
+
+
+def flowtaskd(*args: str, cwd: Path, module: bool = False) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "flowtaskd"] if module else [str(SCRIPT)]
+    return subprocess.run(
+        [*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+GOOD = "name: good\nsteps:\n  - Command: {command: [echo, hi]}\n  - Dummy: {}\n"
+BAD = "name: bad\nsteps:\n  - Command:\n      comand: [echo, hi]\n  - Dummy: {depends: nope}\n"
+BAD_PROBLEMS = [
+    "bad.yaml:3: steps[0].Command.command: field required",
+    "bad.yaml:4: steps[0].Command.comand: unknown key (did you mean `command`?)",
+    "bad.yaml:5: steps[1].Dummy.depends: depends on unknown step `nope` "
+    "(nearest known ids: `Command_1`)",
+]
+
+
+def test_the_examples_are_valid_and_in_every_format() -> None:
+    assert {p.suffix for p in EXAMPLES} >= {".yaml", ".json", ".toml"}
+    run = flowtaskd("validate", "config/tasks", cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        f"ok config/tasks/{p.name}: task {load_pile(p).name} ({len(load_pile(p))} steps)"
+        for p in EXAMPLES
+    ]
+    assert run.stderr == f"{len(EXAMPLES)} valid, 0 invalid\n"
+
+
+def test_the_examples_cover_what_the_issue_asks_for() -> None:
+    piles = {p.name: load_pile(p) for p in EXAMPLES}
+    plain = [
+        n
+        for n, pile in piles.items()
+        if set(pile.task) <= {"name", "description", "comments", "events", "steps"}
+        and all(
+            not (set(next(iter(s.values())) or {}) & {"name", "depends"})
+            for s in pile.task["steps"]
+        )
+    ]
+    assert plain, "one example is in the plain upstream style"
+    dag = [n for n, pile in piles.items() if pile.groups and len(pile.roots()) > 1]
+    assert dag, "one example is a real DAG with parallel branches and a group"
+    scheduled = {
+        n: pile.definition.schedules for n, pile in piles.items() if pile.definition.schedules
+    }
+    assert list(scheduled.values()) in ([], [("0 6 * * *",)]), "at most one, daily"
+    for pile in piles.values():
+        for group in pile.groups.values():
+            path = pile[group.parent].params["path"]
+            assert (REPO / path).is_dir(), f"{path} exists (relative to the repository root)"
+
+
+def test_validate_prints_each_problem_and_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(GOOD)
+    (tmp_path / "bad.yaml").write_text(BAD)
+    run = flowtaskd("validate", "good.yaml", "bad.yaml", "missing.json", cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stdout == "ok good.yaml: task good (2 steps)\n"
+    assert run.stderr.splitlines() == [
+        *BAD_PROBLEMS,
+        "missing.json: no such file or folder",
+        "1 valid, 2 invalid",
+    ]
+
+
+def test_validate_json(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(GOOD)
+    (tmp_path / "bad.yaml").write_text(BAD)
+    run = flowtaskd("validate", "--json", ".", cwd=tmp_path)
+    assert run.returncode == 1 and run.stderr == ""
+    doc = json.loads(run.stdout)
+    assert doc["valid"] is False
+    bad, good = doc["files"]
+    assert good == {"file": "good.yaml", "valid": True, "task": "good", "steps": 2, "problems": []}
+    assert bad["file"] == "bad.yaml" and bad["valid"] is False
+    assert bad["problems"][1] == {
+        "message": "unknown key",
+        "file": "bad.yaml",
+        "line": 4,
+        "path": "steps[0].Command.comand",
+        "hint": "did you mean `command`?",
+    }
+    assert len(bad["problems"]) == 3
+    (tmp_path / "bad.yaml").unlink()
+    run = flowtaskd("validate", "--json", ".", cwd=tmp_path)
+    assert run.returncode == 0 and json.loads(run.stdout)["valid"] is True
+
+
+def test_validate_walks_folders(tmp_path: Path) -> None:
+    for rel in ["a.yaml", "sub/b.YML", "sub/deeper/c.json", "d.toml"]:
+        path = tmp_path / "tasks" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            GOOD
+            if path.suffix.lower() != ".json"
+            else json.dumps({"name": "c", "steps": [{"Dummy": {}}]})
+            if rel != "d.toml"
+            else ""
+        )
+    (tmp_path / "tasks" / "d.toml").write_text('name = "d"\n[[steps]]\n[steps.Dummy]\n')
+    for ignored in [".hidden.yaml", ".git/x.yaml", "notes.txt", "data.csv"]:
+        path = tmp_path / "tasks" / ignored
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("not a task")
+    run = flowtaskd("validate", "tasks", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert [line.split(":")[0] for line in run.stdout.splitlines()] == [
+        "ok tasks/a.yaml",
+        "ok tasks/d.toml",
+        "ok tasks/sub/b.YML",
+        "ok tasks/sub/deeper/c.json",
+    ]
+
+
+def test_validate_with_nothing_to_check_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    run = flowtaskd("validate", "empty", cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stderr == "no task files found\n0 valid, 0 invalid\n"
+
+
+@pytest.mark.parametrize("fmt", ["text", "dot", "mermaid"])
+def test_graph(fmt: str) -> None:
+    example = REPO / "config" / "tasks" / "sales_report.yaml"
+    run = flowtaskd("graph", str(example), "--format", fmt, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == render(load_pile(example), fmt)
+    assert "files" in run.stdout  # the group is shown
+
+
+def test_graph_of_an_invalid_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(BAD)
+    run = flowtaskd("graph", "bad.yaml", cwd=tmp_path)
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr.splitlines() == BAD_PROBLEMS
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    run = flowtaskd("graph", cwd=tmp_path)
+    assert run.returncode == 2 and "FILE" in run.stderr
+    run = flowtaskd("graph", "x.yaml", "--format", "svg", cwd=tmp_path)
+    assert run.returncode == 2 and "invalid choice: 'svg'" in run.stderr
+
+
+def test_schema_via_python_dash_m(tmp_path: Path) -> None:
+    run = flowtaskd("schema", cwd=tmp_path, module=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == task_schema()

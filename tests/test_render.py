@@ -1,0 +1,111 @@
+"""Drawing a TaskPile: text, Graphviz dot and Mermaid, groups shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowtaskd.tasks import TaskPile
+from flowtaskd.tasks.render import FORMATS, order, render
+
+PILE = TaskPile(
+    {
+        "name": "report",
+        "steps": [
+            {"Dummy": {"name": "start"}},
+            {"FileList": {"name": "ls", "path": "data", "to_group": "files", "depends": []}},
+            {"Command": {"name": "count", "Group": "files", "command": ["wc", "{file}"]}},
+            {"Command": {"name": "mark", "Group": "files", "command": ["echo", "{name}"]}},
+            {"Command": {"name": "listing", "depends": "start", "command": ["ls"]}},
+            {
+                "Dummy": {
+                    "name": "summary",
+                    "depends": ["mark", "listing"],
+                    "trigger_rule": "all_done",
+                }
+            },
+        ],
+    }
+)
+
+
+def test_order_is_topological_with_file_order_between_ready_steps() -> None:
+    assert order(PILE) == ["start", "ls", "count", "mark", "listing", "summary"]
+
+
+def test_text() -> None:
+    assert render(PILE, "text") == (
+        "task report: 6 steps, 1 groups\n"
+        "  start (Dummy) (root)\n"
+        "  ls (FileList) (root)  [feeds group files]\n"
+        "  count (Command) <- ls  [in group files, once per item]\n"
+        "  mark (Command) <- count  [in group files, once per item]\n"
+        "  listing (Command) <- start\n"
+        "  summary (Dummy) <- mark, listing  [runs on all_done]\n"
+        "group files: ls -> each item -> count, mark\n"
+    )
+    assert render(PILE) == render(PILE, "text")
+
+
+def test_dot() -> None:
+    assert render(PILE, "dot") == (
+        'digraph "report" {\n'
+        "  rankdir=LR;\n"
+        "  node [shape=box];\n"
+        '  "start" [label="start\\nDummy"];\n'
+        '  "ls" [label="ls\\nFileList"];\n'
+        '  "listing" [label="listing\\nCommand"];\n'
+        '  "summary" [label="summary\\nDummy"];\n'
+        '  subgraph "cluster_files" {\n'
+        '    label="group files (once per item)"; style=dashed;\n'
+        '    "count" [label="count\\nCommand"];\n'
+        '    "mark" [label="mark\\nCommand"];\n'
+        "  }\n"
+        '  "start" -> "listing";\n'
+        '  "ls" -> "count";\n'
+        '  "count" -> "mark";\n'
+        '  "mark" -> "summary";\n'
+        '  "listing" -> "summary";\n'
+        "}\n"
+    )
+
+
+def test_mermaid() -> None:
+    assert render(PILE, "mermaid") == (
+        "flowchart LR\n"
+        '  s0["start<br/>Dummy"]\n'
+        '  s1["ls<br/>FileList"]\n'
+        '  s4["listing<br/>Command"]\n'
+        '  s5["summary<br/>Dummy"]\n'
+        '  subgraph g0["group files (once per item)"]\n'
+        '    s2["count<br/>Command"]\n'
+        '    s3["mark<br/>Command"]\n'
+        "  end\n"
+        "  s0 --> s4\n"
+        "  s1 --> s2\n"
+        "  s2 --> s3\n"
+        "  s3 --> s5\n"
+        "  s4 --> s5\n"
+    )
+
+
+def test_names_are_escaped() -> None:
+    pile = TaskPile(
+        {
+            "name": 'say "hi" \\ bye',
+            "steps": [
+                {"FileList": {"path": ".", "to_group": 'odd "group" <x>'}},
+                {"Dummy": {"Group": 'odd "group" <x>'}},
+            ],
+        }
+    )
+    dot = render(pile, "dot")
+    assert dot.startswith('digraph "say \\"hi\\" \\\\ bye" {\n')
+    assert '  subgraph "cluster_odd \\"group\\" <x>" {\n' in dot
+    mermaid = render(pile, "mermaid")
+    assert '  subgraph g0["group odd #quot;group#quot; #lt;x> (once per item)"]\n' in mermaid
+
+
+def test_unknown_format() -> None:
+    assert FORMATS == ("text", "dot", "mermaid")
+    with pytest.raises(ValueError, match="unknown format 'svg'"):
+        render(PILE, "svg")
