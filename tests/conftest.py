@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from flowtaskd.logs import reset_logging
 
 
 def write(path: Path, text: str) -> Path:
@@ -84,12 +87,8 @@ _QUIETED = ("apscheduler", "httpx", "httpcore", "watchfiles", "distributed")
 def _restore_logging() -> Any:
     """An in-process daemon configures logging and quiets chatty libraries for the whole
     process; undo that after each test so tests do not depend on their order."""
-    import logging
-
     levels = {name: logging.getLogger(name).level for name in _QUIETED}
     yield
-    from flowtaskd.logs import reset_logging
-
     reset_logging()
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
