@@ -30,6 +30,7 @@ class AttemptStats:
     bytes_out: int | None = None
     log_path: str | None = None
     item: int | None = None
+    worker: str | None = None  # where it ran, when not in the daemon (a Dask worker)
 
     @property
     def duration(self) -> float | None:
@@ -50,6 +51,7 @@ class AttemptStats:
             "bytes_out": self.bytes_out,
             "log_path": self.log_path,
             "item": self.item,
+            "worker": self.worker,
         }
 
 
@@ -85,6 +87,7 @@ class StepMonitor:
             outcome.bytes_out,
             outcome.log_path,
         )
+        a.worker = outcome.worker
         self.exit_code = outcome.exit_code
         if outcome.output is not None:
             self.output = outcome.output

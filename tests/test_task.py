@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,32 @@ from tests.conftest import FakeClock, pid_alive, wait_for, write
 PY = sys.executable
 
 
+@pytest.fixture(scope="module")
+def dask_address() -> Iterator[str]:
+    """A LocalCluster of 2 worker processes on 127.0.0.1, shared by this module."""
+    pytest.importorskip("distributed")
+    from tests.dask_cluster import local_cluster  # noqa: PLC0415 - dask is an optional extra
+
+    with local_cluster(n_workers=2) as address:
+        yield address
+
+
+@pytest.fixture(params=["local", "dask"])
+async def executor(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """The DAG-semantics tests run against both executors: the same results either way."""
+    if request.param == "local":
+        yield None  # Task's default: LocalExecutor
+        return
+    from flowtaskd.execution.dask import DaskExecutor  # noqa: PLC0415 - the optional extra
+
+    ex = DaskExecutor(request.getfixturevalue("dask_address"), connect_timeout=10.0)
+    await ex.start()
+    try:
+        yield ex
+    finally:
+        await ex.aclose()
+
+
 async def run_task(definition: Any, tmp_path: Path, **kw: Any) -> tuple[Any, list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
     bus = kw.pop("events", None) or EventBus()
@@ -37,7 +64,7 @@ def steps(stats: Any) -> dict[str, Any]:
     return stats.to_dict()["steps"]
 
 
-async def test_independent_branches_overlap(tmp_path: Path) -> None:
+async def test_independent_branches_overlap(tmp_path: Path, executor: Any) -> None:
     marks = tmp_path / "marks"
     cmd = f"date +%s.%N >> {marks}.$NAME.start; sleep 0.6; date +%s.%N >> {marks}.$NAME.end"
     task = {
@@ -47,14 +74,14 @@ async def test_independent_branches_overlap(tmp_path: Path) -> None:
             {"RunShell": {"name": "b", "command": cmd, "env": {"NAME": "b"}, "depends": []}},
         ],
     }
-    stats, _ = await run_task(task, tmp_path)
+    stats, _ = await run_task(task, tmp_path, executor=executor)
     assert stats.status is TaskStatus.DONE
     a0, a1 = (float(Path(f"{marks}.a.{x}").read_text()) for x in ("start", "end"))
     b0, b1 = (float(Path(f"{marks}.b.{x}").read_text()) for x in ("start", "end"))
     assert a0 < b1 and b0 < a1, "the two branches did not run at the same time"
 
 
-async def test_plain_list_is_a_chain_and_outputs_flow(tmp_path: Path) -> None:
+async def test_plain_list_is_a_chain_and_outputs_flow(tmp_path: Path, executor: Any) -> None:
     task = {
         "name": "chain",
         "steps": [
@@ -63,11 +90,17 @@ async def test_plain_list_is_a_chain_and_outputs_flow(tmp_path: Path) -> None:
             {"Dummy": {"message": "{steps.Command_2.output}"}},
         ],
     }
-    stats, events = await run_task(task, tmp_path)
+    stats, events = await run_task(task, tmp_path, executor=executor)
     s = steps(stats)
     assert s["Dummy_3"]["output"] == "one-two"
     starts = [e["step"] for e in events if e["event"] == "step_start"]
     assert starts == ["Command_1", "Command_2", "Dummy_3"]
+    worker = s["Command_1"]["tries"][0]["worker"]
+    if executor is None:
+        assert worker is None
+    else:  # the Command steps really ran on a Dask worker; Dummy stays in the daemon
+        assert str(worker).startswith("tcp://127.0.0.1")
+        assert s["Dummy_3"]["tries"][0]["worker"] is None
 
 
 @pytest.mark.parametrize(
@@ -103,7 +136,7 @@ async def test_trigger_rules(tmp_path: Path, rule: str, upstream: list[str], exp
         assert any(e["event"] == "step_skipped" and e["step"] == "x" for e in events)
 
 
-async def test_skip_error_modes(tmp_path: Path) -> None:
+async def test_skip_error_modes(tmp_path: Path, executor: Any) -> None:
     def task(mode: str) -> dict[str, Any]:
         return {
             "name": f"skip-{mode}",
@@ -113,19 +146,21 @@ async def test_skip_error_modes(tmp_path: Path) -> None:
             ],
         }
 
-    enforce, _ = await run_task(task("enforce"), tmp_path)
+    enforce, _ = await run_task(task("enforce"), tmp_path, executor=executor)
     assert enforce.status is TaskStatus.FAILED
     assert steps(enforce)["next"]["status"] == "upstream_failed"
-    skip, _ = await run_task(task("skip"), tmp_path)
+    skip, _ = await run_task(task("skip"), tmp_path, executor=executor)
     assert skip.status is TaskStatus.DONE
     assert steps(skip)["bad"]["status"] == "failed"
     assert steps(skip)["next"]["status"] == "done"
-    log, _ = await run_task(task("log"), tmp_path)
+    log, _ = await run_task(task("log"), tmp_path, executor=executor)
     assert log.status is TaskStatus.DONE
     assert steps(log)["next"]["status"] == "upstream_failed"
 
 
-async def test_retry_backoff_uses_the_injected_clock(tmp_path: Path, fake_clock: FakeClock) -> None:
+async def test_retry_backoff_uses_the_injected_clock(
+    tmp_path: Path, fake_clock: FakeClock, executor: Any
+) -> None:
     counter = tmp_path / "count"
     task = {
         "name": "retry",
@@ -143,7 +178,7 @@ async def test_retry_backoff_uses_the_injected_clock(tmp_path: Path, fake_clock:
             }
         ],
     }
-    stats, events = await run_task(task, tmp_path, clock=fake_clock)
+    stats, events = await run_task(task, tmp_path, clock=fake_clock, executor=executor)
     assert len(counter.read_text().splitlines()) == 4
     assert fake_clock.sleeps == [10, 20, 30]
     s = steps(stats)["RunShell_1"]
@@ -152,7 +187,9 @@ async def test_retry_backoff_uses_the_injected_clock(tmp_path: Path, fake_clock:
     assert [e["attempt"] for e in events if e["event"] == "step_retry"] == [1, 2, 3]
 
 
-async def test_retry_only_on_listed_exit_codes(tmp_path: Path, fake_clock: FakeClock) -> None:
+async def test_retry_only_on_listed_exit_codes(
+    tmp_path: Path, fake_clock: FakeClock, executor: Any
+) -> None:
     task = {
         "name": "codes",
         "steps": [
@@ -164,7 +201,7 @@ async def test_retry_only_on_listed_exit_codes(tmp_path: Path, fake_clock: FakeC
             }
         ],
     }
-    stats, _ = await run_task(task, tmp_path, clock=fake_clock)
+    stats, _ = await run_task(task, tmp_path, clock=fake_clock, executor=executor)
     assert steps(stats)["Command_1"]["attempts"] == 1
     assert fake_clock.sleeps == []
 
@@ -181,7 +218,7 @@ async def test_task_level_retry_is_the_default_for_steps(
     assert steps(stats)["Command_1"]["attempts"] == 2
 
 
-async def test_step_timeout_kills_grandchildren(tmp_path: Path) -> None:
+async def test_step_timeout_kills_grandchildren(tmp_path: Path, executor: Any) -> None:
     pidfile = tmp_path / "grandchild.pid"
     task = {
         "name": "timeout",
@@ -189,27 +226,29 @@ async def test_step_timeout_kills_grandchildren(tmp_path: Path) -> None:
             {"RunShell": {"command": f"sleep 300 & echo $! > {pidfile}; wait", "timeout": 0.5}}
         ],
     }
-    stats, _ = await run_task(task, tmp_path, kill_grace=0.5)
+    stats, _ = await run_task(task, tmp_path, kill_grace=0.5, executor=executor)
     assert steps(stats)["RunShell_1"]["status"] == "timed_out"
     assert stats.status is TaskStatus.FAILED
     pid = int(pidfile.read_text())
     await wait_for(lambda: not pid_alive(pid), timeout=5)
 
 
-async def test_task_timeout_cancels_running_steps(tmp_path: Path) -> None:
+async def test_task_timeout_cancels_running_steps(tmp_path: Path, executor: Any) -> None:
     task = {
         "name": "task-timeout",
         "timeout": 0.5,
         "steps": [{"Command": {"command": ["sleep", "30"]}}, {"Dummy": {}}],
     }
-    stats, _ = await run_task(task, tmp_path, kill_grace=0.5)
+    stats, _ = await run_task(task, tmp_path, kill_grace=0.5, executor=executor)
     assert stats.status is TaskStatus.FAILED
     assert "timed out" in (stats.error or "")
     assert steps(stats)["Command_1"]["status"] == "cancelled"
     assert steps(stats)["Dummy_2"]["status"] == "cancelled"
 
 
-async def test_cancel_stops_the_process_and_reports_cancelled(tmp_path: Path) -> None:
+async def test_cancel_stops_the_process_and_reports_cancelled(
+    tmp_path: Path, executor: Any
+) -> None:
     pidfile = tmp_path / "pid"
     bus = EventBus()
     events: list[dict[str, Any]] = []
@@ -223,6 +262,7 @@ async def test_cancel_stops_the_process_and_reports_cancelled(tmp_path: Path) ->
             events=bus,
             log_dir=tmp_path,
             kill_grace=0.5,
+            executor=executor,
         )
         async with task:
             runner = asyncio.create_task(task.run())
@@ -236,7 +276,7 @@ async def test_cancel_stops_the_process_and_reports_cancelled(tmp_path: Path) ->
     assert names[-2:] == ["cancelled", "completed"]
 
 
-async def test_secrets_are_masked_everywhere(tmp_path: Path) -> None:
+async def test_secrets_are_masked_everywhere(tmp_path: Path, executor: Any) -> None:
     bus = EventBus()
     task = {
         "name": "secret",
@@ -247,14 +287,14 @@ async def test_secrets_are_masked_everywhere(tmp_path: Path) -> None:
             {"RunShell": {"command": "echo $TOKEN {password}; echo $TOKEN >&2; exit 1"}},
         ],
     }
-    stats, events = await run_task(task, tmp_path, events=bus)
+    stats, events = await run_task(task, tmp_path, events=bus, executor=executor)
     blob = json.dumps(stats.to_dict()) + json.dumps(events)
     assert "tok-123456" not in blob and "hunter2-pw" not in blob
     assert "***" in steps(stats)["RunShell_1"]["output"]
     assert stats.to_dict()["params"]["password"] == "***"
 
 
-async def test_params_are_arguments_not_shell(tmp_path: Path) -> None:
+async def test_params_are_arguments_not_shell(tmp_path: Path, executor: Any) -> None:
     evil = "; touch " + str(tmp_path / "pwned")
     task = {
         "name": "inject",
@@ -267,15 +307,17 @@ async def test_params_are_arguments_not_shell(tmp_path: Path) -> None:
             }
         ],
     }
-    stats, _ = await run_task(task, tmp_path, params={"x": evil})
+    stats, _ = await run_task(task, tmp_path, params={"x": evil}, executor=executor)
     assert steps(stats)["Command_1"]["output"] == f"2 {evil}"
     assert not (tmp_path / "pwned").exists()
 
 
-async def test_unknown_placeholder_fails_before_the_step_starts(tmp_path: Path) -> None:
+async def test_unknown_placeholder_fails_before_the_step_starts(
+    tmp_path: Path, executor: Any
+) -> None:
     marker = tmp_path / "ran"
     task = {"name": "ph", "steps": [{"RunShell": {"command": f"touch {marker} {{nope}}"}}]}
-    stats, _ = await run_task(task, tmp_path)
+    stats, _ = await run_task(task, tmp_path, executor=executor)
     s = steps(stats)["RunShell_1"]
     assert s["status"] == "failed"
     assert "unknown placeholder {nope}" in s["error"]
@@ -288,7 +330,7 @@ async def test_masks_today_and_now_format(tmp_path: Path, fake_clock: FakeClock)
     assert steps(stats)["Dummy_1"]["output"] == "2027-01-15|2027|14"
 
 
-async def test_group_fans_out_over_files(tmp_path: Path) -> None:
+async def test_group_fans_out_over_files(tmp_path: Path, executor: Any) -> None:
     data = tmp_path / "data"
     for name in ("a.csv", "b.csv", "c.csv", "skip.txt"):
         write(data / name, name)
@@ -308,7 +350,7 @@ async def test_group_fans_out_over_files(tmp_path: Path) -> None:
             {"Dummy": {"name": "after", "depends": ["mark"]}},
         ],
     }
-    stats, events = await run_task(task, tmp_path)
+    stats, events = await run_task(task, tmp_path, executor=executor)
     assert stats.status is TaskStatus.DONE
     assert sorted((tmp_path / "seen").read_text().split()) == ["a.csv", "b.csv", "c.csv"]
     assert steps(stats)["cat"]["items"] == 3
@@ -316,7 +358,7 @@ async def test_group_fans_out_over_files(tmp_path: Path) -> None:
     assert steps(stats)["after"]["status"] == "done"
 
 
-async def test_group_member_failure_fails_the_group(tmp_path: Path) -> None:
+async def test_group_member_failure_fails_the_group(tmp_path: Path, executor: Any) -> None:
     data = tmp_path / "data"
     write(data / "ok.txt", "1")
     write(data / "bad.txt", "2")
@@ -328,7 +370,7 @@ async def test_group_member_failure_fails_the_group(tmp_path: Path) -> None:
             {"Dummy": {"name": "after", "depends": ["check"]}},
         ],
     }
-    stats, _ = await run_task(task, tmp_path)
+    stats, _ = await run_task(task, tmp_path, executor=executor)
     assert steps(stats)["check"]["status"] == "failed"
     assert steps(stats)["after"]["status"] == "upstream_failed"
     assert stats.status is TaskStatus.FAILED
@@ -367,7 +409,7 @@ def explode() -> None:
     raise ValueError("boom")
 
 
-async def test_python_component(tmp_path: Path) -> None:
+async def test_python_component(tmp_path: Path, executor: Any) -> None:
     task = {
         "name": "py",
         "steps": [
@@ -376,7 +418,7 @@ async def test_python_component(tmp_path: Path) -> None:
             {"Python": {"name": "bad", "function": f"{__name__}:explode", "skipError": "log"}},
         ],
     }
-    stats, _ = await run_task(task, tmp_path)
+    stats, _ = await run_task(task, tmp_path, executor=executor)
     s = steps(stats)
     assert s["add"]["output"] == "5"
     assert json.loads(s["dbl"]["output"]) == {"double": 8}
@@ -389,7 +431,7 @@ async def test_python_allow_list(tmp_path: Path) -> None:
     assert "not in the allowed Python modules" in steps(stats)["Python_1"]["error"]
 
 
-async def test_precondition_skips_the_step(tmp_path: Path) -> None:
+async def test_precondition_skips_the_step(tmp_path: Path, executor: Any) -> None:
     task = {
         "name": "pre",
         "steps": [
@@ -410,7 +452,7 @@ async def test_precondition_skips_the_step(tmp_path: Path) -> None:
             },
         ],
     }
-    stats, _ = await run_task(task, tmp_path)
+    stats, _ = await run_task(task, tmp_path, executor=executor)
     assert steps(stats)["gated"]["status"] == "skipped"
     assert "precondition exited 1" in steps(stats)["gated"]["reason"]
     assert not (tmp_path / "ran").exists()
@@ -435,12 +477,12 @@ async def test_run_task_sub_run(tmp_path: Path) -> None:
     assert child and child[0]["stats"]["steps"]["Command_1"]["output"] == "child 7"
 
 
-async def test_events_are_ordered_and_completed_is_last(tmp_path: Path) -> None:
+async def test_events_are_ordered_and_completed_is_last(tmp_path: Path, executor: Any) -> None:
     task = {
         "name": "ev",
         "steps": [{"Command": {"command": ["true"]}}, {"Command": {"command": ["false"]}}],
     }
-    stats, events = await run_task(task, tmp_path)
+    stats, events = await run_task(task, tmp_path, executor=executor)
     names = [e["event"] for e in events]
     assert names == [
         "start",
@@ -497,12 +539,12 @@ async def test_events_block_actions(tmp_path: Path) -> None:
     assert marker.read_text().strip() == "done"
 
 
-async def test_stats_record_os_accounting(tmp_path: Path) -> None:
+async def test_stats_record_os_accounting(tmp_path: Path, executor: Any) -> None:
     task = {
         "name": "acct",
         "steps": [{"Command": {"command": [PY, "-c", "x = bytearray(60_000_000); print(len(x))"]}}],
     }
-    stats, _ = await run_task(task, tmp_path)
+    stats, _ = await run_task(task, tmp_path, executor=executor)
     s = steps(stats)["Command_1"]
     assert s["max_rss_kb"] >= 60_000
     assert s["cpu_user"] is not None and s["bytes_out"] == len("60000000\n")
