@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets as _secrets
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -151,7 +152,7 @@ class Task(AbstractTask):
         log = _log.bind(task=d.name, run_id=self.run_id)
         log_dir = Path(
             self.kwargs.get("log_dir")
-            or Path(os.environ.get("TMPDIR", "/tmp")) / "flowtaskd" / "logs"
+            or Path(tempfile.gettempdir()) / "flowtaskd-logs"
         )
         log_dir = log_dir / d.name / self.run_id
         log_dir.mkdir(parents=True, exist_ok=True)
