@@ -7,16 +7,19 @@ Run from the repository root::
 
 1. **Events per second delivered** to 1, 10 and 100 ``subscribe`` connections. A daemon
    runs in this process; synthetic ``step_done`` events (a realistic ~250-byte payload) are
-   emitted on its bus as fast as the subscribers' buffers allow (the emitter peeks at the
-   control server's per-connection queues only to pace itself below their bound, so no
-   subscriber is dropped), then a sentinel event. All subscriber connections live in one
-   separate reader process (asyncio), which records when each connection saw the sentinel.
+   emitted on its bus as fast as the subscribers' buffers allow (the emitter reads
+   ``ControlServer.stream_backlog()``, the deepest subscriber buffer, to pace itself below
+   the bound, so no subscriber is dropped), then a sentinel event. All subscriber
+   connections live in one separate reader process (asyncio), which records when each
+   connection saw the sentinel.
    Figure: deliveries (events x subscribers) per second, first emit to last sentinel.
 2. **Added latency per run** with 10 subscribers attached. A real ``flowtaskd run``
    subprocess runs a 20-step Dummy task again and again (``trigger`` with ``wait`` over the
    control socket, one after another); the wall time of each trigger-to-result round trip is
    measured with no subscriber and with 10 subscribers following every event, in
-   alternating blocks so drift hits both sides alike. Goal: under 5 % added.
+   alternating blocks so drift hits both sides alike. Goal: under 5 % added. On a shared
+   or small machine wall times drift a lot, so the daemon's own CPU time per run (from
+   ``/proc``, in clock ticks: coarse, summed over the blocks) is printed too.
 """
 
 from __future__ import annotations
@@ -153,11 +156,6 @@ async def _poll(cond: Callable[[], bool], limit: float = 30.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def _backlog(control: ControlServer) -> int:
-    # Pacing only: the deepest subscriber buffer (internal state, read, never changed).
-    return max((c.queue.qsize() for c in control._conns if c.queue is not None), default=0)
-
-
 async def delivery_rate(n_subs: int, n_events: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="ftdb-", dir="/tmp"))
     try:
@@ -180,7 +178,7 @@ async def delivery_rate(n_subs: int, n_events: int) -> dict[str, Any]:
             started = time.monotonic()
             sent = 0
             while sent < n_events:
-                if _backlog(control) > high:
+                if control.stream_backlog() > high:
                     await asyncio.sleep(0)
                     continue
                 for i in range(sent, min(sent + chunk, n_events)):
@@ -220,6 +218,15 @@ TASKS = {
     # 20 short processes (`true`): what a small real task costs
     "command20": "".join(f"  - Command: {{name: s{i}, command: ['true']}}\n" for i in range(20)),
 }
+
+
+def _cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used so far; None without /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _trigger(path: Path, task: str) -> tuple[float, dict[str, Any]]:
@@ -263,14 +270,21 @@ async def run_latency(task: str, blocks: int, per_block: int, n_subs: int = 10) 
             await _trigger(socket_path, task)
         times: dict[int, list[float]] = {0: [], n_subs: []}
         engine: dict[int, list[float]] = {0: [], n_subs: []}
+        cpu: dict[int, float | None] = {0: 0.0, n_subs: 0.0}
         seen = 0
         for block in range(2 * blocks):
             subs = n_subs if block % 2 else 0
             readers = await start_readers(socket_path, subs) if subs else None
+            cpu_before = _cpu(proc.pid)
             for _ in range(per_block):
                 elapsed, end = await _trigger(socket_path, task)
                 times[subs].append(elapsed)
                 engine[subs].append(float(end.get("duration") or 0.0))
+            cpu_after, used = _cpu(proc.pid), cpu[subs]
+            if cpu_before is None or cpu_after is None or used is None:
+                cpu[subs] = None
+            else:
+                cpu[subs] = used + cpu_after - cpu_before
             if readers is not None:
                 readers.send_signal(signal.SIGTERM)
                 seen += sum(r["events"] for r in await reader_results(readers))
@@ -289,7 +303,10 @@ async def run_latency(task: str, blocks: int, per_block: int, n_subs: int = 10) 
         }
 
     base, loaded = summary(times[0]), summary(times[n_subs])
+    cpu_none, cpu_with = cpu[0], cpu[n_subs]
     return {
+        "cpu_none_ms": None if cpu_none is None else cpu_none / len(times[0]) * 1000,
+        "cpu_with_ms": None if cpu_with is None else cpu_with / len(times[n_subs]) * 1000,
         "runs_each": len(times[0]),
         "subscribers": n_subs,
         "events_streamed": seen,
@@ -334,6 +351,11 @@ async def main(quick: bool) -> None:
             f"  engine-reported run duration (median): {r['engine_none_ms']:.2f} ms vs"
             f" {r['engine_with_ms']:.2f} ms"
         )
+        if r["cpu_none_ms"] is not None and r["cpu_with_ms"] is not None:
+            print(
+                f"  daemon CPU per run: {r['cpu_none_ms']:.2f} ms vs {r['cpu_with_ms']:.2f} ms"
+                f" ({r['cpu_with_ms'] / r['cpu_none_ms'] - 1:+.1%})"
+            )
         print(
             f"  added: {r['added_median']:+.1%} (median), {r['added_mean']:+.1%} (mean);"
             f" {r['events_streamed']:,} events streamed; goal < +5%"

@@ -261,7 +261,7 @@ async def test_a_stuck_subscriber_is_dropped_and_slows_nothing(config: DaemonCon
             {"cmd": "trigger", "task": "two", "params": {"blob": blob}, "wait": True}
         )
         assert (await c.recv())["status"] == "done"
-        assert _control_of(daemon).dropped == 0  # not yet: 9 events wait in its queue
+        assert _control_of(daemon).dropped == 0  # not yet: its socket and buffer hold them
 
         good = socket.socket(socket.AF_UNIX)  # a prompt reader, in its own thread
         good.settimeout(DEADLINE)
@@ -308,6 +308,100 @@ async def test_a_stuck_subscriber_is_dropped_and_slows_nothing(config: DaemonCon
 
 def _control_of(daemon: Daemon) -> ControlServer:
     return next(e for e in daemon.extensions if isinstance(e, ControlServer))
+
+
+async def test_a_subscriber_over_its_byte_bound_is_dropped(config: DaemonConfig) -> None:
+    control = {"buffer_bytes": 1_000_000, "write_timeout": 60.0}
+    async with running(config, **control) as daemon, client(daemon) as c:
+        server = _control_of(daemon)
+        with socket.socket(socket.AF_UNIX) as stuck:  # subscribes, then never reads
+            stuck.connect(str(config.control.socket))
+            stuck.sendall(b'{"cmd": "subscribe"}\n')
+            await wait_for(lambda: server.subscribers == 1, DEADLINE)
+            # start and completed carry the params (600 kB): the first start fills the
+            # socket, the first completed waits in the buffer, the second start overflows it
+            request = {"cmd": "trigger", "task": "two", "params": {"blob": "x" * 600_000}}
+            await c.ask({**request, "wait": True})
+            assert (await c.recv())["status"] == "done"
+            assert server.dropped == 0 and server.stream_backlog() >= 1
+            await c.ask({**request, "wait": True})
+            assert (await c.recv())["status"] == "done"
+            st = await c.ask({"cmd": "status"})
+            assert st["control"]["dropped_subscribers"] == 1
+            assert st["control"]["subscribers"] == 0 and server.stream_backlog() == 0
+            stuck.settimeout(DEADLINE)
+            while stuck.recv(1 << 20):  # what was sent before the drop, then EOF
+                pass
+
+
+async def test_a_burst_waits_for_the_flush_delay_and_the_stop_flushes_it(
+    config: DaemonConfig,
+) -> None:
+    async with running(config, flush_delay=60.0) as daemon:
+        sub = await Client.open(config.control.socket)
+        try:
+            assert (await sub.ask({"cmd": "subscribe", "task": "two"}))["ok"]
+            async with client(daemon) as c:
+                await c.ask({"cmd": "trigger", "task": "two", "wait": True})
+                assert (await c.recv())["status"] == "done"
+            # the first event after a quiet spell goes out at once; the rest wait for the
+            # next write, 60 s on (or a half-full buffer, or the stop)
+            assert (await sub.recv())["event"] == "run_queued"
+            waiting = _control_of(daemon).stream_backlog()
+            assert 1 <= waiting <= len(RUN_EVENTS) - 1
+            daemon.request_stop()
+            rest = sub.reader.read()  # everything buffered, then the end
+            lines = (await asyncio.wait_for(rest, DEADLINE)).splitlines()
+            names = [json.loads(line)["event"] for line in lines]
+            assert names[-waiting:] == RUN_EVENTS[-waiting:] and names[-1] == "completed"
+            assert ["run_queued", *names] == RUN_EVENTS
+        finally:
+            await sub.close()
+
+
+async def test_subscribers_with_different_filters_each_get_their_share(
+    config: DaemonConfig,
+) -> None:
+    async with running(config, queue_size=1000) as daemon:
+        subs = [await Client.open(config.control.socket) for _ in range(3)]
+        try:
+            requests: list[dict[str, Any]] = [
+                {"cmd": "subscribe"},
+                {"cmd": "subscribe", "task": "many", "events": ["step_done", "completed"]},
+                {"cmd": "subscribe", "task": "two", "events": ["*"]},
+            ]
+            for sub, request in zip(subs, requests, strict=True):
+                assert (await sub.ask(request))["ok"]
+            async with client(daemon) as c:
+                many = (await c.ask({"cmd": "trigger", "task": "many"}))["run_id"]
+                await c.ask({"cmd": "trigger", "task": "two", "wait": True})
+                two = (await c.recv())["run_id"]
+                await _finished(c, many)
+
+            async def until_both_completed(sub: Client) -> list[dict[str, Any]]:
+                seen: list[dict[str, Any]] = []
+                while sum(e["event"] == "completed" for e in seen) < 2:
+                    seen.append(await sub.recv())
+                return seen
+
+            everything = await until_both_completed(subs[0])
+            assert len(everything) == (3 + 400 + 2) + len(RUN_EVENTS)
+            of_many = [e for e in everything if e["run_id"] == many]
+            assert [e["step"] for e in of_many if e["event"] == "step_done"] == [
+                f"Dummy_{i}" for i in range(1, 201)
+            ]
+            filtered: list[dict[str, Any]] = []
+            while not filtered or filtered[-1]["event"] != "completed":
+                filtered.append(await subs[1].recv())
+            assert filtered == [e for e in of_many if e["event"] in ("step_done", "completed")]
+            of_two: list[dict[str, Any]] = []
+            while not of_two or of_two[-1]["event"] != "completed":
+                of_two.append(await subs[2].recv())
+            assert [e["event"] for e in of_two] == RUN_EVENTS
+            assert {e["run_id"] for e in of_two} == {two}
+        finally:
+            for sub in subs:
+                await sub.close()
 
 
 async def test_malformed_requests_get_errors_and_the_connection_stays(
@@ -468,7 +562,7 @@ async def test_cli_events_streams_until_interrupted(config: DaemonConfig) -> Non
         try:
             await wait_for(lambda: _control_of(daemon).subscribers == 1, DEADLINE)
             _, out, _ = await cli("trigger", "two", "--socket", sock)
-            names = []
+            names: list[str] = []
             while not names or names[-1] != "completed":
                 assert proc.stdout is not None
                 line = await asyncio.wait_for(proc.stdout.readline(), DEADLINE)

@@ -3,7 +3,9 @@
 A client (``flowtaskd status``, socat, a script) sends one JSON object per line, such as
 ``{"cmd": "status"}``, and reads one JSON object per line back: ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "..."}``. A connection serves any number of requests, one at a
-time, in order. Two requests reply more than once:
+time, in order; :mod:`flowtaskd.daemon.control_requests` parses and answers them. This
+module holds the socket, the connections and the event streams. Two requests reply more
+than once:
 
 * ``trigger`` with ``"wait": true`` replies at once with the run id, then again when the
   run ends, with its status and stats.
@@ -11,10 +13,13 @@ time, in order. Two requests reply more than once:
   client closes its side (end of file) or the daemon stops; the connection takes no more
   requests.
 
-A subscriber never slows a run or another subscriber: a sync receiver on the event bus puts
-each event into the connection's own bounded queue (``put_nowait``) and the connection's
-writer drains that queue to the socket. When the queue is full, or one write stalls for
-``write_timeout`` seconds, the subscriber is dropped: its connection is closed and
+A subscriber never slows a run or another subscriber. One sync bus receiver serves every
+stream: it encodes an event to a JSON line once (if any subscriber wants it) and appends the
+bytes to each matching subscriber's bounded buffer. Each stream's writer sends all that is
+buffered in one write, at most once per ``flush_delay`` (an event after a quiet spell, or a
+half-full buffer, goes out at once), and waits only when the socket's buffer is over its
+high-water mark. A full buffer (``queue_size`` events or ``buffer_bytes`` bytes) or a write
+stalled for ``write_timeout`` drops the subscriber: its connection is closed and
 ``subscriber_dropped`` logged.
 
 No request can crash the daemon. A malformed request gets an error reply and the connection
@@ -31,20 +36,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import difflib
 import json
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from flowtaskd.daemon.control_requests import (
+    BadRequest,
+    Requests,
+    error_reply,
+    parse_request,
+    subscribe_filters,
+)
 from flowtaskd.errors import DaemonError, FlowtaskError
 from flowtaskd.events import CATCH_ALL, Payload
 
@@ -57,106 +67,17 @@ MAX_LINE = 1024 * 1024
 """The longest request line accepted, in bytes (without its newline)."""
 
 _log = structlog.get_logger("flowtaskd.control")
-_FIELDS: dict[str, tuple[str, ...]] = {
-    "status": (),
-    "tasks": (),
-    "trigger": ("task", "params", "wait"),
-    "cancel": ("run_id",),
-    "history": ("task", "n"),
-    "reload": (),
-    "subscribe": ("events", "task"),
-}
-_RECHECK = 1.0  # a waiting trigger looks again this often for a run that ended unseen
-_JSON_KINDS = {
-    dict: "an object",
-    list: "an array",
-    str: "a string",
-    bool: "a boolean",
-    int: "a number",
-    float: "a number",
-    type(None): "null",
-}
-_Reply = Payload | None  # None: the handler took the connection over (subscribe)
-
-
-def _version() -> str:
-    try:
-        return version("flowtaskd")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "unknown"
-
-
-class _BadRequest(Exception):
-    """The request is malformed; the message says how."""
 
 
 class _Stalled(Exception):
     """A write to the client did not drain within the write timeout."""
 
 
-def _error(message: str) -> Payload:
-    return {"ok": False, "error": message}
+_ENCODER = json.JSONEncoder(default=str)  # json.dumps(obj, default=str), without a new encoder
 
 
-def _ended(run_id: str, task: Any, status: Any, error: Any, duration: Any, stats: Any) -> Payload:
-    """The second reply of ``trigger`` with ``"wait": true``."""
-    return {
-        "ok": True,
-        "run_id": run_id,
-        "task": task,
-        "status": status,
-        "error": error,
-        "duration": duration,
-        "stats": stats,
-    }
-
-
-def _kind(value: object) -> str:
-    return _JSON_KINDS.get(type(value), type(value).__name__)
-
-
-def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
-    near = difflib.get_close_matches(word, choices, n=1)
-    return f"; did you mean {near[0]!r}?" if near else ""
-
-
-def _parse(line: bytes) -> tuple[str, dict[str, Any]]:
-    """The command and the request object of one line; _BadRequest if malformed."""
-    try:
-        req = json.loads(line)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise _BadRequest(f"the request is not JSON ({exc})") from None
-    if not isinstance(req, dict):
-        raise _BadRequest(
-            f'a request is a JSON object such as {{"cmd": "status"}}, got {_kind(req)}'
-        )
-    commands = tuple(_FIELDS)
-    cmd = req.get("cmd")
-    if not isinstance(cmd, str):
-        got = "it is missing" if cmd is None else f"got {_kind(cmd)}"
-        raise _BadRequest(f'"cmd" names the request ({", ".join(commands)}); {got}')
-    if cmd not in _FIELDS:
-        raise _BadRequest(
-            f"unknown cmd {cmd!r}{_did_you_mean(cmd, commands)} (valid: {', '.join(commands)})"
-        )
-    allowed = ("cmd", *_FIELDS[cmd])
-    for key in req:
-        if key not in allowed:
-            raise _BadRequest(
-                f"{cmd} takes no field {key!r}{_did_you_mean(key, allowed)}"
-                f" (fields: {', '.join(allowed)})"
-            )
-    return cmd, req
-
-
-def _text(req: dict[str, Any], key: str, *, required: bool = False) -> str | None:
-    value = req.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        got = "it is missing" if value is None else f"got {_kind(value)}"
-        raise _BadRequest(f"{req['cmd']}: {key!r} must be a non-empty string; {got}")
-    return value
+def _line(obj: Payload) -> bytes:
+    return _ENCODER.encode(obj).encode() + b"\n"
 
 
 @dataclass(eq=False)
@@ -165,32 +86,52 @@ class _Conn:
 
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    write_timeout: float
     state: str = "idle"  # idle (reading a request) | busy | wait (trigger --wait) | stream
-    queue: asyncio.Queue[Payload | None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    stream: _Stream | None = None
     dropped: bool = False
 
+    async def write(self, data: bytes) -> None:
+        """Write ``data``; wait for the socket only if its buffer is over the high-water mark
+        (then at most ``write_timeout`` seconds, or _Stalled)."""
+        writer = self.writer
+        writer.write(data)
+        transport = writer.transport
+        # Writing is paused only above the high-water mark, and resumes only at or below the
+        # low-water one: at or below it, drain() returns at once (or raises if the peer left).
+        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[0]:
+            await writer.drain()
+            return
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                await writer.drain()
+        except TimeoutError:
+            raise _Stalled(f"a write stalled for {self.write_timeout:g}s") from None
 
-class _RunWatch:
-    """A sync bus receiver noting skips (during ``submit``) and completions of one task."""
+    async def send(self, obj: Payload) -> None:
+        await self.write(_line(obj))
 
-    def __init__(self, wake: asyncio.Event) -> None:
-        self.wake = wake
-        self.skip_reason: str | None = None
-        self.completed: dict[str, Payload] = {}
 
-    def __call__(self, payload: Payload) -> None:
-        if payload.get("event") == "run_skipped":
-            self.skip_reason = str(payload.get("reason") or "skipped")
-        elif isinstance(run_id := payload.get("run_id"), str):
-            self.completed[run_id] = payload
-            self.wake.set()
+@dataclass(eq=False)
+class _Stream:
+    """A subscribed connection: its filters and its buffer of encoded event lines."""
+
+    conn: _Conn
+    events: frozenset[str] | None  # None: every event
+    task: str | None  # None: every task
+    lines: deque[bytes] = field(default_factory=deque)
+    size: int = 0  # bytes in lines
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    ending: bool = False  # the daemon stops: write what is buffered, then end
 
 
 class ControlServer:
     """Serves the control socket of ``daemon`` (a daemon extension); see the module doc.
 
-    ``queue_size`` bounds each subscriber's buffer of events, ``write_timeout`` how long one
+    ``queue_size`` and ``buffer_bytes`` bound each subscriber's buffer of events (in events
+    and in bytes), ``flush_delay`` spaces the writes to one subscriber (batching the events
+    of a burst: one write instead of one per event), ``write_timeout`` bounds how long one
     write to a client may stall, ``stop_grace`` how long subscribers get at stop to receive
     what is already queued.
     """
@@ -200,31 +141,53 @@ class ControlServer:
         daemon: Daemon,
         *,
         queue_size: int = 1000,
+        buffer_bytes: int = 16 * 1024 * 1024,
+        flush_delay: float = 0.01,
         write_timeout: float = 10.0,
         stop_grace: float = 1.0,
     ) -> None:
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        for name, value, least in (
+            ("queue_size", queue_size, 1),
+            ("buffer_bytes", buffer_bytes, 1),
+            ("flush_delay", flush_delay, 0),
+        ):
+            if value < least:
+                raise ValueError(f"{name} must be >= {least}, got {value}")
         self.d = daemon
-        self.queue_size, self.write_timeout, self.stop_grace = queue_size, write_timeout, stop_grace
+        self.queue_size, self.buffer_bytes = queue_size, buffer_bytes
+        self.flush_delay = flush_delay
+        self._flush_at = (max(1, queue_size // 2), max(1, buffer_bytes // 2))
+        self.write_timeout, self.stop_grace = write_timeout, stop_grace
         self.dropped = 0
         """Subscribers dropped (buffer full or a stalled write) since the daemon started."""
+        self.requests = Requests(daemon, self)
         self._conns: dict[_Conn, asyncio.Task[None]] = {}
+        self._streams: tuple[_Stream, ...] = ()  # replaced, never changed: safe to iterate
+        self._unhook: Callable[[], None] | None = None  # the bus receiver, while streams exist
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
-        self._commands: dict[str, Callable[[_Conn, dict[str, Any]], Awaitable[_Reply]]] = {
-            "status": self._status,
-            "tasks": self._tasks,
-            "trigger": self._trigger,
-            "cancel": self._cancel,
-            "history": self._history,
-            "reload": self._reload,
-            "subscribe": self._subscribe,
-        }
 
     @property
     def subscribers(self) -> int:
         return sum(1 for c in self._conns if c.state == "stream")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stream_backlog(self) -> int:
+        """The most events waiting in one subscriber's buffer (not yet handed to its socket):
+        a subscriber is dropped when this would pass ``queue_size``."""
+        return max((len(s.lines) for s in self._streams), default=0)
+
+    def summary(self) -> Payload:
+        """The ``control`` section of the ``status`` reply."""
+        return {
+            "socket": str(self.d.config.control.socket),
+            "connections": len(self._conns),
+            "subscribers": self.subscribers,
+            "dropped_subscribers": self.dropped,
+        }
 
     # -- life -------------------------------------------------------------------------
     async def serve(self, stop: asyncio.Event) -> None:
@@ -257,7 +220,7 @@ class ControlServer:
         if tg is None:  # stopping: no new connections
             writer.close()
             return
-        conn = _Conn(reader, writer)
+        conn = _Conn(reader, writer, self.write_timeout)
         handler = self._handle(conn)
         try:
             self._conns[conn] = tg.create_task(handler, name="control-connection")
@@ -268,11 +231,10 @@ class ControlServer:
     async def _close_all(self) -> None:
         self._stopping = True
         for conn, task in list(self._conns.items()):
-            if conn.state == "stream" and conn.queue is not None:
-                try:
-                    conn.queue.put_nowait(None)  # the end, after what is queued
-                except asyncio.QueueFull:
-                    conn.writer.transport.abort()
+            if conn.state == "stream" and conn.stream is not None:
+                conn.stream.ending = True  # the end, after what is buffered
+                self._unlist(conn.stream)
+                conn.stream.ready.set()
             elif conn.state == "wait":
                 conn.wake.set()
             elif conn.state == "idle":
@@ -291,12 +253,8 @@ class ControlServer:
                 try:
                     line = await conn.reader.readline()
                 except ValueError:  # longer than the reader's limit
-                    await self._send(
-                        conn,
-                        _error(
-                            f"request line longer than {MAX_LINE} bytes; closing the connection"
-                        ),
-                    )
+                    message = f"request line longer than {MAX_LINE} bytes; closing the connection"
+                    await conn.send(error_reply(message))
                     return
                 if not line:
                     return
@@ -317,219 +275,106 @@ class ControlServer:
         """Answer one request line; False when the connection is done."""
         cmd = "?"
         try:
-            cmd, req = _parse(line)
-            reply = await self._commands[cmd](conn, req)
-        except _BadRequest as exc:
-            reply = _error(str(exc))
-        except FlowtaskError as exc:
-            reply = _error(str(exc))
+            cmd, req = parse_request(line)
+            if cmd == "subscribe":
+                events, task = subscribe_filters(req)
+                await self._subscribe(conn, events, task, req.get("events") or CATCH_ALL)
+                return False
+            reply = await self.requests.answer(conn, cmd, req)
+        except (BadRequest, FlowtaskError) as exc:
+            reply = error_reply(str(exc))
         except (ConnectionError, _Stalled):
             raise
         except Exception as exc:
-            _log.error(
-                "control_request_failed",
-                cmd=cmd,
-                error=f"{type(exc).__name__}: {exc}",
-                exc_info=exc,
-            )
-            reply = _error(f"internal error in {cmd}: {type(exc).__name__}: {exc}")
-        if reply is None:
-            return False
-        await self._send(conn, reply)
+            error = f"{type(exc).__name__}: {exc}"
+            _log.error("control_request_failed", cmd=cmd, error=error, exc_info=exc)
+            reply = error_reply(f"internal error in {cmd}: {error}")
+        await conn.send(reply)
         return True
-
-    async def _send(self, conn: _Conn, obj: Payload) -> None:
-        conn.writer.write(json.dumps(obj, default=str).encode() + b"\n")
-        try:
-            async with asyncio.timeout(self.write_timeout):
-                await conn.writer.drain()
-        except TimeoutError:
-            raise _Stalled(f"a write stalled for {self.write_timeout:g}s") from None
 
     def _drop(self, conn: _Conn, reason: str) -> None:
         if conn.dropped:
             return
         conn.dropped = True
+        if conn.stream is not None:
+            self._unlist(conn.stream)
         self.dropped += 1
         _log.warning("subscriber_dropped", reason=reason)
         conn.writer.transport.abort()
 
-    # -- requests ---------------------------------------------------------------------
-    async def _status(self, conn: _Conn, req: dict[str, Any]) -> _Reply:
-        d = self.d
-        now = d.clock.time()
-        return {
-            "ok": True,
-            "pid": os.getpid(),
-            "version": _version(),
-            "uptime": round(now - d.started_at, 3),
-            "started_at": d.started_at,
-            "state_dir": str(d.config.state_dir),
-            "config": str(d.config_path) if d.config_path is not None else None,
-            "tasks": len(d.library.tasks),
-            "invalid": len(d.library.invalid),
-            "runs": d.runs.snapshot(),
-            "next_fire_times": d.scheduler.next_fire_times(),
-            "control": {
-                "socket": str(d.config.control.socket),
-                "connections": len(self._conns),
-                "subscribers": self.subscribers,
-                "dropped_subscribers": self.dropped,
-            },
-        }
-
-    async def _tasks(self, conn: _Conn, req: dict[str, Any]) -> _Reply:
-        lib = self.d.library
-        tasks = [
-            {
-                "name": name,
-                "file": str(t.path),
-                "steps": len(t.pile),
-                "schedules": list(t.pile.definition.schedules),
-                "description": t.pile.definition.header.description,
-            }
-            for name, t in sorted(lib.tasks.items())
-        ]
-        invalid = [
-            {"file": str(path), "problems": [p.to_dict() for p in problems]}
-            for path, problems in sorted(lib.invalid.items())
-        ]
-        return {"ok": True, "tasks": tasks, "invalid": invalid}
-
-    async def _trigger(self, conn: _Conn, req: dict[str, Any]) -> _Reply:
-        name = _text(req, "task", required=True)
-        assert name is not None
-        params = req.get("params", {})
-        if not isinstance(params, dict):
-            raise _BadRequest(f"trigger: 'params' must be an object; got {_kind(params)}")
-        wait = req.get("wait", False)
-        if not isinstance(wait, bool):
-            raise _BadRequest(f"trigger: 'wait' must be true or false; got {_kind(wait)}")
-        watch = _RunWatch(conn.wake)
-        disconnect = self.d.bus.connect(("completed", "run_skipped"), watch, task=name)
-        try:
-            run_id = self.d.intake.trigger(name, params)
-            if run_id is None:
-                return _error(f"run of {name} not started: {watch.skip_reason or 'skipped'}")
-            if not wait:
-                return {"ok": True, "run_id": run_id}
-            await self._send(conn, {"ok": True, "run_id": run_id})
-            conn.state = "wait"
-            return await self._run_end(run_id, watch)
+    # -- event streams ------------------------------------------------------------------
+    async def _subscribe(
+        self, conn: _Conn, events: tuple[str, ...] | None, task: str | None, echo: Any
+    ) -> None:
+        stream = _Stream(conn, None if events is None else frozenset(events), task)
+        conn.stream, conn.state = stream, "stream"
+        self._streams = (*self._streams, stream)
+        if self._unhook is None:
+            self._unhook = self.d.bus.connect(CATCH_ALL, self._fan_out)
+        try:  # the reply goes out now, before any event (those wait in the buffer)
+            await conn.send({"ok": True, "subscribed": {"events": echo, "task": task}})
+            await self._stream(stream)
         finally:
-            disconnect()
+            self._unlist(stream)
+            if not self._streams and self._unhook is not None:
+                self._unhook()
+                self._unhook = None
 
-    async def _run_end(self, run_id: str, watch: _RunWatch) -> _Reply:
-        while True:
-            done = watch.completed.get(run_id)
-            if done is not None:
-                stats = done.get("stats") or {}
-                return _ended(
-                    run_id,
-                    done.get("task"),
-                    done.get("status"),
-                    stats.get("error"),
-                    stats.get("duration"),
-                    done.get("stats"),
-                )
-            if self._stopping:
-                return _error(f"the daemon is stopping; run {run_id} has not finished")
-            runs = self.d.runs
-            if run_id not in runs.active and all(r.run_id != run_id for r in runs.queue):
-                return await self._ended_unseen(run_id)
-            watch.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_RECHECK):
-                    await watch.wake.wait()
+    def _unlist(self, stream: _Stream) -> None:
+        if stream in self._streams:
+            self._streams = tuple(s for s in self._streams if s is not stream)
 
-    async def _ended_unseen(self, run_id: str) -> _Reply:
-        """A run that left the manager without ``completed``: ask the history."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5.0
-        while True:
-            found = await asyncio.to_thread(self.d.store.get_run, run_id)
-            if found is None:  # never started: cancelled while queued
-                return _ended(run_id, None, "cancelled", "cancelled before it started", None, None)
-            run = found[0]
-            if run.status not in ("pending", "running") or loop.time() > deadline:
-                return _ended(run_id, run.task, run.status, run.error, run.duration, run.stats)
-            await asyncio.sleep(0.05)  # the manager records the end right after the run
+    def _fan_out(self, payload: Payload) -> None:
+        """The one bus receiver of all streams: encode once, buffer for each match."""
+        event, task = payload.get("event"), payload.get("task")
+        line, size = b"", 0
+        most, half_n, half_b = self.queue_size, *self._flush_at
+        for s in self._streams:
+            if (s.events is not None and event not in s.events) or (
+                s.task is not None and s.task != task
+            ):
+                continue
+            if not size:
+                line = _line(payload)
+                size = len(line)
+            lines = s.lines
+            if len(lines) >= most:
+                self._drop(s.conn, f"its buffer of {most} events is full")
+            elif lines and s.size + size > self.buffer_bytes:
+                self._drop(s.conn, f"its buffer of {self.buffer_bytes} bytes is full")
+            else:
+                lines.append(line)
+                s.size += size
+                if len(lines) == 1 or len(lines) >= half_n or s.size >= half_b:
+                    s.ready.set()  # wake the writer: data to write, or no more waiting
 
-    async def _cancel(self, conn: _Conn, req: dict[str, Any]) -> _Reply:
-        prefix = _text(req, "run_id", required=True)
-        assert prefix is not None
-        runs = self.d.runs
-        running = [rid for rid in runs.active if rid.startswith(prefix)]
-        queued = [r.run_id for r in runs.queue if r.run_id.startswith(prefix)]
-        matches = running + queued
-        if not matches:
-            return _error(f"no such running or queued run: {prefix}")
-        if len(matches) > 1:
-            return _error(
-                f"run id prefix {prefix!r} is ambiguous ({', '.join(matches[:5])}): give more of it"
-            )
-        runs.cancel(matches[0])
-        return {"ok": True, "run_id": matches[0], "was": "running" if running else "queued"}
+    def _half_full(self, s: _Stream) -> bool:
+        return len(s.lines) >= self._flush_at[0] or s.size >= self._flush_at[1]
 
-    async def _history(self, conn: _Conn, req: dict[str, Any]) -> _Reply:
-        task = _text(req, "task")
-        n = req.get("n", 20)
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
-            raise _BadRequest(f"history: 'n' must be a whole number from 1 to 1000; got {n!r}")
-        runs = await asyncio.to_thread(self.d.store.list_runs, task, n)
-        out = []
-        for run in runs:
-            row = dataclasses.asdict(run)
-            del row["stats"]
-            out.append(row)
-        return {"ok": True, "runs": out}
-
-    async def _reload(self, conn: _Conn, req: dict[str, Any]) -> _Reply:
-        result = await self.d.reload()
-        if not result.get("ok"):
-            return _error(str(result.get("error") or "reload failed"))
-        return {**result, "ok": True}
-
-    async def _subscribe(self, conn: _Conn, req: dict[str, Any]) -> _Reply:
-        task = _text(req, "task")
-        events = req.get("events")
-        if events is not None and (
-            not isinstance(events, list)
-            or not events
-            or not all(isinstance(e, str) for e in events)
-        ):
-            raise _BadRequest("subscribe: 'events' must be a non-empty array of event names")
-        queue: asyncio.Queue[Payload | None] = asyncio.Queue(maxsize=self.queue_size)
-
-        def receive(payload: Payload) -> None:
-            if conn.dropped:
-                return
-            try:
-                queue.put_nowait(payload)
-            except asyncio.QueueFull:
-                self._drop(conn, f"its buffer of {self.queue_size} events is full")
-
-        try:
-            disconnect = self.d.bus.connect(events or CATCH_ALL, receive, task=task)
-        except ValueError as exc:  # an unknown event name, with a did-you-mean
-            raise _BadRequest(f"subscribe: {exc}") from None
-        try:
-            conn.queue = queue
-            conn.state = "stream"
-            await self._send(
-                conn, {"ok": True, "subscribed": {"events": events or CATCH_ALL, "task": task}}
-            )
-            await self._stream(conn, queue)
-        finally:
-            disconnect()
-        return None
-
-    async def _stream(self, conn: _Conn, queue: asyncio.Queue[Payload | None]) -> None:
-        """Write queued events until the client closes, the daemon stops, or a drop."""
+    async def _stream(self, stream: _Stream) -> None:
+        """Write buffered events until the client closes, the daemon stops, or a drop."""
+        conn = stream.conn
 
         async def pump() -> None:
-            while (payload := await queue.get()) is not None:
-                await self._send(conn, payload)
+            loop = asyncio.get_running_loop()
+            next_write = loop.time()  # at most one write per flush_delay, unless half full
+            while True:
+                if not stream.lines:
+                    if stream.ending:
+                        return
+                    stream.ready.clear()
+                    await stream.ready.wait()
+                    continue
+                if loop.time() < next_write and not (stream.ending or self._half_full(stream)):
+                    stream.ready.clear()  # set again when half full, or at stop
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout_at(next_write):
+                            await stream.ready.wait()
+                data = b"".join(stream.lines)
+                stream.lines.clear()
+                stream.size = 0
+                next_write = loop.time() + self.flush_delay
+                await conn.write(data)
 
         async def until_eof() -> None:
             with contextlib.suppress(ConnectionError):
