@@ -37,13 +37,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import socket
-import stat
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -55,7 +51,8 @@ from flowtaskd.daemon.control_requests import (
     parse_request,
     subscribe_filters,
 )
-from flowtaskd.errors import DaemonError, FlowtaskError
+from flowtaskd.daemon.sockfile import bind_socket, unlink_socket
+from flowtaskd.errors import FlowtaskError
 from flowtaskd.events import CATCH_ALL, Payload
 
 if TYPE_CHECKING:
@@ -193,12 +190,12 @@ class ControlServer:
     async def serve(self, stop: asyncio.Event) -> None:
         """Listen until ``stop`` is set; then close every connection and remove the socket."""
         path, mode = self.d.config.control.socket, self.d.config.control.mode
-        sock, inode = await asyncio.to_thread(_bind, path, mode)
+        sock, inode = await asyncio.to_thread(bind_socket, path, mode)
         try:
             server = await asyncio.start_unix_server(self._accept, sock=sock, limit=MAX_LINE)
         except BaseException:
             sock.close()
-            _unlink(path, inode)
+            unlink_socket(path, inode)
             raise
         _log.info("control_listening", socket=str(path), mode=f"{mode:04o}")
         try:
@@ -212,7 +209,7 @@ class ControlServer:
         finally:
             self._tg = None
             server.close()
-            _unlink(path, inode)
+            unlink_socket(path, inode)
             _log.info("control_closed", socket=str(path))
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -391,53 +388,3 @@ class ControlServer:
             await asyncio.gather(writing, reading, return_exceptions=True)
         if not writing.cancelled() and isinstance(exc := writing.exception(), _Stalled):
             self._drop(conn, str(exc))
-
-
-def _bind(path: Path, mode: int) -> tuple[socket.socket, int]:
-    """A socket bound at ``path`` with ``mode`` (not listening yet) and its inode."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            pass
-        else:
-            if not stat.S_ISSOCK(st.st_mode):
-                raise DaemonError(
-                    f"{path} exists and is not a socket: move it away or set control.socket"
-                )
-            if _answers(path):
-                raise DaemonError(f"another process is serving the control socket {path}")
-            os.unlink(path)
-            _log.info("control_stale_socket_removed", socket=str(path))
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(os.fspath(path))
-            os.chmod(path, mode)
-            inode = os.stat(path).st_ino
-        except BaseException:
-            sock.close()
-            raise
-    except OSError as exc:
-        raise DaemonError(
-            f"cannot create the control socket {path}: {exc.strerror or exc}"
-        ) from None
-    return sock, inode
-
-
-def _answers(path: Path) -> bool:
-    """Whether something listens on the socket file ``path``."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(os.fspath(path))
-        except OSError:
-            return False
-    return True
-
-
-def _unlink(path: Path, inode: int) -> None:
-    """Remove the socket file if it is still ours (not a later daemon's)."""
-    with contextlib.suppress(OSError):
-        if os.lstat(path).st_ino == inode:
-            os.unlink(path)
