@@ -38,7 +38,8 @@ from typing import Any
 import structlog
 
 from flowtaskd.clock import Clock
-from flowtaskd.daemon.store import AttemptRecord, HistoryStore, RunRecord
+from flowtaskd.daemon.history import record_end, record_start
+from flowtaskd.daemon.store import HistoryStore
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.events import EventBus
 from flowtaskd.execution.context import Executor
@@ -316,49 +317,12 @@ class RunManager:
 
     # -- history ----------------------------------------------------------------------
     async def _insert(self, req: RunRequest, status: str, **fields: Any) -> None:
-        record = RunRecord(
-            run_id=req.run_id,
-            task=req.task,
-            trigger=req.trigger,
-            status=status,
-            source=req.source,
-            params=GLOBAL_MASKER.mask_obj(dict(req.params)),
-            queued_at=req.queued_at,
-            inbox_file=req.inbox_file,
-            schedule_id=req.schedule_id,
-            **fields,
-        )
-        try:
-            await self.store.insert_run(record)
-        except FlowtaskError as exc:
-            _log.error("history_write_failed", task=req.task, run_id=req.run_id, error=str(exc))
+        await record_start(self.store, req, status, **fields)
 
     async def _record_end(
         self, req: RunRequest, stats: TaskMonitor | None, error: str | None
     ) -> None:
-        try:
-            if stats is None:
-                status = _CANCELLED if req.cancel_reason is not None else _FAILED
-                await self.store.update_run(
-                    req.run_id, status=status, finished_at=self.clock.time(), error=error
-                )
-                return
-            d = stats.to_dict()
-            for sid, s in d["steps"].items():
-                for t in s["tries"]:
-                    await self.store.record_attempt(_attempt(req.run_id, sid, t))
-            if d["status"] == _CANCELLED and req.cancel_reason is not None:
-                d["error"] = req.cancel_reason
-            await self.store.update_run(
-                req.run_id,
-                status=d["status"],
-                finished_at=d["finished_at"],
-                duration=d["duration"],
-                error=d["error"],
-                stats=d,
-            )
-        except FlowtaskError as exc:
-            _log.error("history_write_failed", task=req.task, run_id=req.run_id, error=str(exc))
+        await record_end(self.store, req, stats, error, self.clock.time())
 
     # -- shutdown ---------------------------------------------------------------------
     async def drain(self, grace: float) -> None:
@@ -400,22 +364,3 @@ class RunManager:
             ],
             "completed": self.completed,
         }
-
-
-def _attempt(run_id: str, sid: str, t: Mapping[str, Any]) -> AttemptRecord:
-    return AttemptRecord(
-        run_id=run_id,
-        step_id=sid if t["item"] is None else f"{sid}[{t['item']}]",
-        attempt=t["attempt"],
-        status=t["status"],
-        started_at=t["started_at"],
-        finished_at=t["finished_at"],
-        duration=t["duration"],
-        exit_code=t["exit_code"],
-        cpu_user=t["cpu_user"],
-        cpu_system=t["cpu_system"],
-        max_rss_kb=t["max_rss_kb"],
-        bytes_out=t["bytes_out"],
-        error=t["error"],
-        log_path=t["log_path"],
-    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import signal
@@ -31,9 +30,10 @@ from flowtaskd.daemon.intake import Intake
 from flowtaskd.daemon.library import Library, LibraryChange
 from flowtaskd.daemon.runs import RunManager
 from flowtaskd.daemon.scheduler import ScheduleEntry, Scheduler
+from flowtaskd.daemon.statelock import StateLock
 from flowtaskd.daemon.store import HistoryStore
 from flowtaskd.daemon.subscribers import load_subscribers
-from flowtaskd.daemon.systemd import Notifier, watchdog_loop
+from flowtaskd.daemon.systemd import Notifier, supervise_watchdog
 from flowtaskd.errors import DaemonError, FlowtaskError
 from flowtaskd.events import EventBus
 from flowtaskd.execution.context import Executor
@@ -80,7 +80,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._intake_stop = asyncio.Event()
-        self._lock_fd: int | None = None
+        self._state_lock = StateLock(config.state_dir)
         self._signals = 0
         self.extensions: list[Any] = []  # control socket, webhooks, metrics (see events issue)
         self.extensions.append(ControlServer(self))
@@ -106,30 +106,6 @@ class Daemon:
             self.extensions.append(self.metrics)
 
     # -- process life -----------------------------------------------------------------
-    def _lock(self) -> None:
-        state = self.config.state_dir
-        try:
-            state.mkdir(parents=True, exist_ok=True)
-            fd = os.open(state / "flowtaskd.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise DaemonError(f"cannot use state dir {state}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise DaemonError(
-                f"another flowtaskd (pid {other}) is running with state dir {state}"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
-
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
     def request_stop(self) -> None:
         self._signals += 1
         if self._signals > 1:
@@ -143,11 +119,11 @@ class Daemon:
         # httpx logs every request with its full URL (tokens included); distributed is chatty
         for name in ("apscheduler", "httpx", "httpcore", "distributed"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self._lock()
+        self._state_lock.acquire()
         try:
             await self._run()
         finally:
-            self._unlock()
+            self._state_lock.release()
         return 0
 
     async def _run(self) -> None:
@@ -195,7 +171,9 @@ class Daemon:
                 tg.create_task(self.intake.watch(self._intake_stop, inboxes_ready), name="inboxes")
                 tg.create_task(self._housekeeping(self._intake_stop), name="housekeeping")
                 if self.notifier.watchdog_interval:
-                    tg.create_task(self._watchdog(self._intake_stop), name="watchdog")
+                    tg.create_task(
+                        supervise_watchdog(self.notifier, self._intake_stop), name="watchdog"
+                    )
                 for ext in self.extensions:
                     tg.create_task(ext.serve(ext_stop), name=type(ext).__name__)
                 with contextlib.suppress(TimeoutError):  # ready = files dropped now are seen
@@ -258,23 +236,6 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(300):
                     await stop.wait()
-
-    async def _watchdog(self, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        lag = {"value": 0.0}
-
-        async def measure() -> None:
-            while not stop.is_set():
-                t0 = loop.time()
-                await asyncio.sleep(0.5)
-                lag["value"] = loop.time() - t0 - 0.5
-
-        async with asyncio.TaskGroup() as tg:
-            probe = tg.create_task(measure())
-            ping = tg.create_task(watchdog_loop(self.notifier, lambda: lag["value"] < 5.0))
-            await stop.wait()
-            probe.cancel()
-            ping.cancel()
 
     def _status_text(self) -> str:
         return (

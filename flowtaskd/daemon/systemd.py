@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 
-__all__ = ["SYSTEMD_ENV_VARS", "Notifier", "watchdog_loop"]
+__all__ = ["SYSTEMD_ENV_VARS", "Notifier", "supervise_watchdog", "watchdog_loop"]
 
 #: Variables systemd passes for this protocol. Child processes (steps) should not inherit
 #: them: a step must not be able to report readiness or feed the watchdog for the daemon.
@@ -188,3 +188,27 @@ async def watchdog_loop(
         if healthy():
             notifier.watchdog()
         await clock_sleep(interval)
+
+
+async def supervise_watchdog(notifier: Notifier, stop: asyncio.Event, max_lag: float = 5.0) -> None:
+    """Ping the watchdog while the event loop keeps up (lag under ``max_lag`` seconds).
+
+    A probe sleeps 0.5 s at a time and measures how late it wakes: a loop blocked or
+    starved for longer than ``max_lag`` stops the pings, so systemd restarts the daemon.
+    """
+    loop = asyncio.get_running_loop()
+    lag = 0.0
+
+    async def measure() -> None:
+        nonlocal lag
+        while not stop.is_set():
+            t0 = loop.time()
+            await asyncio.sleep(0.5)
+            lag = loop.time() - t0 - 0.5
+
+    async with asyncio.TaskGroup() as tg:
+        probe = tg.create_task(measure())
+        ping = tg.create_task(watchdog_loop(notifier, lambda: lag < max_lag))
+        await stop.wait()
+        probe.cancel()
+        ping.cancel()
