@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowtaskd.daemon import inotify
 from flowtaskd.daemon.spool import _SIDECAR, ClaimedFile, Spool, _check_inbox_name
 from flowtaskd.daemon.watcher import is_ignored, wait_stable, watch_paths
 from flowtaskd.errors import DaemonError
@@ -160,8 +161,15 @@ class InboxWatcher:
                     await self._scan_all(run)
 
     async def _watch(self, run: _Run, live: asyncio.Event) -> None:
-        batches = watch_paths(list(self._folders), run.stop, recursive=False, on_live=live.set)
+        folders = list(self._folders)
+        if inotify.available():
+            # on the event loop: nothing runs while idle, a rename is seen in microseconds
+            batches = inotify.watch_folders(folders, run.stop, on_live=live.set)
+        else:
+            batches = watch_paths(folders, run.stop, recursive=False, on_live=live.set)
         async for batch in batches:
+            if any(path in self._folders for path in batch):  # events were lost: look again
+                await self._scan_all(run)
             for path in sorted(batch):
                 inbox = self._folders.get(path.parent)  # None: in a subfolder
                 if inbox is not None and _is_candidate(path):
