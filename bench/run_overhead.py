@@ -72,6 +72,12 @@ def best(fn: Any, repeat: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke run)")
+    ap.add_argument(
+        "--log-root",
+        type=Path,
+        default=Path(__file__).parent,
+        help="where step log files go (default: beside the repo, like ./var)",
+    )
     args = ap.parse_args()
     configure_logging("json", "error", stream=sys.stderr)
     logging.getLogger().setLevel(logging.ERROR)
@@ -79,7 +85,7 @@ def main() -> int:
     fan = 200 if args.quick else 1000
     repeat = 3
     # logs go beside the repo (the state dir's filesystem), not /tmp, which may be slower
-    with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=args.log_root) as tmp:
         logs = Path(tmp)
         t0 = time.perf_counter()
         pile = TaskPile(dummy_dag(chains, length))
