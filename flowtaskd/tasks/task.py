@@ -150,10 +150,7 @@ class Task(AbstractTask):
         GLOBAL_MASKER.update(secrets)
         bus = self.task_events()
         log = _log.bind(task=d.name, run_id=self.run_id)
-        log_dir = Path(
-            self.kwargs.get("log_dir")
-            or Path(tempfile.gettempdir()) / "flowtaskd-logs"
-        )
+        log_dir = Path(self.kwargs.get("log_dir") or Path(tempfile.gettempdir()) / "flowtaskd-logs")
         log_dir = log_dir / d.name / self.run_id
         log_dir.mkdir(parents=True, exist_ok=True)
         name, run_id = d.name, self.run_id
