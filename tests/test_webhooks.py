@@ -355,3 +355,20 @@ def test_a_real_daemon_posts_webhooks_serves_metrics_and_loads_plugins(
     assert req.json["event"] == "completed" and req.json["task"] == "hello"
     expected = hmac.new(SECRET.encode(), req.body, hashlib.sha256).hexdigest()
     assert req.headers["X-Flowtaskd-Signature"] == f"sha256={expected}"
+
+
+def test_the_daemon_masks_webhook_secrets_in_logs(tmp_path: Path) -> None:
+    from flowtaskd.daemon.config import default_config  # noqa: PLC0415
+    from flowtaskd.daemon.service import Daemon  # noqa: PLC0415
+    from flowtaskd.logs import GLOBAL_MASKER  # noqa: PLC0415
+
+    secret = "whsec-only-for-this-test-4711"
+    cfg = default_config(environ={}, cwd=tmp_path)
+    cfg = cfg.model_copy(
+        update={"webhooks": [WebhookConfig(url="http://127.0.0.1:9/x", secret=secret)]}
+    )
+    Daemon(cfg)
+    try:
+        assert GLOBAL_MASKER.mask(f"posting with {secret}") == "posting with ***"
+    finally:
+        GLOBAL_MASKER.discard(secret)

@@ -38,7 +38,7 @@ from flowtaskd.errors import DaemonError, FlowtaskError
 from flowtaskd.events import EventBus
 from flowtaskd.execution.context import Executor
 from flowtaskd.execution.local import LocalExecutor
-from flowtaskd.logs import configure_logging
+from flowtaskd.logs import GLOBAL_MASKER, configure_logging
 
 __all__ = ["Daemon"]
 
@@ -87,6 +87,8 @@ class Daemon:
         self.subscriber_errors: list[str] = []  # plugin subscribers: loaded at the top of _run
         # webhooks and metrics import httpx / prometheus_client: only when configured
         self.webhooks: WebhookDispatcher | None = None
+        # webhook secrets are secrets: masked in every log line and event like task secrets
+        GLOBAL_MASKER.update(h.secret for h in config.webhooks if h.secret)
         if config.webhooks:
             from flowtaskd.daemon.webhooks import WebhookDispatcher  # noqa: PLC0415
 
