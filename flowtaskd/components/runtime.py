@@ -7,9 +7,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import structlog
+
 from flowtaskd.execution.context import StepContext, StepOutcome
 from flowtaskd.execution.process import ProcessResult, ProcessSpec, run_process
 from flowtaskd.tasks.rules import StepStatus
+
+_log = structlog.get_logger("flowtaskd.step")
 
 __all__ = ["mask_outcome", "mask_text", "run_argv"]
 
@@ -56,10 +60,10 @@ async def run_argv(ctx: StepContext, argv: Sequence[str], output_cap: int = 6553
         output_cap=output_cap,
     )
     result = await run_process(spec)
-    return mask_outcome(_outcome(result, str(out)), ctx.secrets)
+    return mask_outcome(_outcome(result), ctx.secrets)
 
 
-def _outcome(r: ProcessResult, log_path: str) -> StepOutcome:
+def _outcome(r: ProcessResult) -> StepOutcome:
     if r.timed_out:
         status, error = StepStatus.TIMED_OUT, "timed out"
     elif r.exit_code == 0:
@@ -72,16 +76,22 @@ def _outcome(r: ProcessResult, log_path: str) -> StepOutcome:
         last = r.stderr_tail.strip().splitlines()
         if last:
             error += f": {last[-1][:300]}"
+    stderr_tail = r.stderr_tail
+    if r.output_error:  # the step ran; what it printed could not all be kept
+        _log.warning("output_lost", error=r.output_error)
+        stderr_tail += f"\n[flowtaskd] {r.output_error}\n"
+    # the log a user opens: stdout's, else stderr's; none when the step printed nothing
+    log_file = r.stdout_file or r.stderr_file
     return StepOutcome(
         status=status,
         output=r.output,
         exit_code=r.exit_code,
         error=error,
         stdout_tail=r.stdout_tail,
-        stderr_tail=r.stderr_tail,
+        stderr_tail=stderr_tail,
         cpu_user=r.cpu_user,
         cpu_system=r.cpu_system,
         max_rss_kb=r.max_rss_kb,
         bytes_out=r.bytes_out,
-        log_path=log_path,
+        log_path=str(log_file) if log_file is not None else None,
     )

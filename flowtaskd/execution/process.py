@@ -1,12 +1,14 @@
-"""Run one operating-system command for a step: its own process group, output to files, rusage.
+"""Run one operating-system command for a step: its own process group, output to logs, rusage.
 
 A step's command is spawned with :class:`subprocess.Popen` as the leader of a new session
-(so of a new process group), with stdin on ``/dev/null`` and stdout/stderr written straight to
-files: the output never passes through this process, so a step printing a gigabyte costs us
-no memory. We do not let anything else reap the child: a ``pidfd`` registered with the event
-loop tells us when it has exited (it stays an unreaped zombie meanwhile, so its pid and process
-group id cannot be reused), then ``os.wait4`` collects the exit status together with the
-child's resource usage (CPU time, peak RSS), which ``asyncio.create_subprocess_exec`` would lose.
+(so of a new process group), with stdin on ``/dev/null`` and stdout/stderr on pipes that an
+:class:`~flowtaskd.execution.relay.OutputRelay` moves into log files with ``splice(2)``: the
+output never passes through this process's memory, so a step printing a gigabyte costs us
+nothing, and a step printing nothing creates no file. We do not let anything else reap the
+child: a ``pidfd`` registered with the event loop tells us when it has exited (it stays an
+unreaped zombie meanwhile, so its pid and process group id cannot be reused), then
+``os.wait4`` collects the exit status together with the child's resource usage (CPU time,
+peak RSS), which ``asyncio.create_subprocess_exec`` would lose.
 
 Stopping is always done to the whole group: SIGTERM, a grace period, SIGKILL; once the leader
 has exited after a timeout or a cancellation the group is SIGKILLed once more so no grandchild
@@ -14,8 +16,8 @@ survives. Cancelling the awaiting task runs that clean-up to completion (shielde
 child and re-raises :class:`asyncio.CancelledError`. Every descriptor opened here is closed
 on every path.
 
-After exit, the head of stdout (``output_cap`` bytes) and the tails of both files are read
-back; a few KB per run, so this is done on the loop.
+After exit, the head of stdout (``output_cap`` bytes) and the tails of both logs are read
+back through the relays' descriptors; a few KB per run, so this is done on the loop.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from flowtaskd.errors import ExecutionError
+from flowtaskd.execution.relay import WATCH_AFTER, OutputRelay
 
 __all__ = ["ProcessResult", "ProcessSpec", "kill_process_group", "run_process"]
 
@@ -44,7 +46,7 @@ class ProcessSpec:
 
     argv: Sequence[str]
     stdout_path: Path
-    stderr_path: Path  # may be the stdout file: one combined file
+    stderr_path: Path  # the same path as stdout_path: one combined file
     env: Mapping[str, str] | None = None  # the full environment; None inherits os.environ
     cwd: str | None = None
     timeout: float | None = None
@@ -70,6 +72,9 @@ class ProcessResult:
     max_rss_kb: int
     duration: float
     pid: int
+    stdout_file: Path | None = None  # the log files, if the command printed anything
+    stderr_file: Path | None = None
+    output_error: str | None = None  # why some output could not be written, if so
 
 
 def kill_process_group(pgid: int, sig: int) -> None:
@@ -86,7 +91,35 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
     """
     loop = asyncio.get_running_loop()
     started = time.monotonic()
-    popen = _spawn(spec)
+    out = OutputRelay(spec.stdout_path, loop)
+    err = out
+    try:
+        if spec.stderr_path != spec.stdout_path:
+            err = OutputRelay(spec.stderr_path, loop)
+        popen = _spawn(spec, out, err)
+        watch = loop.call_later(WATCH_AFTER, _watch_output, out, err)
+        try:
+            status, usage, timed_out = await _wait(popen, spec, loop)
+        finally:
+            watch.cancel()
+            out.finish()
+            err.finish()
+        duration = time.monotonic() - started
+        return _result(spec, popen.pid, status, usage, timed_out, duration, out, err)
+    finally:
+        out.close()
+        err.close()
+
+
+def _watch_output(out: OutputRelay, err: OutputRelay) -> None:
+    out.watch()
+    err.watch()
+
+
+async def _wait(
+    popen: subprocess.Popen[bytes], spec: ProcessSpec, loop: asyncio.AbstractEventLoop
+) -> tuple[int, resource.struct_rusage, bool]:
+    """Wait for the child (stopping its group on timeout or cancel); reap it on every path."""
     pid = popen.pid
     watch = _ExitWatch(pid, loop)
     timed_out = False
@@ -100,8 +133,8 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
         except asyncio.CancelledError:
             await _terminate_shielded(pid, watch, spec.kill_grace)
             raise  # the finally below sweeps the group and reaps the child
-        duration = time.monotonic() - started
         status, usage = _reap(popen)
+        return status, usage, timed_out
     finally:
         watch.close()
         if popen.returncode is None:  # cancelled, or an unexpected error: never leave a zombie
@@ -109,47 +142,63 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
             with contextlib.suppress(ExecutionError):
                 _reap(popen)
 
-    out = _read_ends(spec.stdout_path, spec.output_cap, spec.tail_bytes)
-    if _same_file(spec.stdout_path, spec.stderr_path):
-        err, bytes_out = out, out.size
+
+_SILENT = ("", "", "")  # output, stdout tail, stderr tail of a step that printed nothing
+
+
+def _result(
+    spec: ProcessSpec,
+    pid: int,
+    status: int,
+    usage: resource.struct_rusage,
+    timed_out: bool,
+    duration: float,
+    out: OutputRelay,
+    err: OutputRelay,
+) -> ProcessResult:
+    bytes_out = out.size if err is out else out.size + err.size
+    if bytes_out == 0:
+        output, stdout_tail, stderr_tail = _SILENT
     else:
-        err = _read_ends(spec.stderr_path, 0, spec.tail_bytes)
-        bytes_out = out.size + err.size
+        head, out_tail = _read_ends(out, spec.output_cap, spec.tail_bytes)
+        err_tail = out_tail if err is out else _read_ends(err, 0, spec.tail_bytes)[1]
+        output = _decode_head(head, truncated=out.size > len(head)).strip()
+        stdout_tail = _decode_tail(out_tail, truncated=out.size > len(out_tail))
+        stderr_tail = _decode_tail(err_tail, truncated=err.size > len(err_tail))
     return ProcessResult(
         exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
         signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
         timed_out=timed_out,
         cancelled=False,
-        output=_decode_head(out.head, truncated=out.size > len(out.head)).strip(),
-        stdout_tail=_decode_tail(out.tail, truncated=out.size > len(out.tail)),
-        stderr_tail=_decode_tail(err.tail, truncated=err.size > len(err.tail)),
+        output=output,
+        stdout_tail=stdout_tail,
+        stderr_tail=stderr_tail,
         bytes_out=bytes_out,
         cpu_user=usage.ru_utime,
         cpu_system=usage.ru_stime,
         max_rss_kb=usage.ru_maxrss,
         duration=duration,
         pid=pid,
+        stdout_file=out.path if out.created else None,
+        stderr_file=err.path if err.created else None,
+        output_error=out.error or err.error,
     )
 
 
 # -- spawning -------------------------------------------------------------------------------
 
 
-def _spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
+def _spawn(spec: ProcessSpec, out: OutputRelay, err: OutputRelay) -> subprocess.Popen[bytes]:
     argv = list(spec.argv)
     if not argv:
         raise ExecutionError("empty command")
     env = dict(spec.env) if spec.env is not None else None
-    out = _open_output(spec.stdout_path)
-    err = out
     try:
-        if not _same_file(spec.stdout_path, spec.stderr_path):
-            err = _open_output(spec.stderr_path)
-        return subprocess.Popen(
+        popen = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
+            stdout=out.child_end,
+            stderr=err.child_end,
             env=env,
             cwd=spec.cwd,
             start_new_session=True,
@@ -159,18 +208,9 @@ def _spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
         raise ExecutionError(_spawn_failure(argv[0], spec.cwd, exc)) from None
     except ValueError as exc:  # e.g. an embedded NUL byte in an argument
         raise ExecutionError(f"invalid command {argv[0]!r}: {exc}") from None
-    finally:  # the child has its own copies; ours are not needed
-        out.close()
-        if err is not out:
-            err.close()
-
-
-def _open_output(path: Path) -> BinaryIO:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "wb", buffering=0)  # the caller closes it after spawning
-    except OSError as exc:
-        raise ExecutionError(f"cannot open output file {str(path)!r}: {exc.strerror}") from None
+    out.spawned()  # the child has its own copies; ours would keep EOF from coming
+    err.spawned()
+    return popen
 
 
 def _spawn_failure(command: str, cwd: str | None, exc: OSError) -> str:
@@ -184,15 +224,6 @@ def _spawn_failure(command: str, cwd: str | None, exc: OSError) -> str:
     return f"cannot run {command!r}: {exc.strerror or exc}"
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a == b:
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 # -- waiting, stopping, reaping -------------------------------------------------------------
 
 
@@ -202,7 +233,8 @@ class _ExitWatch:
     def __init__(self, pid: int, loop: asyncio.AbstractEventLoop, *, use_pidfd: bool = True):
         self._pid = pid
         self._loop = loop
-        self._exited: asyncio.Future[None] = loop.create_future()
+        self._exited = False
+        self._waiters: list[asyncio.Future[None]] = []
         self._fd: int | None = None
         if use_pidfd:
             try:
@@ -218,13 +250,23 @@ class _ExitWatch:
     def _on_exit(self) -> None:
         if self._fd is not None:
             self._loop.remove_reader(self._fd)
-        if not self._exited.done():
-            self._exited.set_result(None)
+        self._exited = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
 
     async def wait(self) -> None:
         """Return once the child has exited; cancelling this does not disturb the watch."""
         if self._fd is not None:
-            await asyncio.shield(self._exited)
+            if not self._exited:  # a future per waiter: cancelling it leaves the others be
+                waiter = self._loop.create_future()
+                self._waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
             return
         delay = 0.001
         while not self._has_exited():
@@ -286,28 +328,13 @@ def _reap(popen: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage]:
 # -- reading the output back ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Ends:
-    head: bytes
-    tail: bytes
-    size: int
-
-
-def _read_ends(path: Path, head_bytes: int, tail_bytes: int) -> _Ends:
-    """The first ``head_bytes`` and last ``tail_bytes`` of a file, and its size."""
-    try:
-        with open(path, "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
-            head = os.pread(f.fileno(), head_bytes, 0) if head_bytes > 0 else b""
-            if size <= len(head):
-                tail = head[-tail_bytes:] if tail_bytes > 0 else b""
-            elif tail_bytes > 0:
-                tail = os.pread(f.fileno(), tail_bytes, max(0, size - tail_bytes))
-            else:
-                tail = b""
-            return _Ends(head, tail, size)
-    except OSError:  # the step removed or replaced its own output file
-        return _Ends(b"", b"", 0)
+def _read_ends(relay: OutputRelay, head_bytes: int, tail_bytes: int) -> tuple[bytes, bytes]:
+    """The first ``head_bytes`` and the last ``tail_bytes`` of what the relay wrote."""
+    size = relay.size
+    head = relay.pread(min(head_bytes, size), 0)
+    if size <= len(head):
+        return head, head[-tail_bytes:] if tail_bytes > 0 else b""
+    return head, relay.pread(tail_bytes, max(0, size - tail_bytes))
 
 
 def _decode_head(data: bytes, *, truncated: bool) -> str:

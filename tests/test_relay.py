@@ -1,0 +1,106 @@
+"""A step's output: pipes relayed into log files created at the first byte (real processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from pathlib import Path
+
+from flowtaskd.events import EventBus
+from flowtaskd.execution.process import ProcessSpec, run_process
+from flowtaskd.tasks.task import Task
+from tests.conftest import wait_for
+
+
+def _spec(tmp_path: Path, *argv: str, **kw: object) -> ProcessSpec:
+    return ProcessSpec(
+        argv=list(argv),
+        stdout_path=tmp_path / "logs" / "s.out",
+        stderr_path=tmp_path / "logs" / "s.err",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _open_fds() -> set[str]:
+    gc.collect()
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_a_silent_command_leaves_no_log_files(tmp_path: Path) -> None:
+    result = await run_process(_spec(tmp_path, "/bin/true"))
+    assert result.exit_code == 0
+    assert (result.stdout_file, result.stderr_file, result.bytes_out) == (None, None, 0)
+    assert (result.output, result.stdout_tail, result.stderr_tail) == ("", "", "")
+    assert not (tmp_path / "logs").exists()
+
+
+async def test_only_the_stream_that_printed_gets_a_file(tmp_path: Path) -> None:
+    result = await run_process(_spec(tmp_path, "sh", "-c", "echo oops >&2"))
+    assert result.stdout_file is None
+    assert result.stderr_file == tmp_path / "logs" / "s.err"
+    assert (tmp_path / "logs" / "s.err").read_text() == "oops\n"
+    assert not (tmp_path / "logs" / "s.out").exists()
+
+
+async def test_output_reaches_the_log_while_the_step_runs(tmp_path: Path) -> None:
+    flag = tmp_path / "go"
+    script = f"echo started; while [ ! -e {flag} ]; do sleep 0.01; done; echo finished"
+    run = asyncio.create_task(run_process(_spec(tmp_path, "sh", "-c", script)))
+    log = tmp_path / "logs" / "s.out"
+    # the step is still waiting for the flag, and its first line is already in the file
+    await wait_for(lambda: log.exists() and log.read_text() == "started\n")
+    assert not run.done()
+    flag.touch()
+    result = await asyncio.wait_for(run, 10)
+    assert result.output == "started\nfinished"
+    assert log.read_text() == "started\nfinished\n"
+
+
+async def test_a_process_left_behind_does_not_hold_the_step(tmp_path: Path) -> None:
+    """The step ends when its command does; a background process it left keeps logging."""
+    flag = tmp_path / "go"
+    script = f"echo first; (while [ ! -e {flag} ]; do sleep 0.01; done; echo later) & exit 0"
+    before = _open_fds()
+    # the background process holds stdout open until the flag exists, and the flag is only
+    # created below: had the step waited for the pipe to close, this would time out
+    result = await asyncio.wait_for(run_process(_spec(tmp_path, "sh", "-c", script)), 10)
+    assert result.exit_code == 0
+    assert result.output == "first"
+    flag.touch()
+    log = tmp_path / "logs" / "s.out"
+    await wait_for(lambda: log.read_text() == "first\nlater\n")
+    await wait_for(lambda: _open_fds() == before)  # the follower closed what it held
+
+
+async def test_an_unwritable_log_still_drains_the_pipe(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    spec = ProcessSpec(
+        argv=["head", "-c", "1000000", "/dev/zero"],  # far more than a pipe holds
+        stdout_path=blocker / "s.out",
+        stderr_path=blocker / "s.err",
+    )
+    result = await asyncio.wait_for(run_process(spec), 10)  # the child never blocks
+    assert result.exit_code == 0
+    assert result.stdout_file is None
+    assert result.output_error is not None
+    assert str(blocker / "s.out") in result.output_error
+    assert "output discarded" in result.output_error
+
+
+async def test_step_stats_name_a_log_only_when_there_is_one(tmp_path: Path) -> None:
+    definition = {
+        "name": "logs",
+        "steps": [
+            {"Command": {"name": "quiet", "command": ["/bin/true"]}},
+            {"Command": {"name": "loud", "command": ["echo", "hello"]}},
+        ],
+    }
+    bus = EventBus()
+    async with bus, Task(task=definition, events=bus, log_dir=tmp_path / "logs") as t:
+        stats = (await t.run()).to_dict()
+    steps = stats["steps"]
+    assert steps["quiet"]["tries"][0]["log_path"] is None
+    loud = Path(steps["loud"]["tries"][0]["log_path"])
+    assert loud.name == "loud.1.out" and loud.read_text() == "hello\n"
