@@ -611,3 +611,21 @@ async def test_cancel_before_the_run_starts_runs_nothing(tmp_path: Path) -> None
     assert stats.status is TaskStatus.CANCELLED
     assert steps(stats)["Command_1"]["status"] == "cancelled"
     assert not marker.exists()
+
+
+async def test_a_long_chain_of_instant_steps_still_lets_the_loop_run(tmp_path: Path) -> None:
+    """Steps of a chain continue in one task; one that never waits must not hog the loop."""
+    ticks, stop = 0, False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(ticker())
+    stats, _ = await run_task({"name": "chain", "steps": [{"Dummy": {}}] * 1000}, tmp_path)
+    stop = True
+    await other
+    assert stats.status is TaskStatus.DONE
+    assert ticks >= 25  # the chain yields every 32 steps: ~31 chances for the ticker
