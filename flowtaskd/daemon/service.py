@@ -33,7 +33,7 @@ from flowtaskd.daemon.scheduler import ScheduleEntry, Scheduler
 from flowtaskd.daemon.statelock import StateLock
 from flowtaskd.daemon.store import HistoryStore
 from flowtaskd.daemon.subscribers import load_subscribers
-from flowtaskd.daemon.systemd import Notifier, supervise_watchdog
+from flowtaskd.daemon.systemd import SYSTEMD_ENV_VARS, Notifier, supervise_watchdog
 from flowtaskd.errors import DaemonError, FlowtaskError
 from flowtaskd.events import EventBus
 from flowtaskd.execution.context import Executor
@@ -391,4 +391,8 @@ def main_run(config_path: Path | None) -> int:
     """``flowtaskd run``: load the config and run the daemon until stopped."""
     config = load_config(config_path)
     daemon = Daemon(config, config_path=config_path)
+    # Like sd_notify(unset_environment=1): the notifier has read them; steps inherit our
+    # environment and must not talk to systemd as the daemon.
+    for var in SYSTEMD_ENV_VARS:
+        os.environ.pop(var, None)
     return asyncio.run(daemon.run())

@@ -23,9 +23,9 @@ from flowtaskd.execution.context import Executor, StepContext, StepOutcome, SubR
 from flowtaskd.execution.local import LocalExecutor
 from flowtaskd.logs import SecretMasker
 from flowtaskd.stats import AttemptStats
-from flowtaskd.tasks.options import RetryPolicy
+from flowtaskd.tasks.options import RetryPolicy, StepOptions
 from flowtaskd.tasks.rules import StepStatus
-from flowtaskd.tasks.values import mask_values, resolve
+from flowtaskd.tasks.values import has_braces, mask_values, resolve
 
 if TYPE_CHECKING:
     from flowtaskd.tasks.runner import DagRun
@@ -50,6 +50,7 @@ class RunSettings:
     trigger: str = "manual"
     clock: Clock = field(default_factory=SystemClock)
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    inherit_env: bool = False  # base_env is os.environ as it is: local steps may inherit it
     secrets: tuple[str, ...] = ()
     kill_grace: float = 5.0
     base_dir: str | None = None
@@ -69,21 +70,11 @@ class Attempts:
         self.task_env = dict(d.header.env)
         self.default_retry = d.header.retry or _NO_RETRY
         self.max_active = asyncio.Semaphore(d.header.max_active_steps)
-        self._has_braces: dict[str, bool] = {}
-        self._task_env_braces = _has_braces(self.task_env)
+        self._task_env_braces = has_braces(self.task_env)
 
     def _templated(self, sid: str) -> bool:
         """Whether a step's parameters use placeholders (most don't: skip the work)."""
-        known = self._has_braces.get(sid)
-        if known is None:
-            step = self.pile[sid]
-            assert step.spec is not None
-            o = step.spec.options
-            known = self._task_env_braces or _has_braces(
-                [step.params, o.env, o.cwd, o.precondition]
-            )
-            self._has_braces[sid] = known
-        return known
+        return self._task_env_braces or self.pile[sid].templated
 
     def _executor_for(self, component: str, choice: str | None) -> Executor:
         """Remote-capable steps go to the configured executor unless they ask for ``local``."""
@@ -96,6 +87,15 @@ class Attempts:
     def _env_needed(component: str) -> bool:
         comp = get_component(component)
         return comp is None or comp.remote
+
+    def _inherits_env(self, component: str, opts: StepOptions) -> bool:
+        """The step's process can inherit this process's environment (env None)."""
+        return (
+            self.s.inherit_env
+            and not self.task_env
+            and not opts.env
+            and self._executor_for(component, opts.executor) is self.s.local_executor
+        )
 
     def values(
         self, outputs: Mapping[str, str | None], item: Mapping[str, Any] | None
@@ -116,19 +116,24 @@ class Attempts:
         s, step = self.s, self.pile[sid]
         assert step.spec is not None
         opts = step.spec.options
+        env: dict[str, str] | None
         if self._templated(sid):
             values = self.values(outputs, item)
             params = resolve(step.params, values, sid)
-            env = dict(s.base_env)
-            env.update(resolve(self.task_env, values, "env"))
-            env.update(resolve(opts.env or {}, values, f"{sid}.env"))
+            env = None
+            if not self._inherits_env(step.name, opts):
+                env = dict(s.base_env)
+                env.update(resolve(self.task_env, values, "env"))
+                env.update(resolve(opts.env or {}, values, f"{sid}.env"))
             cwd = resolve(opts.cwd, values, f"{sid}.cwd") if opts.cwd else None
             pre = opts.precondition
             precondition = resolve(pre, values, f"{sid}.precondition") if pre else None
         else:
             params, cwd, precondition = step.params, opts.cwd, opts.precondition
             env = {}
-            if self._env_needed(step.name):
+            if self._inherits_env(step.name, opts):
+                env = None
+            elif self._env_needed(step.name):
                 env = {**s.base_env, **self.task_env, **(opts.env or {})}
         if cwd and s.base_dir and not os.path.isabs(cwd):
             cwd = os.path.join(s.base_dir, cwd)
@@ -267,7 +272,7 @@ class Attempts:
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     params: Mapping[str, Any]
-    env: Mapping[str, str]
+    env: Mapping[str, str] | None  # None: inherit this process's environment
     cwd: str | None
     precondition: Any
 
@@ -304,16 +309,6 @@ class _Values(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.base) + len(self.outputs)
-
-
-def _has_braces(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{" in value or "}" in value
-    if isinstance(value, Mapping):
-        return any(_has_braces(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_braces(v) for v in value)
-    return False
 
 
 def _short(text: str | None, limit: int = 1000) -> str | None:

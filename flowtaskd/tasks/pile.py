@@ -19,6 +19,7 @@ from flowtaskd.errors import Problem, TaskParseError
 from flowtaskd.tasks.graph import Group, compile_graph
 from flowtaskd.tasks.loader import load_document
 from flowtaskd.tasks.schema import StepSpec, TaskDefinition, validate_definition
+from flowtaskd.tasks.values import has_braces
 
 if TYPE_CHECKING:
     from flowtaskd.components.base import Component
@@ -34,7 +35,17 @@ class Step:
     the step waits for (in a :class:`TaskPile`: after the default chain is applied).
     """
 
-    __slots__ = ("depends", "group", "id", "name", "params", "program", "spec", "to_group")
+    __slots__ = (
+        "_templated",
+        "depends",
+        "group",
+        "id",
+        "name",
+        "params",
+        "program",
+        "spec",
+        "to_group",
+    )
 
     def __init__(
         self,
@@ -57,6 +68,19 @@ class Step:
             deps = params.get("depends")
             self.group, self.to_group = params.get("Group"), params.get("to_group")
         self.depends: tuple[str, ...] = (deps,) if isinstance(deps, str) else tuple(deps or ())
+        self._templated: bool | None = None
+
+    @property
+    def templated(self) -> bool:
+        """Whether the step's parameters, env, cwd or precondition hold placeholders.
+
+        Worked out once per pile: every run of the step asks, and most steps have none.
+        """
+        if self._templated is None:
+            o = self.spec.options if self.spec is not None else None
+            parts = [self.params] if o is None else [self.params, o.env, o.cwd, o.precondition]
+            self._templated = has_braces(parts)
+        return self._templated
 
     @property
     def step_name(self) -> str:

@@ -143,6 +143,11 @@ class Task(AbstractTask):
         d = self.pile.definition
         params = {**d.header.params, **self.params}
         base_env = dict(self.kwargs.get("base_env") or os.environ)
+        # local steps without env of their own inherit ours as it is (cheaper to spawn),
+        # unless it holds what only the daemon may use
+        inherit_env = not self.kwargs.get("base_env") and not any(
+            var in base_env for var in _DAEMON_ONLY_ENV
+        )
         for var in _DAEMON_ONLY_ENV:  # steps must not talk to systemd as the daemon
             base_env.pop(var, None)
         secrets = self._secret_values(params, {**base_env, **d.header.env})
@@ -180,6 +185,7 @@ class Task(AbstractTask):
             trigger=self.trigger,
             clock=self.clock,
             base_env=base_env,
+            inherit_env=inherit_env,
             secrets=secrets,
             kill_grace=float(self.kwargs.get("kill_grace", 5.0)),
             base_dir=str(self.file.parent) if self.file else None,

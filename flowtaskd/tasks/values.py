@@ -16,7 +16,7 @@ from typing import Any
 
 from flowtaskd.errors import PlaceholderError
 
-__all__ = ["mask_values", "placeholders", "resolve"]
+__all__ = ["has_braces", "mask_values", "placeholders", "resolve"]
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.\-]*)(?::([^{}]*))?\}")
 
@@ -27,6 +27,17 @@ def mask_values(now: datetime) -> dict[str, Any]:
     Each takes a strftime format: ``{today:%Y%m%d}``; bare they render ISO 8601.
     """
     return {"today": now.date(), "yesterday": (now - timedelta(days=1)).date(), "now": now}
+
+
+def has_braces(value: Any) -> bool:
+    """Whether any string in ``value`` (nested lists and mappings) holds ``{`` or ``}``."""
+    if isinstance(value, str):
+        return "{" in value or "}" in value
+    if isinstance(value, Mapping):
+        return any(has_braces(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_braces(v) for v in value)
+    return False
 
 
 def placeholders(text: str) -> list[str]:
