@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from flowtaskd.errors import ExecutionError
+from flowtaskd.execution.exitwatch import ExitWatch
 from flowtaskd.execution.process import (
     ProcessResult,
     ProcessSpec,
-    _ExitWatch,
     kill_process_group,
     run_process,
 )
@@ -303,6 +303,7 @@ async def test_empty_argv(tmp_path: Path) -> None:
 
 
 async def test_no_fd_leaks_on_any_path(tmp_path: Path) -> None:
+    await run_process(_spec(tmp_path, "/bin/true"))  # the loop's own pidfd set stays open
     before = _open_fds()
     await run_process(_spec(tmp_path, "/bin/true"))
     await run_process(_spec(tmp_path, "sleep", "10", timeout=0.05, kill_grace=1.0))
@@ -325,7 +326,7 @@ async def test_polling_fallback_without_pidfd(tmp_path: Path) -> None:
     """The watch used when pidfd_open is unavailable tells exit without reaping."""
     loop = asyncio.get_running_loop()
     proc = subprocess.Popen(["sh", "-c", "exit 3"], stdin=subprocess.DEVNULL)
-    watch = _ExitWatch(proc.pid, loop, use_pidfd=False)
+    watch = ExitWatch(proc.pid, loop, use_pidfd=False)
     try:
         async with asyncio.timeout(10):
             await watch.wait()

@@ -38,7 +38,7 @@ async def test_a_silent_command_leaves_no_log_files(tmp_path: Path) -> None:
 async def test_only_the_stream_that_printed_gets_a_file(tmp_path: Path) -> None:
     result = await run_process(_spec(tmp_path, "sh", "-c", "echo oops >&2"))
     assert result.stdout_file is None
-    assert result.stderr_file == tmp_path / "logs" / "s.err"
+    assert result.stderr_file == str(tmp_path / "logs" / "s.err")
     assert (tmp_path / "logs" / "s.err").read_text() == "oops\n"
     assert not (tmp_path / "logs" / "s.out").exists()
 
@@ -61,6 +61,7 @@ async def test_a_process_left_behind_does_not_hold_the_step(tmp_path: Path) -> N
     """The step ends when its command does; a background process it left keeps logging."""
     flag = tmp_path / "go"
     script = f"echo first; (while [ ! -e {flag} ]; do sleep 0.01; done; echo later) & exit 0"
+    await run_process(_spec(tmp_path / "warm", "/bin/true"))  # the loop's pidfd set stays
     before = _open_fds()
     # the background process holds stdout open until the flag exists, and the flag is only
     # created below: had the step waited for the pipe to close, this would time out

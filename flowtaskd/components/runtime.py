@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import structlog
 
@@ -40,10 +40,11 @@ def mask_outcome(outcome: StepOutcome, secrets: Sequence[str]) -> StepOutcome:
     )
 
 
-def _log_paths(ctx: StepContext) -> tuple[Path, Path]:
+def _log_paths(ctx: StepContext) -> tuple[str, str]:
     if ctx.log_dir is None:
         raise ValueError("a process step needs a log_dir")
-    return ctx.log_dir / f"{ctx.log_stem}.out", ctx.log_dir / f"{ctx.log_stem}.err"
+    stem = os.path.join(ctx.log_dir, ctx.log_stem)
+    return stem + ".out", stem + ".err"
 
 
 async def run_argv(ctx: StepContext, argv: Sequence[str], output_cap: int = 65536) -> StepOutcome:
@@ -93,5 +94,5 @@ def _outcome(r: ProcessResult) -> StepOutcome:
         cpu_system=r.cpu_system,
         max_rss_kb=r.max_rss_kb,
         bytes_out=r.bytes_out,
-        log_path=str(log_file) if log_file is not None else None,
+        log_path=log_file,
     )

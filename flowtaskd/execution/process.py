@@ -5,8 +5,8 @@ A step's command is spawned with :class:`subprocess.Popen` as the leader of a ne
 :class:`~flowtaskd.execution.relay.OutputRelay` moves into log files with ``splice(2)``: the
 output never passes through this process's memory, so a step printing a gigabyte costs us
 nothing, and a step printing nothing creates no file. We do not let anything else reap the
-child: a ``pidfd`` registered with the event loop tells us when it has exited (it stays an
-unreaped zombie meanwhile, so its pid and process group id cannot be reused), then
+child: a ``pidfd`` (see :mod:`~flowtaskd.execution.exitwatch`) tells us when it has exited (it
+stays an unreaped zombie meanwhile, so its pid and process group id cannot be reused), then
 ``os.wait4`` collects the exit status together with the child's resource usage (CPU time,
 peak RSS), which ``asyncio.create_subprocess_exec`` would lose.
 
@@ -32,10 +32,10 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from flowtaskd.errors import ExecutionError
-from flowtaskd.execution.relay import WATCH_AFTER, OutputRelay
+from flowtaskd.execution.exitwatch import ExitWatch
+from flowtaskd.execution.relay import OutputRelay
 
 __all__ = ["ProcessResult", "ProcessSpec", "kill_process_group", "run_process"]
 
@@ -45,8 +45,8 @@ class ProcessSpec:
     """What to run and where its output goes."""
 
     argv: Sequence[str]
-    stdout_path: Path
-    stderr_path: Path  # the same path as stdout_path: one combined file
+    stdout_path: str | os.PathLike[str]
+    stderr_path: str | os.PathLike[str]  # the same path as stdout_path: one combined file
     env: Mapping[str, str] | None = None  # the full environment; None inherits os.environ
     cwd: str | None = None
     timeout: float | None = None
@@ -72,8 +72,8 @@ class ProcessResult:
     max_rss_kb: int
     duration: float
     pid: int
-    stdout_file: Path | None = None  # the log files, if the command printed anything
-    stderr_file: Path | None = None
+    stdout_file: str | None = None  # the log files, if the command printed anything
+    stderr_file: str | None = None
     output_error: str | None = None  # why some output could not be written, if so
 
 
@@ -94,14 +94,12 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
     out = OutputRelay(spec.stdout_path, loop)
     err = out
     try:
-        if spec.stderr_path != spec.stdout_path:
+        if os.fspath(spec.stderr_path) != out.path:
             err = OutputRelay(spec.stderr_path, loop)
         popen = _spawn(spec, out, err)
-        watch = loop.call_later(WATCH_AFTER, _watch_output, out, err)
         try:
             status, usage, timed_out = await _wait(popen, spec, loop)
         finally:
-            watch.cancel()
             out.finish()
             err.finish()
         duration = time.monotonic() - started
@@ -111,22 +109,20 @@ async def run_process(spec: ProcessSpec) -> ProcessResult:
         err.close()
 
 
-def _watch_output(out: OutputRelay, err: OutputRelay) -> None:
-    out.watch()
-    err.watch()
-
-
 async def _wait(
     popen: subprocess.Popen[bytes], spec: ProcessSpec, loop: asyncio.AbstractEventLoop
 ) -> tuple[int, resource.struct_rusage, bool]:
     """Wait for the child (stopping its group on timeout or cancel); reap it on every path."""
     pid = popen.pid
-    watch = _ExitWatch(pid, loop)
+    watch = ExitWatch(pid, loop)
     timed_out = False
     try:
         try:
-            async with asyncio.timeout(spec.timeout):
+            if spec.timeout is None:
                 await watch.wait()
+            else:
+                async with asyncio.timeout(spec.timeout):
+                    await watch.wait()
         except TimeoutError:
             timed_out = True
             await _terminate(pid, watch, spec.kill_grace)
@@ -196,7 +192,7 @@ def _spawn(spec: ProcessSpec, out: OutputRelay, err: OutputRelay) -> subprocess.
     try:
         popen = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=_devnull(),
             stdout=out.child_end,
             stderr=err.child_end,
             env=env,
@@ -208,9 +204,19 @@ def _spawn(spec: ProcessSpec, out: OutputRelay, err: OutputRelay) -> subprocess.
         raise ExecutionError(_spawn_failure(argv[0], spec.cwd, exc)) from None
     except ValueError as exc:  # e.g. an embedded NUL byte in an argument
         raise ExecutionError(f"invalid command {argv[0]!r}: {exc}") from None
-    out.spawned()  # the child has its own copies; ours would keep EOF from coming
-    err.spawned()
+    # our copies of the write ends are closed only once the child has exited (finish):
+    # the moments after a spawn are the child's, and a short step's critical path
     return popen
+
+
+_DEVNULL: list[int] = []
+
+
+def _devnull() -> int:
+    """One read-only ``/dev/null`` descriptor for every child's stdin (opened once)."""
+    if not _DEVNULL:
+        _DEVNULL.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    return _DEVNULL[0]
 
 
 def _spawn_failure(command: str, cwd: str | None, exc: OSError) -> str:
@@ -227,68 +233,7 @@ def _spawn_failure(command: str, cwd: str | None, exc: OSError) -> str:
 # -- waiting, stopping, reaping -------------------------------------------------------------
 
 
-class _ExitWatch:
-    """Tells when a child has exited, without reaping it (a pidfd, or polling if none)."""
-
-    def __init__(self, pid: int, loop: asyncio.AbstractEventLoop, *, use_pidfd: bool = True):
-        self._pid = pid
-        self._loop = loop
-        self._exited = False
-        self._waiters: list[asyncio.Future[None]] = []
-        self._fd: int | None = None
-        if use_pidfd:
-            try:
-                self._fd = os.pidfd_open(pid)
-            except (OSError, AttributeError):  # old kernel, or out of descriptors: poll
-                return
-            try:
-                loop.add_reader(self._fd, self._on_exit)
-            except (NotImplementedError, OSError):  # a loop without add_reader: poll
-                os.close(self._fd)
-                self._fd = None
-
-    def _on_exit(self) -> None:
-        if self._fd is not None:
-            self._loop.remove_reader(self._fd)
-        self._exited = True
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
-
-    async def wait(self) -> None:
-        """Return once the child has exited; cancelling this does not disturb the watch."""
-        if self._fd is not None:
-            if not self._exited:  # a future per waiter: cancelling it leaves the others be
-                waiter = self._loop.create_future()
-                self._waiters.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    if waiter in self._waiters:
-                        self._waiters.remove(waiter)
-            return
-        delay = 0.001
-        while not self._has_exited():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def _has_exited(self) -> bool:
-        try:
-            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
-            return os.waitid(os.P_PID, self._pid, flags) is not None
-        except ChildProcessError:  # reaped behind our back; _reap reports it
-            return True
-
-    def close(self) -> None:
-        if self._fd is not None:
-            if not self._loop.is_closed():
-                self._loop.remove_reader(self._fd)
-            os.close(self._fd)
-            self._fd = None
-
-
-async def _terminate(pgid: int, watch: _ExitWatch, grace: float) -> None:
+async def _terminate(pgid: int, watch: ExitWatch, grace: float) -> None:
     """SIGTERM the group, give it ``grace`` seconds, SIGKILL it; then sweep the survivors."""
     kill_process_group(pgid, signal.SIGTERM)
     try:
@@ -302,7 +247,7 @@ async def _terminate(pgid: int, watch: _ExitWatch, grace: float) -> None:
     kill_process_group(pgid, signal.SIGKILL)
 
 
-async def _terminate_shielded(pgid: int, watch: _ExitWatch, grace: float) -> None:
+async def _terminate_shielded(pgid: int, watch: ExitWatch, grace: float) -> None:
     """Run :func:`_terminate` to the end even if we are cancelled again meanwhile."""
     cleanup = asyncio.ensure_future(_terminate(pgid, watch, grace))
     while not cleanup.done():

@@ -3,12 +3,17 @@
 A step's stdout and stderr are pipes, not files: most steps print nothing, and creating two
 files per step was most of the cost of running a short command (an inode allocation is
 0.02-0.6 ms on a journalled disk, against ~0.5 ms for the whole fork and exec). An
-:class:`OutputRelay` watches the read end of its pipe on the event loop. At the first byte
-it creates the log file and from then on moves the data with ``splice(2)``: the bytes go
-from the pipe to the file inside the kernel and never through this process, so a step
-printing a gigabyte costs no memory here. A step that prints nothing leaves no file.
+:class:`OutputRelay` watches the read end of its pipe (in the loop's
+:class:`~flowtaskd.execution.readyset.ReadySet`). At the first byte it creates the log file
+and from then on moves the data with ``splice(2)``: the bytes go from the pipe to the file
+inside the kernel and never through this process, so a step printing a gigabyte costs no
+memory here. A step that prints nothing leaves no file.
 
-When the child exits, :meth:`OutputRelay.finish` drains what is left. If some process the
+We keep our copy of the pipe's write end open while the child runs, so the pipe never
+reads as closed meanwhile: an exiting child closes its pipes just before the loop learns
+that it has exited, and watching for that would cost a short step a second wake-up.
+When the child has exited, :meth:`OutputRelay.finish` closes our copy and drains what is
+left. If some process the
 step left behind still holds the pipe open, the relay is handed to a small thread that goes
 on copying until that process closes it: its output still reaches the log file, and the
 step does not wait for it (as it never did when the output went straight to a file).
@@ -21,16 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import threading
-from pathlib import Path
 
-__all__ = ["WATCH_AFTER", "OutputRelay"]
+from flowtaskd.execution.readyset import ReadySet, ready_set
+
+__all__ = ["OutputRelay"]
 
 _CHUNK = 1 << 20  # per splice(2): moved in the kernel, nothing allocated here
 _READ = 1 << 16  # per read(2): a pipe holds 64 KiB by default
 _PUMPS_PER_WAKEUP = 16  # at most this many chunks per readable event, then let the loop run
-WATCH_AFTER = 0.002  # seconds after the spawn before the pipes are watched
 _SPLICE = getattr(os, "splice", None)
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 _FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
@@ -39,17 +45,18 @@ _FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 class OutputRelay:
     """One pipe into one lazily created log file; see the module docstring."""
 
-    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str], loop: asyncio.AbstractEventLoop) -> None:
+        self.path = os.fspath(path)
         self.size = 0  # bytes written to the file
         self.error: str | None = None  # why output was discarded, if it was
-        self._loop = loop
         self._file: int | None = None  # the log file, once created (kept for reading back)
         self._read, self.child_end = os.pipe()  # both close-on-exec; Popen dup2s child_end
-        self._watching = False
+        self._set: ReadySet | None = None
         self._closed = False
         try:
-            os.set_blocking(self._read, False)
+            fcntl.fcntl(self._read, fcntl.F_SETFL, os.O_NONBLOCK)  # the child's end blocks
+            self._set = ready_set(loop)
+            self._set.add(self._read, self._pump)
         except BaseException:
             self.close()
             raise
@@ -59,28 +66,17 @@ class OutputRelay:
         """Whether the log file exists (the child printed at least one byte)."""
         return self._file is not None
 
-    def spawned(self) -> None:
-        """The child holds its own copy of the write end now: drop ours, so EOF can come."""
+    def _drop_child_end(self) -> None:
+        """Close our copy of the child's end, so that EOF can come once the child's is gone."""
         if self.child_end >= 0:
             os.close(self.child_end)
             self.child_end = -1
-
-    def watch(self) -> None:
-        """Start moving output as it comes (until then it waits in the pipe's 64 KiB).
-
-        The caller does this a moment after the spawn (:data:`WATCH_AFTER`): most steps are
-        done by then and :meth:`finish` takes their output in one go, which saves the loop
-        a wake-up per pipe (an exiting child closes its pipes just before the loop learns
-        that it has exited). A busy writer meanwhile waits at most that long.
-        """
-        if not self._closed and self._read >= 0 and not self._watching:
-            self._loop.add_reader(self._read, self._pump)
-            self._watching = True
 
     def finish(self) -> None:
         """After the child exited: take what is in the pipe; hand the rest to a thread."""
         if self._closed or self._read < 0:
             return
+        self._drop_child_end()
         self._unwatch()
         if self._drain():
             self._close_pipe()
@@ -108,9 +104,7 @@ class OutputRelay:
         self._closed = True
         self._unwatch()
         self._close_pipe()
-        if self.child_end >= 0:
-            os.close(self.child_end)
-            self.child_end = -1
+        self._drop_child_end()
         if self._file is not None:
             os.close(self._file)
             self._file = None
@@ -149,7 +143,7 @@ class OutputRelay:
             return
         try:
             if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
                 self._file = os.open(self.path, _FILE_FLAGS, 0o666)
             _write_all(self._file, data)
             self.size += len(data)
@@ -159,13 +153,13 @@ class OutputRelay:
     def _fail(self, exc: OSError) -> None:
         if self.error is None:
             reason = exc.strerror or str(exc)
-            self.error = f"cannot write output file {str(self.path)!r}: {reason}; output discarded"
+            self.error = f"cannot write output file {self.path!r}: {reason}; output discarded"
 
     def _unwatch(self) -> None:
-        if self._watching:
-            self._watching = False
-            if not self._loop.is_closed():
-                self._loop.remove_reader(self._read)
+        if self._set is not None:
+            if self._read >= 0:
+                self._set.discard(self._read)
+            self._set = None
 
     def _close_pipe(self) -> None:
         if self._read >= 0:
@@ -173,7 +167,7 @@ class OutputRelay:
             self._read = -1
 
 
-def _follow(pipe: int, file_fd: int | None, path: Path) -> None:
+def _follow(pipe: int, file_fd: int | None, path: str) -> None:
     """Thread: copy ``pipe`` into the file until every writer has closed it, then close both."""
     try:
         os.set_blocking(pipe, True)
@@ -183,7 +177,7 @@ def _follow(pipe: int, file_fd: int | None, path: Path) -> None:
                 return
             if file_fd is None:
                 with contextlib.suppress(OSError):
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
                     file_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
             if file_fd is not None:
                 with contextlib.suppress(OSError):
