@@ -172,6 +172,7 @@ class EventBus:
         self._signals: dict[str, NamedSignal] = {
             name: self._namespace.signal(name) for name in (*ALL_EVENTS, CATCH_ALL)
         }
+        self._catch_all = self._signals[CATCH_ALL]
         self._subs: list[_Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -266,6 +267,8 @@ class EventBus:
         signal = self._signals.get(event)
         if signal is None or event == CATCH_ALL:
             raise _unknown(event)
+        if not signal.receivers and not self._catch_all.receivers:
+            return  # nobody listens: nothing to stamp or send
         stamped: Payload = {"event": event, **payload}
         if "ts" not in stamped:
             stamped["ts"] = self._clock()
@@ -282,7 +285,7 @@ class EventBus:
         task = stamped.get("task")
         sender = task if isinstance(task, str) else None
         signal.send(sender, payload=stamped)
-        self._signals[CATCH_ALL].send(sender, payload=stamped)
+        self._catch_all.send(sender, payload=stamped)
 
     def _call_sync(self, sub: _Subscription, payload: Payload) -> None:
         try:

@@ -7,6 +7,8 @@ import gc
 import os
 from pathlib import Path
 
+import pytest
+
 from flowtaskd.events import EventBus
 from flowtaskd.execution.process import ProcessSpec, run_process
 from flowtaskd.tasks.task import Task
@@ -105,3 +107,34 @@ async def test_step_stats_name_a_log_only_when_there_is_one(tmp_path: Path) -> N
     assert steps["quiet"]["tries"][0]["log_path"] is None
     loud = Path(steps["loud"]["tries"][0]["log_path"])
     assert loud.name == "loud.1.out" and loud.read_text() == "hello\n"
+
+
+def test_the_ready_set_of_a_closed_loop_is_released() -> None:
+    from flowtaskd.execution.readyset import ready_set  # noqa: PLC0415
+
+    first = asyncio.new_event_loop()
+    old = ready_set(first)
+    assert ready_set(first) is old  # one per loop
+    first.close()
+    second = asyncio.new_event_loop()
+    try:
+        assert ready_set(second) is not old
+        assert old.closed  # released when the next loop made its set
+    finally:
+        second.close()
+
+
+async def test_without_epoll_the_loop_watches_each_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off Linux there is no epoll: pidfds and pipes go to the loop's selector instead."""
+    import select  # noqa: PLC0415
+
+    monkeypatch.delattr(select, "epoll")
+    script = "head -c 300000 /dev/zero; echo done >&2"  # more than a pipe holds: must be pumped
+    result = await asyncio.wait_for(run_process(_spec(tmp_path, "sh", "-c", script)), 10)
+    assert result.exit_code == 0
+    assert result.bytes_out == 300000 + 5
+    assert result.stderr_tail == "done\n"
+    quiet = await run_process(_spec(tmp_path / "quiet", "/bin/true"))
+    assert quiet.stdout_file is None

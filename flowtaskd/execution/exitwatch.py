@@ -36,14 +36,14 @@ class ExitWatch:
                 return
             try:
                 self._set = ready_set(loop)
-                self._set.add(self._fd, self._on_exit)
+                self._set.add(self._fd, self._on_exit, oneshot=True)
             except (NotImplementedError, OSError):  # a loop without add_reader: poll
                 os.close(self._fd)
                 self._fd, self._set = None, None
 
     def _on_exit(self) -> None:
         if self._set is not None and self._fd is not None:
-            self._set.discard(self._fd)  # once is enough
+            self._set.discard(self._fd, closing=True)  # oneshot: it is not watched any more
         self._exited = True
         for waiter in self._waiters:
             if not waiter.done():
@@ -77,6 +77,6 @@ class ExitWatch:
     def close(self) -> None:
         if self._fd is not None:
             if self._set is not None:
-                self._set.discard(self._fd)
+                self._set.discard(self._fd, closing=True)
             os.close(self._fd)
             self._fd = None

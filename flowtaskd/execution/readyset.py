@@ -31,12 +31,19 @@ class ReadySet:
         # the loop holds this set through the reader; this set must not hold the loop
         loop.add_reader(self._epoll.fileno(), self._ready)
 
-    def add(self, fd: int, callback: Callable[[], None]) -> None:
-        self._epoll.register(fd, select.EPOLLIN)
+    @property
+    def closed(self) -> bool:
+        return self._epoll.closed
+
+    def add(self, fd: int, callback: Callable[[], None], *, oneshot: bool = False) -> None:
+        """Watch ``fd``; ``oneshot``: only until it first reads as ready."""
+        self._epoll.register(fd, select.EPOLLIN | (select.EPOLLONESHOT if oneshot else 0))
         self._callbacks[fd] = callback
 
-    def discard(self, fd: int) -> None:
-        if self._callbacks.pop(fd, None) is not None:
+    def discard(self, fd: int, *, closing: bool = False) -> None:
+        """Stop watching ``fd``. ``closing``: the caller closes it at once (or it was added
+        ``oneshot`` and has fired), which removes it from the set without a system call."""
+        if self._callbacks.pop(fd, None) is not None and not closing:
             self._epoll.unregister(fd)
 
     def _ready(self) -> None:
@@ -53,8 +60,38 @@ class ReadySet:
 _sets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadySet] = weakref.WeakKeyDictionary()
 
 
+class _LoopReaders:
+    """The same interface straight on the loop's selector, where there is no epoll."""
+
+    closed = False
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def add(self, fd: int, callback: Callable[[], None], *, oneshot: bool = False) -> None:
+        if oneshot:
+            callback = self._once(fd, callback)
+        self._loop.add_reader(fd, callback)
+
+    def _once(self, fd: int, callback: Callable[[], None]) -> Callable[[], None]:
+        def fire() -> None:
+            self._loop.remove_reader(fd)
+            callback()
+
+        return fire
+
+    def discard(self, fd: int, *, closing: bool = False) -> None:
+        if not self._loop.is_closed():
+            self._loop.remove_reader(fd)
+
+    def close(self) -> None:
+        return None
+
+
 def ready_set(loop: asyncio.AbstractEventLoop) -> ReadySet:
     """The loop's set (made on first use)."""
+    if not hasattr(select, "epoll"):
+        return _LoopReaders(loop)  # type: ignore[return-value]  # same interface
     found = _sets.get(loop)
     if found is None:
         for old_loop, old in list(_sets.items()):  # loops closed since: release their sets

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
+import select
 import threading
 
 from flowtaskd.execution.readyset import ReadySet, ready_set
@@ -37,6 +37,7 @@ __all__ = ["OutputRelay"]
 _CHUNK = 1 << 20  # per splice(2): moved in the kernel, nothing allocated here
 _READ = 1 << 16  # per read(2): a pipe holds 64 KiB by default
 _PUMPS_PER_WAKEUP = 16  # at most this many chunks per readable event, then let the loop run
+_FINAL_CHUNKS = 64  # what finish() moves itself before handing a busy pipe to a thread
 _SPLICE = getattr(os, "splice", None)
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 _FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
@@ -53,8 +54,7 @@ class OutputRelay:
         self._read, self.child_end = os.pipe()  # both close-on-exec; Popen dup2s child_end
         self._set: ReadySet | None = None
         self._closed = False
-        try:
-            fcntl.fcntl(self._read, fcntl.F_SETFL, os.O_NONBLOCK)  # the child's end blocks
+        try:  # both ends stay blocking: we read only what poll/epoll say is there
             self._set = ready_set(loop)
             self._set.add(self._read, self._pump)
         except BaseException:
@@ -77,11 +77,18 @@ class OutputRelay:
         if self._closed or self._read < 0:
             return
         self._drop_child_end()
-        self._unwatch()
-        if self._drain():
-            self._close_pipe()
-            return
-        # a process the step left behind holds the pipe: follow it without making the step wait
+        for _ in range(_FINAL_CHUNKS):
+            events = _poll_now(self._read)
+            if events & select.POLLIN:
+                self._move()
+            elif events & select.POLLHUP:  # empty, and every writer has closed it: done
+                self._unwatch(closing=True)
+                self._close_pipe()
+                return
+            else:
+                break  # empty, but still open: a process the step left behind holds it
+        # follow that process (or a writer that would not stop) without making the step wait
+        self._unwatch(closing=False)
         fd, self._read = self._read, -1
         file_fd = os.dup(self._file) if self._file is not None else None
         threading.Thread(
@@ -112,34 +119,28 @@ class OutputRelay:
     # -- moving bytes ------------------------------------------------------------------------
 
     def _pump(self) -> None:
-        """Readable: move what is there; at EOF stop watching."""
-        if self._drain(limit=_PUMPS_PER_WAKEUP):
-            self._unwatch()
+        """Readable while the child runs (our write end keeps EOF away): move what is there."""
+        self._move()
 
-    def _drain(self, limit: int | None = None) -> bool:
-        """Move data until the pipe is empty (False) or at EOF (True), at most ``limit`` chunks."""
-        moved = 0
-        while limit is None or moved < limit:
-            moved += 1
-            try:
-                if self._file is None or self.error is not None or _SPLICE is None:
-                    data = os.read(self._read, _READ)
-                    if not data:
-                        return True
-                    self._write(data)
-                else:
-                    n = _SPLICE(self._read, self._file, _CHUNK, flags=_SPLICE_FLAGS)
-                    if n == 0:
-                        return True
-                    self.size += n
-            except BlockingIOError:
-                return False
-            except OSError as exc:  # splice into the file failed: keep draining, discard
-                self._fail(exc)
-        return False
+    def _move(self) -> None:
+        """Move what a readable pipe holds: one read(2) (it cannot block: the pipe is readable),
+        or splice(2) told not to block, until the pipe is empty or a wake-up's worth is done."""
+        try:
+            if self._file is None or self.error is not None or _SPLICE is None:
+                self._write(os.read(self._read, _READ))
+                return
+            for _ in range(_PUMPS_PER_WAKEUP):
+                n = _SPLICE(self._read, self._file, _CHUNK, flags=_SPLICE_FLAGS)
+                if n == 0:
+                    return
+                self.size += n
+        except BlockingIOError:
+            return
+        except OSError as exc:  # splice into the file failed: go on draining, discard
+            self._fail(exc)
 
     def _write(self, data: bytes) -> None:
-        if self.error is not None:
+        if self.error is not None or not data:
             return
         try:
             if self._file is None:
@@ -155,10 +156,12 @@ class OutputRelay:
             reason = exc.strerror or str(exc)
             self.error = f"cannot write output file {self.path!r}: {reason}; output discarded"
 
-    def _unwatch(self) -> None:
+    def _unwatch(self, *, closing: bool = True) -> None:
+        """Stop watching; ``closing``: the pipe is closed right away (the kernel then drops it
+        from the set by itself)."""
         if self._set is not None:
             if self._read >= 0:
-                self._set.discard(self._read)
+                self._set.discard(self._read, closing=closing)
             self._set = None
 
     def _close_pipe(self) -> None:
@@ -167,10 +170,17 @@ class OutputRelay:
             self._read = -1
 
 
+def _poll_now(fd: int) -> int:
+    """The poll(2) events of ``fd`` right now (0 if none)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    ready = poller.poll(0)
+    return ready[0][1] if ready else 0
+
+
 def _follow(pipe: int, file_fd: int | None, path: str) -> None:
     """Thread: copy ``pipe`` into the file until every writer has closed it, then close both."""
     try:
-        os.set_blocking(pipe, True)
         while True:
             data = os.read(pipe, _READ)
             if not data:
