@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python bench/events.py            # full figures (about a minute)
     .venv/bin/python bench/events.py --quick    # smaller counts, a smoke run
+    .venv/bin/python bench/events.py --only 2   # only the added latency per run
 
 1. **Events per second delivered** to 1, 10 and 100 ``subscribe`` connections. A daemon
    runs in this process; synthetic ``step_done`` events (a realistic ~250-byte payload) are
@@ -322,8 +323,15 @@ async def run_latency(task: str, blocks: int, per_block: int, n_subs: int = 10) 
 # -- main -------------------------------------------------------------------------------------
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, only: str) -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    if "1" in only:
+        await rates(quick)
+    if "2" in only:
+        await latencies(quick)
+
+
+async def rates(quick: bool) -> None:
     print("\n1. events delivered to control-socket subscribers")
     counts = {1: 50_000, 10: 20_000, 100: 5_000}
     if quick:
@@ -336,7 +344,10 @@ async def main(quick: bool) -> None:
             f" {r['events']:,} events in {r['seconds']:.2f}s;"
             f" complete={r['complete']}, dropped={r['dropped_subscribers']})"
         )
-    plans = {"dummy20": (5, 40), "command20": (5, 10)}
+
+
+async def latencies(quick: bool) -> None:
+    plans = {"dummy20": (10, 40), "command20": (10, 20)}
     for task, plan in plans.items():
         blocks, per_block = (2, 5) if quick else plan
         print(f"\n2. latency of a run of {task}, 10 subscribers vs none")
@@ -365,9 +376,10 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts")
+    parser.add_argument("--only", default="12", help="parts to run: 1 (rates), 2 (latency)")
     parser.add_argument("--reader", nargs=2, metavar=("SOCKET", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reader:
         asyncio.run(reader_main(args.reader[0], int(args.reader[1])))
     else:
-        asyncio.run(main(args.quick))
+        asyncio.run(main(args.quick, args.only))

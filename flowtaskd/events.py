@@ -129,8 +129,10 @@ class _Subscription:
         names: tuple[str, ...],
         task: str | None,
         queue_size: int,
+        copy: bool = True,
     ) -> None:
         self.bus = bus
+        self.copy = copy
         self.receiver = receiver
         self.names = names
         self.task = task
@@ -145,7 +147,7 @@ class _Subscription:
 
     def __call__(self, sender: object, /, *, payload: Payload) -> None:
         """The blinker receiver: never raises (except BaseException), never awaits."""
-        own = dict(payload)
+        own = dict(payload) if self.copy else payload
         if self.queue is None:
             self.bus._call_sync(self, own)
         else:
@@ -205,12 +207,15 @@ class EventBus:
         *,
         task: str | None = None,
         queue_size: int | None = None,
+        copy: bool = True,
     ) -> Callable[[], None]:
         """Call ``receiver(payload)`` for ``event`` (a name, several names, or ``"*"``).
 
-        With ``task=`` only payloads whose ``task`` equals it are delivered. Returns a
-        function that disconnects the receiver (idempotent); an async receiver's pending
-        events are discarded when it is disconnected.
+        With ``task=`` only payloads whose ``task`` equals it are delivered. Each receiver
+        gets its own copy of the payload, so one that changes it changes nothing for the
+        others; ``copy=False`` is for a receiver that never changes it (saves a copy per
+        event). Returns a function that disconnects the receiver (idempotent); an async
+        receiver's pending events are discarded when it is disconnected.
         """
         names = (event,) if isinstance(event, str) else tuple(dict.fromkeys(event))
         if not names:
@@ -223,7 +228,7 @@ class EventBus:
         size = self._queue_size if queue_size is None else queue_size
         if size < 1:
             raise ValueError(f"queue_size must be >= 1, got {size}")
-        sub = _Subscription(self, receiver, names, task, size)
+        sub = _Subscription(self, receiver, names, task, size, copy)
         sender = ANY if task is None else task
         for name in names:
             self._signals[name].connect(sub, sender=sender, weak=False)
@@ -284,8 +289,13 @@ class EventBus:
     def _dispatch(self, signal: NamedSignal, stamped: Payload) -> None:
         task = stamped.get("task")
         sender = task if isinstance(task, str) else None
-        signal.send(sender, payload=stamped)
-        self._catch_all.send(sender, payload=stamped)
+        # blinker keeps the receivers (by sender); we call them ourselves: they are all our
+        # sync _Subscription objects, and blinker's send() would ask inspect, per receiver
+        # and event, whether each is a coroutine function
+        for receiver in signal.receivers_for(sender):
+            receiver(sender, payload=stamped)
+        for receiver in self._catch_all.receivers_for(sender):
+            receiver(sender, payload=stamped)
 
     def _call_sync(self, sub: _Subscription, payload: Payload) -> None:
         try:

@@ -314,21 +314,23 @@ def _control_of(daemon: Daemon) -> ControlServer:
 
 
 async def test_a_subscriber_over_its_byte_bound_is_dropped(config: DaemonConfig) -> None:
-    control = {"buffer_bytes": 1_000_000, "write_timeout": 60.0}
+    control = {"buffer_bytes": 1_000_000, "queue_size": 100_000, "write_timeout": 60.0}
     async with running(config, **control) as daemon, client(daemon) as c:
         server = _control_of(daemon)
         with socket.socket(socket.AF_UNIX) as stuck:  # subscribes, then never reads
             stuck.connect(str(config.control.socket))
             stuck.sendall(b'{"cmd": "subscribe"}\n')
             await wait_for(lambda: server.subscribers == 1, DEADLINE)
-            # start and completed carry the params (600 kB): the first start fills the
-            # socket, the first completed waits in the buffer, the second start overflows it
-            request = {"cmd": "trigger", "task": "two", "params": {"blob": "x" * 600_000}}
+            # some events of a run carry its params (100 kB): a run is a few hundred kB the
+            # client never reads; its socket takes some, the rest counts against the bound
+            request = {"cmd": "trigger", "task": "two", "params": {"blob": "x" * 100_000}}
             await c.ask({**request, "wait": True})
             assert (await c.recv())["status"] == "done"
-            assert server.dropped == 0 and server.stream_backlog() >= 1
-            await c.ask({**request, "wait": True})
-            assert (await c.recv())["status"] == "done"
+            assert server.dropped == 0  # one run is well within the bound
+            for _ in range(30):  # ~10 MB in all: far over the bound
+                await c.ask({**request, "wait": True})
+                assert (await c.recv())["status"] == "done"
+            await wait_for(lambda: server.dropped == 1, DEADLINE)  # at the latest, a flush on
             st = await c.ask({"cmd": "status"})
             assert st["control"]["dropped_subscribers"] == 1
             assert st["control"]["subscribers"] == 0 and server.stream_backlog() == 0
@@ -360,6 +362,84 @@ async def test_a_burst_waits_for_the_flush_delay_and_the_stop_flushes_it(
             assert ["run_queued", *names] == RUN_EVENTS
         finally:
             await sub.close()
+
+
+async def test_a_stream_gets_only_what_came_after_it_subscribed(config: DaemonConfig) -> None:
+    async with running(config, flush_delay=60.0) as daemon:  # nothing goes out before stop
+        early, late = await Client.open(config.control.socket), None
+        try:
+            assert (await early.ask({"cmd": "subscribe"}))["ok"]
+            async with client(daemon) as c:
+                await c.ask({"cmd": "trigger", "task": "two", "wait": True})
+                first = (await c.recv())["run_id"]
+                late = await Client.open(config.control.socket)
+                assert (await late.ask({"cmd": "subscribe"}))["ok"]  # joins mid-batch
+                await c.ask({"cmd": "trigger", "task": "two", "wait": True})
+                second = (await c.recv())["run_id"]
+            daemon.request_stop()
+            got = {}
+            for name, sub in (("early", early), ("late", late)):
+                data = await asyncio.wait_for(sub.reader.read(), DEADLINE)
+                got[name] = [json.loads(line) for line in data.splitlines()]
+            runs_of = {k: [e.get("run_id") for e in v if e.get("run_id")] for k, v in got.items()}
+            assert set(runs_of["early"]) == {first, second}
+            assert set(runs_of["late"]) == {second}
+            of_second = [e["event"] for e in got["late"] if e.get("run_id") == second]
+            assert of_second == RUN_EVENTS
+        finally:
+            await early.close()
+            if late is not None:
+                await late.close()
+
+
+async def test_a_subscriber_that_stops_reading_is_dropped_after_the_write_timeout(
+    config: DaemonConfig,
+) -> None:
+    control = {"write_timeout": 0.5, "queue_size": 100_000, "buffer_bytes": 1 << 30}
+    async with running(config, **control) as daemon, client(daemon) as c:
+        server = _control_of(daemon)
+        with socket.socket(socket.AF_UNIX) as stuck:  # subscribes, then never reads
+            stuck.connect(str(config.control.socket))
+            stuck.sendall(b'{"cmd": "subscribe"}\n')
+            await wait_for(lambda: server.subscribers == 1, DEADLINE)
+            request = {"cmd": "trigger", "task": "two", "params": {"blob": "x" * 900_000}}
+            await c.ask({**request, "wait": True})  # fills its socket and transport
+            assert (await c.recv())["status"] == "done"
+            await c.ask({"cmd": "trigger", "task": "two", "wait": True})  # must wait: held
+            assert (await c.recv())["status"] == "done"
+            # no bound is near: only the time it has held events drops it
+            await wait_for(lambda: server.dropped == 1, DEADLINE)
+            await wait_for(lambda: server.subscribers == 0, DEADLINE)  # its connection closes
+
+
+async def test_a_slow_reader_catches_up_without_losing_anything(config: DaemonConfig) -> None:
+    async with running(config, queue_size=100_000, write_timeout=30.0) as daemon:
+        server = _control_of(daemon)
+        slow = socket.socket(socket.AF_UNIX)
+        slow.settimeout(DEADLINE)
+        slow.connect(str(config.control.socket))
+        slow.sendall(b'{"cmd": "subscribe", "task": "many"}\n')
+        await wait_for(lambda: server.subscribers == 1, DEADLINE)
+
+        def read_slowly() -> list[dict[str, Any]]:
+            lines, buf = [], b""
+            while not lines or lines[-1].get("event") != "completed":
+                buf += slow.recv(4096)  # small reads with pauses: behind for most of the run
+                time.sleep(0.002)
+                *done, buf = buf.split(b"\n")
+                lines.extend(json.loads(line) for line in done)
+            return lines
+
+        reader = asyncio.create_task(asyncio.to_thread(read_slowly))
+        async with client(daemon) as c:
+            await c.ask({"cmd": "trigger", "task": "many", "params": {"pad": "y" * 2000}})
+            lines = await asyncio.wait_for(reader, 60)
+        slow.close()
+        assert lines[0]["ok"] is True
+        events = [e["event"] for e in lines[1:]]
+        assert events == ["run_queued", "start", "running", *["step_start", "step_done"] * 200,
+                          "done", "completed"]  # fmt: skip
+        assert server.dropped == 0
 
 
 async def test_subscribers_with_different_filters_each_get_their_share(

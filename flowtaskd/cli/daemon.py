@@ -133,7 +133,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  params {json.dumps(run.params)}")
     if run.error:
         print(f"  error {run.error}")
-    if run.log_dir:
+    if run.log_dir and Path(run.log_dir).is_dir():  # made only when a step printed
         print(f"  logs {run.log_dir}")
     for a in attempts:
         took = f"{a.duration:.2f}s" if a.duration is not None else "-"

@@ -13,13 +13,10 @@ than once:
   client closes its side (end of file) or the daemon stops; the connection takes no more
   requests.
 
-A subscriber never slows a run or another subscriber. One sync bus receiver serves every
-stream: it encodes an event to a JSON line once (if any subscriber wants it) and appends the
-bytes to each matching subscriber's bounded buffer. Each stream's writer sends all that is
-buffered in one write, at most once per ``flush_delay`` (an event after a quiet spell, or a
-half-full buffer, goes out at once), and waits only when the socket's buffer is over its
-high-water mark. A full buffer (``queue_size`` events or ``buffer_bytes`` bytes) or a write
-stalled for ``write_timeout`` drops the subscriber: its connection is closed and
+A subscriber never slows a run or another subscriber: :mod:`flowtaskd.daemon.streams`
+batches the events, encodes each batch once for every subscriber and writes without ever
+waiting. A subscriber that falls too far behind (``queue_size`` events or ``buffer_bytes``
+bytes held, or held for ``write_timeout``) is dropped: its connection is closed and
 ``subscriber_dropped`` logged.
 
 No request can crash the daemon. A malformed request gets an error reply and the connection
@@ -36,12 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import structlog
 
 from flowtaskd.daemon.control_requests import (
@@ -52,6 +47,7 @@ from flowtaskd.daemon.control_requests import (
     subscribe_filters,
 )
 from flowtaskd.daemon.sockfile import bind_socket, unlink_socket
+from flowtaskd.daemon.streams import Stream, StreamHub, encode_line
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.events import CATCH_ALL, Payload
 
@@ -70,13 +66,7 @@ class _Stalled(Exception):
     """A write to the client did not drain within the write timeout."""
 
 
-_ORJSON_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
-
-
-def _line(obj: Payload) -> bytes:
-    # orjson: a run's ~45 events are ~22 KB of JSON; the stdlib encoder took ~140 us for the
-    # stats-laden `completed` event alone, orjson ~11 us
-    return orjson.dumps(obj, default=str, option=_ORJSON_OPTS)
+_line = encode_line
 
 
 @dataclass(eq=False)
@@ -88,7 +78,7 @@ class _Conn:
     write_timeout: float
     state: str = "idle"  # idle (reading a request) | busy | wait (trigger --wait) | stream
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    stream: _Stream | None = None
+    stream: Stream | None = None
     dropped: bool = False
 
     async def write(self, data: bytes) -> None:
@@ -112,19 +102,6 @@ class _Conn:
         await self.write(_line(obj))
 
 
-@dataclass(eq=False)
-class _Stream:
-    """A subscribed connection: its filters and its buffer of encoded event lines."""
-
-    conn: _Conn
-    events: frozenset[str] | None  # None: every event
-    task: str | None  # None: every task
-    lines: deque[bytes] = field(default_factory=deque)
-    size: int = 0  # bytes in lines
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    ending: bool = False  # the daemon stops: write what is buffered, then end
-
-
 class ControlServer:
     """Serves the control socket of ``daemon`` (a daemon extension); see the module doc.
 
@@ -141,7 +118,7 @@ class ControlServer:
         *,
         queue_size: int = 1000,
         buffer_bytes: int = 16 * 1024 * 1024,
-        flush_delay: float = 0.01,
+        flush_delay: float = 0.025,
         write_timeout: float = 10.0,
         stop_grace: float = 1.0,
     ) -> None:
@@ -155,13 +132,18 @@ class ControlServer:
         self.d = daemon
         self.queue_size, self.buffer_bytes = queue_size, buffer_bytes
         self.flush_delay = flush_delay
-        self._flush_at = (max(1, queue_size // 2), max(1, buffer_bytes // 2))
         self.write_timeout, self.stop_grace = write_timeout, stop_grace
+        self.hub = StreamHub(
+            queue_size=queue_size,
+            buffer_bytes=buffer_bytes,
+            flush_delay=flush_delay,
+            write_timeout=write_timeout,
+            on_drop=self._dropped_stream,
+        )
         self.dropped = 0
         """Subscribers dropped (buffer full or a stalled write) since the daemon started."""
         self.requests = Requests(daemon, self)
         self._conns: dict[_Conn, asyncio.Task[None]] = {}
-        self._streams: tuple[_Stream, ...] = ()  # replaced, never changed: safe to iterate
         self._unhook: Callable[[], None] | None = None  # the bus receiver, while streams exist
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
@@ -175,9 +157,8 @@ class ControlServer:
         return self._stopping
 
     def stream_backlog(self) -> int:
-        """The most events waiting in one subscriber's buffer (not yet handed to its socket):
-        a subscriber is dropped when this would pass ``queue_size``."""
-        return max((len(s.lines) for s in self._streams), default=0)
+        """The most events waiting for one subscriber (not yet handed to its socket)."""
+        return self.hub.backlog()
 
     def summary(self) -> Payload:
         """The ``control`` section of the ``status`` reply."""
@@ -229,12 +210,9 @@ class ControlServer:
 
     async def _close_all(self) -> None:
         self._stopping = True
+        self.hub.end()  # every stream gets what is queued, then its end
         for conn, task in list(self._conns.items()):
-            if conn.state == "stream" and conn.stream is not None:
-                conn.stream.ending = True  # the end, after what is buffered
-                self._unlist(conn.stream)
-                conn.stream.ready.set()
-            elif conn.state == "wait":
+            if conn.state == "wait":
                 conn.wake.set()
             elif conn.state == "idle":
                 task.cancel()
@@ -295,98 +273,50 @@ class ControlServer:
         if conn.dropped:
             return
         conn.dropped = True
-        if conn.stream is not None:
-            self._unlist(conn.stream)
         self.dropped += 1
         _log.warning("subscriber_dropped", reason=reason)
         conn.writer.transport.abort()
+
+    def _dropped_stream(self, stream: Stream, reason: str) -> None:
+        self._drop(stream.owner, reason)
 
     # -- event streams ------------------------------------------------------------------
     async def _subscribe(
         self, conn: _Conn, events: tuple[str, ...] | None, task: str | None, echo: Any
     ) -> None:
-        stream = _Stream(conn, None if events is None else frozenset(events), task)
+        transport = conn.writer.transport
+        assert isinstance(transport, asyncio.WriteTransport)
+        stream = Stream(transport, None if events is None else frozenset(events), task, conn)
         conn.stream, conn.state = stream, "stream"
-        self._streams = (*self._streams, stream)
+        self.hub.add(stream)
         if self._unhook is None:
-            self._unhook = self.d.bus.connect(CATCH_ALL, self._fan_out)
-        try:  # the reply goes out now, before any event (those wait in the buffer)
+            self._unhook = self.d.bus.connect(CATCH_ALL, self.hub.on_event, copy=False)
+        try:  # the reply goes out now, before any event (the flusher runs on a later turn)
             await conn.send({"ok": True, "subscribed": {"events": echo, "task": task}})
-            await self._stream(stream)
+            await self._stream(conn, stream)
         finally:
-            self._unlist(stream)
-            if not self._streams and self._unhook is not None:
+            self.hub.remove(stream)
+            if not len(self.hub) and self._unhook is not None:
                 self._unhook()
                 self._unhook = None
 
-    def _unlist(self, stream: _Stream) -> None:
-        if stream in self._streams:
-            self._streams = tuple(s for s in self._streams if s is not stream)
-
-    def _fan_out(self, payload: Payload) -> None:
-        """The one bus receiver of all streams: encode once, buffer for each match."""
-        event, task = payload.get("event"), payload.get("task")
-        line, size = b"", 0
-        most, half_n, half_b = self.queue_size, *self._flush_at
-        for s in self._streams:
-            if (s.events is not None and event not in s.events) or (
-                s.task is not None and s.task != task
-            ):
-                continue
-            if not size:
-                line = _line(payload)
-                size = len(line)
-            lines = s.lines
-            if len(lines) >= most:
-                self._drop(s.conn, f"its buffer of {most} events is full")
-            elif lines and s.size + size > self.buffer_bytes:
-                self._drop(s.conn, f"its buffer of {self.buffer_bytes} bytes is full")
-            else:
-                lines.append(line)
-                s.size += size
-                if len(lines) == 1 or len(lines) >= half_n or s.size >= half_b:
-                    s.ready.set()  # wake the writer: data to write, or no more waiting
-
-    def _half_full(self, s: _Stream) -> bool:
-        return len(s.lines) >= self._flush_at[0] or s.size >= self._flush_at[1]
-
-    async def _stream(self, stream: _Stream) -> None:
-        """Write buffered events until the client closes, the daemon stops, or a drop."""
-        conn = stream.conn
-
-        async def pump() -> None:
-            loop = asyncio.get_running_loop()
-            next_write = loop.time()  # at most one write per flush_delay, unless half full
-            while True:
-                if not stream.lines:
-                    if stream.ending:
-                        return
-                    stream.ready.clear()
-                    await stream.ready.wait()
-                    continue
-                if loop.time() < next_write and not (stream.ending or self._half_full(stream)):
-                    stream.ready.clear()  # set again when half full, or at stop
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout_at(next_write):
-                            await stream.ready.wait()
-                data = b"".join(stream.lines)
-                stream.lines.clear()
-                stream.size = 0
-                next_write = loop.time() + self.flush_delay
-                await conn.write(data)
+    async def _stream(self, conn: _Conn, stream: Stream) -> None:
+        """Until the client closes its side, the stream is dropped, or the daemon stops."""
 
         async def until_eof() -> None:
             with contextlib.suppress(ConnectionError):
                 while await conn.reader.read(65536):
                     pass  # a subscribed connection takes no more requests
 
-        writing = asyncio.ensure_future(pump())
         reading = asyncio.ensure_future(until_eof())
+        ended = asyncio.ensure_future(stream.ended.wait())
         try:
-            await asyncio.wait({writing, reading}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({reading, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            writing.cancel()
             reading.cancel()
-            await asyncio.gather(writing, reading, return_exceptions=True)
-        if not writing.cancelled() and isinstance(exc := writing.exception(), _Stalled):
-            self._drop(conn, str(exc))
+            ended.cancel()
+            await asyncio.gather(reading, ended, return_exceptions=True)
+        if self._stopping and not conn.dropped:  # the client gets what is written, then EOF
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                async with asyncio.timeout(self.stop_grace):
+                    await conn.writer.drain()

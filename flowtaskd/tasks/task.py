@@ -156,8 +156,7 @@ class Task(AbstractTask):
         bus = self.task_events()
         log = _log.bind(task=d.name, run_id=self.run_id)
         log_dir = Path(self.kwargs.get("log_dir") or Path(tempfile.gettempdir()) / "flowtaskd-logs")
-        log_dir = log_dir / d.name / self.run_id
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = log_dir / d.name / self.run_id  # made when a step first prints
         name, run_id = d.name, self.run_id
         quiet = {"step_start", "step_done", "running"}
         actions = self._actions
