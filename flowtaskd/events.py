@@ -95,6 +95,7 @@ Payload = dict[str, Any]
 Receiver = Callable[[Payload], object]
 """``receiver(payload)``; a plain function or an ``async def`` coroutine function."""
 
+_MAX_ROUTES = 4096  # (event, task) routes remembered before starting over
 _DEFAULT_QUEUE_SIZE = 1000
 _log = structlog.get_logger("flowtaskd.events")
 
@@ -147,6 +148,8 @@ class _Subscription:
 
     def __call__(self, sender: object, /, *, payload: Payload) -> None:
         """The blinker receiver: never raises (except BaseException), never awaits."""
+        if not self.connected:  # disconnected after the event was routed
+            return
         own = dict(payload) if self.copy else payload
         if self.queue is None:
             self.bus._call_sync(self, own)
@@ -175,6 +178,10 @@ class EventBus:
             name: self._namespace.signal(name) for name in (*ALL_EVENTS, CATCH_ALL)
         }
         self._catch_all = self._signals[CATCH_ALL]
+        # (event, task) -> the receivers blinker would call: worked out once, forgotten at
+        # every connect and disconnect (the version tells a route computed meanwhile)
+        self._routes: dict[tuple[str, str | None], tuple[_Subscription, ...]] = {}
+        self._version = 0
         self._subs: list[_Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -233,6 +240,7 @@ class EventBus:
         for name in names:
             self._signals[name].connect(sub, sender=sender, weak=False)
         self._subs.append(sub)
+        self._forget_routes()
         if sub.is_async and self._loop is not None:
             if threading.get_ident() == self._loop_thread:
                 self._spawn(sub)
@@ -254,6 +262,7 @@ class EventBus:
         for name in sub.names:
             self._signals[name].disconnect(sub, sender=sender)
         self._subs.remove(sub)
+        self._forget_routes()
         if sub.consumer is not None:
             # Still owned: it stays in self._tasks until done, and aclose() awaits it.
             if self._loop is not None and threading.get_ident() != self._loop_thread:
@@ -272,7 +281,10 @@ class EventBus:
         signal = self._signals.get(event)
         if signal is None or event == CATCH_ALL:
             raise _unknown(event)
-        if not signal.receivers and not self._catch_all.receivers:
+        task = payload.get("task")
+        sender = task if isinstance(task, str) else None
+        route = self._route(event, signal, sender)
+        if not route:
             return  # nobody listens: nothing to stamp or send
         stamped: Payload = {"event": event, **payload}
         if "ts" not in stamped:
@@ -280,22 +292,39 @@ class EventBus:
         loop = self._loop
         if loop is not None and threading.get_ident() != self._loop_thread:
             try:
-                loop.call_soon_threadsafe(self._dispatch, signal, stamped)
+                loop.call_soon_threadsafe(self._dispatch, route, sender, stamped)
             except RuntimeError:  # the loop closed under us
                 _log.warning("event_lost", signal=event, reason="event loop closed")
             return
-        self._dispatch(signal, stamped)
+        self._dispatch(route, sender, stamped)
 
-    def _dispatch(self, signal: NamedSignal, stamped: Payload) -> None:
-        task = stamped.get("task")
-        sender = task if isinstance(task, str) else None
-        # blinker keeps the receivers (by sender); we call them ourselves: they are all our
-        # sync _Subscription objects, and blinker's send() would ask inspect, per receiver
-        # and event, whether each is a coroutine function
-        for receiver in signal.receivers_for(sender):
-            receiver(sender, payload=stamped)
-        for receiver in self._catch_all.receivers_for(sender):
-            receiver(sender, payload=stamped)
+    def _route(
+        self, event: str, signal: NamedSignal, sender: str | None
+    ) -> tuple[_Subscription, ...]:
+        """The receivers of ``event`` from ``sender``, as blinker keeps them (by sender)."""
+        key = (event, sender)
+        route = self._routes.get(key)
+        if route is None:
+            version = self._version
+            found = (*signal.receivers_for(sender), *self._catch_all.receivers_for(sender))
+            route = cast(tuple[_Subscription, ...], found)  # only we connect to our signals
+            if version == self._version:  # nobody connected or disconnected meanwhile
+                if len(self._routes) >= _MAX_ROUTES:
+                    self._routes.clear()
+                self._routes[key] = route
+        return route
+
+    def _forget_routes(self) -> None:
+        self._version += 1
+        self._routes = {}
+
+    @staticmethod
+    def _dispatch(route: tuple[_Subscription, ...], sender: str | None, stamped: Payload) -> None:
+        # we call the receivers ourselves: they are all our sync _Subscription objects, and
+        # blinker's send() would ask inspect, per receiver and event, whether each is a
+        # coroutine function
+        for sub in route:
+            sub(sender, payload=stamped)
 
     def _call_sync(self, sub: _Subscription, payload: Payload) -> None:
         try:
@@ -303,7 +332,7 @@ class EventBus:
         except Exception as exc:
             self._failed(sub, payload, exc)
             return
-        if inspect.iscoroutine(result):  # a sync wrapper around an async function
+        if result is not None and inspect.iscoroutine(result):  # a sync wrapper of an async one
             result.close()
             self._failed(sub, payload, TypeError("sync receiver returned a coroutine"))
 

@@ -399,3 +399,21 @@ def test_bad_queue_size_and_receiver() -> None:
         EventBus(queue_size=0)
     with pytest.raises(TypeError):
         EventBus().connect("done", "not callable")  # type: ignore[arg-type]
+
+
+def test_connecting_and_disconnecting_between_events_takes_effect_at_once() -> None:
+    """Routes of (event, task) are remembered between events, and forgotten on any change."""
+    bus = EventBus()
+    got_a: list[dict[str, object]] = []
+    got_b: list[dict[str, object]] = []
+    off_a = bus.connect("start", got_a.append)
+    bus.emit("start", {"task": "t"})
+    off_b = bus.connect("*", got_b.append, task="t")
+    bus.emit("start", {"task": "t"})
+    bus.emit("start", {"task": "u"})
+    off_a()
+    bus.emit("start", {"task": "t"})
+    off_b()
+    bus.emit("start", {"task": "t"})
+    assert [p["task"] for p in got_a] == ["t", "t", "u"]
+    assert [p["task"] for p in got_b] == ["t", "t"]
