@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -92,3 +94,9 @@ def _restore_logging() -> Any:
     reset_logging()
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+
+
+def open_fds() -> set[str]:
+    """This process's open descriptors (after a collection, so dropped objects are gone)."""
+    gc.collect()
+    return set(os.listdir("/proc/self/fd"))

@@ -309,6 +309,15 @@ async def test_a_stuck_subscriber_is_dropped_and_slows_nothing(config: DaemonCon
         good.close()
 
 
+async def _stuck_subscriber(config: DaemonConfig, server: ControlServer) -> socket.socket:
+    """A client that subscribes, then never reads."""
+    stuck = socket.socket(socket.AF_UNIX)
+    stuck.connect(str(config.control.socket))
+    stuck.sendall(b'{"cmd": "subscribe"}\n')
+    await wait_for(lambda: server.subscribers == 1, DEADLINE)
+    return stuck
+
+
 def _control_of(daemon: Daemon) -> ControlServer:
     return next(e for e in daemon.extensions if isinstance(e, ControlServer))
 
@@ -317,10 +326,7 @@ async def test_a_subscriber_over_its_byte_bound_is_dropped(config: DaemonConfig)
     control = {"buffer_bytes": 1_000_000, "queue_size": 100_000, "write_timeout": 60.0}
     async with running(config, **control) as daemon, client(daemon) as c:
         server = _control_of(daemon)
-        with socket.socket(socket.AF_UNIX) as stuck:  # subscribes, then never reads
-            stuck.connect(str(config.control.socket))
-            stuck.sendall(b'{"cmd": "subscribe"}\n')
-            await wait_for(lambda: server.subscribers == 1, DEADLINE)
+        with await _stuck_subscriber(config, server) as stuck:
             # some events of a run carry its params (100 kB): a run is a few hundred kB the
             # client never reads; its socket takes some, the rest counts against the bound
             request = {"cmd": "trigger", "task": "two", "params": {"blob": "x" * 100_000}}
@@ -398,10 +404,7 @@ async def test_a_subscriber_that_stops_reading_is_dropped_after_the_write_timeou
     control = {"write_timeout": 0.5, "queue_size": 100_000, "buffer_bytes": 1 << 30}
     async with running(config, **control) as daemon, client(daemon) as c:
         server = _control_of(daemon)
-        with socket.socket(socket.AF_UNIX) as stuck:  # subscribes, then never reads
-            stuck.connect(str(config.control.socket))
-            stuck.sendall(b'{"cmd": "subscribe"}\n')
-            await wait_for(lambda: server.subscribers == 1, DEADLINE)
+        with await _stuck_subscriber(config, server):
             request = {"cmd": "trigger", "task": "two", "params": {"blob": "x" * 900_000}}
             await c.ask({**request, "wait": True})  # fills its socket and transport
             assert (await c.recv())["status"] == "done"

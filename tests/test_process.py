@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import resource
 import signal
@@ -22,6 +21,7 @@ from flowtaskd.execution.process import (
     kill_process_group,
     run_process,
 )
+from tests.conftest import open_fds
 
 PY = sys.executable
 
@@ -33,11 +33,6 @@ def _spec(tmp_path: Path, *argv: str, **kw: object) -> ProcessSpec:
         stderr_path=tmp_path / "out" / "stderr.log",
         **kw,  # type: ignore[arg-type]
     )
-
-
-def _open_fds() -> set[str]:
-    gc.collect()
-    return set(os.listdir("/proc/self/fd"))
 
 
 def _gone(pid: int) -> bool:
@@ -304,7 +299,7 @@ async def test_empty_argv(tmp_path: Path) -> None:
 
 async def test_no_fd_leaks_on_any_path(tmp_path: Path) -> None:
     await run_process(_spec(tmp_path, "/bin/true"))  # the loop's own pidfd set stays open
-    before = _open_fds()
+    before = open_fds()
     await run_process(_spec(tmp_path, "/bin/true"))
     await run_process(_spec(tmp_path, "sleep", "10", timeout=0.05, kill_grace=1.0))
     with pytest.raises(ExecutionError):
@@ -314,7 +309,7 @@ async def test_no_fd_leaks_on_any_path(tmp_path: Path) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert _open_fds() == before
+    assert open_fds() == before
 
 
 async def test_kill_process_group_ignores_missing_group(tmp_path: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from flowtaskd.events import EventBus
 from flowtaskd.execution.process import ProcessSpec, run_process
 from flowtaskd.tasks.task import Task
-from tests.conftest import wait_for
+from tests.conftest import open_fds, wait_for
 
 
 def _spec(tmp_path: Path, *argv: str, **kw: object) -> ProcessSpec:
@@ -22,11 +20,6 @@ def _spec(tmp_path: Path, *argv: str, **kw: object) -> ProcessSpec:
         stderr_path=tmp_path / "logs" / "s.err",
         **kw,  # type: ignore[arg-type]
     )
-
-
-def _open_fds() -> set[str]:
-    gc.collect()
-    return set(os.listdir("/proc/self/fd"))
 
 
 async def test_a_silent_command_leaves_no_log_files(tmp_path: Path) -> None:
@@ -64,7 +57,7 @@ async def test_a_process_left_behind_does_not_hold_the_step(tmp_path: Path) -> N
     flag = tmp_path / "go"
     script = f"echo first; (while [ ! -e {flag} ]; do sleep 0.01; done; echo later) & exit 0"
     await run_process(_spec(tmp_path / "warm", "/bin/true"))  # the loop's pidfd set stays
-    before = _open_fds()
+    before = open_fds()
     # the background process holds stdout open until the flag exists, and the flag is only
     # created below: had the step waited for the pipe to close, this would time out
     result = await asyncio.wait_for(run_process(_spec(tmp_path, "sh", "-c", script)), 10)
@@ -73,7 +66,7 @@ async def test_a_process_left_behind_does_not_hold_the_step(tmp_path: Path) -> N
     flag.touch()
     log = tmp_path / "logs" / "s.out"
     await wait_for(lambda: log.read_text() == "first\nlater\n")
-    await wait_for(lambda: _open_fds() == before)  # the follower closed what it held
+    await wait_for(lambda: open_fds() == before)  # the follower closed what it held
 
 
 async def test_an_unwritable_log_still_drains_the_pipe(tmp_path: Path) -> None:
