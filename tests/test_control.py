@@ -471,6 +471,8 @@ async def test_subscribers_with_different_filters_each_get_their_share(
                 return seen
 
             everything = await until_both_completed(subs[0])
+            # (on a busy machine the subscription can even come before daemon_ready)
+            everything = [e for e in everything if e.get("run_id")]
             assert len(everything) == (3 + 400 + 2) + len(RUN_EVENTS)
             of_many = [e for e in everything if e["run_id"] == many]
             assert [e["step"] for e in of_many if e["event"] == "step_done"] == [
