@@ -415,6 +415,36 @@ async def test_a_subscriber_that_stops_reading_is_dropped_after_the_write_timeou
             await wait_for(lambda: server.subscribers == 0, DEADLINE)  # its connection closes
 
 
+async def test_at_stop_a_subscriber_behind_gets_what_it_was_held_in_order(
+    config: DaemonConfig,
+) -> None:
+    control = {"queue_size": 100_000, "write_timeout": 60.0, "stop_grace": 10.0}
+    async with running(config, **control) as daemon, client(daemon) as c:
+        server = _control_of(daemon)
+        with await _stuck_subscriber(config, server) as behind:
+            big = {"cmd": "trigger", "task": "two", "params": {"blob": "x" * 900_000}}
+            await c.ask({**big, "wait": True})  # more than its socket takes: it is behind
+            first = (await c.recv())["run_id"]
+            await wait_for(lambda: server.stream_backlog() == 0, DEADLINE)  # all written
+            await c.ask({"cmd": "trigger", "task": "two", "wait": True})
+            second = (await c.recv())["run_id"]
+            await wait_for(lambda: server.stream_backlog() > 0, DEADLINE)  # held
+            daemon.request_stop()
+
+            def read_all() -> bytes:
+                behind.settimeout(DEADLINE)
+                data = b""
+                while chunk := behind.recv(1 << 20):
+                    data += chunk
+                return data
+
+            data = await asyncio.to_thread(read_all)
+    events = [json.loads(line) for line in data.splitlines()[1:]]
+    runs = [e["run_id"] for e in events if e.get("run_id") in (first, second)]
+    assert runs == [first] * len(RUN_EVENTS) + [second] * len(RUN_EVENTS)
+    assert [e["event"] for e in events if e.get("run_id") == second] == RUN_EVENTS
+
+
 async def test_a_slow_reader_catches_up_without_losing_anything(config: DaemonConfig) -> None:
     async with running(config, queue_size=100_000, write_timeout=30.0) as daemon:
         server = _control_of(daemon)

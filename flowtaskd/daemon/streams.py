@@ -191,6 +191,8 @@ class StreamHub:
                 part, s.own = s.own, []
                 count = len(part)
                 data = _encode(part) if count else b""
+            if final and s.held and not s.transport.is_closing():
+                self._write_held(s)  # at the end, what it holds goes first, whatever the marks
             if count:
                 self._deliver(s, data, count, now, final)
             if not s.ended.is_set() and not final:
@@ -229,9 +231,7 @@ class StreamHub:
         low, high = t.get_write_buffer_limits()
         buffered = t.get_write_buffer_size()
         if s.held and buffered <= low:
-            t.write(b"".join(s.held))
-            s.held.clear()
-            s.held_bytes = s.held_events = 0
+            self._write_held(s)
             buffered = t.get_write_buffer_size()
         if not s.held and buffered <= high:
             s.behind_since = None
@@ -242,6 +242,12 @@ class StreamHub:
             self._drop(s, f"a write stalled for {self.write_timeout:g}s")
             return False
         return True
+
+    @staticmethod
+    def _write_held(s: Stream) -> None:
+        s.transport.write(b"".join(s.held))
+        s.held.clear()
+        s.held_bytes = s.held_events = 0
 
     def _drop(self, s: Stream, reason: str) -> None:
         s.held.clear()
