@@ -105,11 +105,11 @@ class _Conn:
 class ControlServer:
     """Serves the control socket of ``daemon`` (a daemon extension); see the module doc.
 
-    ``queue_size`` and ``buffer_bytes`` bound each subscriber's buffer of events (in events
-    and in bytes), ``flush_delay`` spaces the writes to one subscriber (batching the events
-    of a burst: one write instead of one per event), ``write_timeout`` bounds how long one
-    write to a client may stall, ``stop_grace`` how long subscribers get at stop to receive
-    what is already queued.
+    ``queue_size`` and ``buffer_bytes`` bound what one subscriber may leave unread (in
+    events and in bytes), ``flush_delay`` spaces the flushes (batching the events of a
+    burst: one write per subscriber instead of one per event), ``write_timeout`` bounds how
+    long a subscriber may stay behind, ``stop_grace`` how long subscribers get at stop to
+    read what is already queued. See :mod:`flowtaskd.daemon.streams`.
     """
 
     def __init__(
