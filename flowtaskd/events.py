@@ -5,15 +5,12 @@ reacts to a run (logs, the history store, the control stream, webhooks, metrics,
 is a *receiver* on an :class:`EventBus`. Receivers never call back into the run, and a
 receiver can never break, stall or slow down the run or another receiver:
 
-* **Names are fixed.** :data:`TASK_EVENTS` are the upstream flowtask names (``completed``
-  is always the last event of a run and carries the stats), :data:`STEP_EVENTS` describe
-  single steps, :data:`DAEMON_EVENTS` the daemon around the runs. An unknown name is a
-  programming error: :meth:`EventBus.connect` and :meth:`EventBus.emit` raise
-  :class:`ValueError` with a did-you-mean hint.
+* **Names are fixed** (:mod:`flowtaskd.event_names`). An unknown name is a programming
+  error: :meth:`EventBus.connect` and :meth:`EventBus.emit` raise :class:`ValueError`.
 * **Payloads are plain JSON-serialisable dicts.** ``emit`` stamps ``event`` (the name) and
   ``ts`` (float epoch seconds from the bus's injected clock) when missing, never mutates the
   caller's dict, and hands each receiver its own shallow copy (treat nested values as
-  read-only).
+  read-only; a receiver connected with ``copy=False`` promises not to change it).
 * **Sync receivers** run inline inside ``emit``, each isolated: an exception is logged as
   ``receiver_failed`` and counted in :attr:`EventBus.receiver_errors`; the others still run.
 * **Async receivers** (``async def`` functions, or objects with an ``async def __call__``)
@@ -37,16 +34,26 @@ its disconnect function is called.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import inspect
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, cast
+from typing import cast
 
 import structlog
 from blinker import ANY, NamedSignal, Namespace
+
+from flowtaskd.event_names import (
+    ALL_EVENTS,
+    CATCH_ALL,
+    DAEMON_EVENTS,
+    STEP_EVENTS,
+    TASK_EVENTS,
+    Payload,
+    Receiver,
+)
+from flowtaskd.event_names import unknown_event as _unknown
 
 __all__ = [
     "ALL_EVENTS",
@@ -58,42 +65,6 @@ __all__ = [
     "Payload",
     "Receiver",
 ]
-
-TASK_EVENTS: tuple[str, ...] = (
-    "start",
-    "running",
-    "done",
-    "on_error",
-    "exception",
-    "completed",
-    "cancelled",
-)
-STEP_EVENTS: tuple[str, ...] = (
-    "step_start",
-    "step_done",
-    "step_error",
-    "step_retry",
-    "step_skipped",
-)
-DAEMON_EVENTS: tuple[str, ...] = (
-    "task_loaded",
-    "task_removed",
-    "task_invalid",
-    "task_rejected",
-    "run_queued",
-    "run_skipped",
-    "schedule_missed",
-    "daemon_ready",
-    "daemon_reloaded",
-    "daemon_stopping",
-)
-ALL_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + DAEMON_EVENTS
-CATCH_ALL = "*"
-"""Connect to this name to receive every event."""
-
-Payload = dict[str, Any]
-Receiver = Callable[[Payload], object]
-"""``receiver(payload)``; a plain function or an ``async def`` coroutine function."""
 
 _MAX_ROUTES = 4096  # (event, task) routes remembered before starting over
 _DEFAULT_QUEUE_SIZE = 1000
@@ -111,13 +82,6 @@ def _is_async(receiver: object) -> bool:
         return True
     call = getattr(receiver, "__call__", None)  # noqa: B004 - we need the method itself
     return call is not None and inspect.iscoroutinefunction(call)
-
-
-def _unknown(name: str) -> ValueError:
-    valid = (*ALL_EVENTS, CATCH_ALL)
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"unknown event {name!r}{hint} (valid: {', '.join(valid)})")
 
 
 class _Subscription:

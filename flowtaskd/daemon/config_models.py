@@ -33,7 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from flowtaskd.errors import format_path
-from flowtaskd.events import ALL_EVENTS
+from flowtaskd.event_names import ALL_EVENTS
 from flowtaskd.tasks.cron import parse_cron, validate_timezone
 from flowtaskd.tasks.options import Argv, Duration, Overlap, StrictModel
 

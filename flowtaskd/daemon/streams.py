@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from flowtaskd.events import Payload
+from flowtaskd.event_names import Payload
 
 __all__ = ["Stream", "StreamHub", "encode_line"]
 
