@@ -27,7 +27,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from flowtaskd.execution.context import Executor, StepContext  # noqa: E402
+from flowtaskd.components.context import Executor, StepContext  # noqa: E402
 from flowtaskd.execution.dask import DaskExecutor  # noqa: E402
 from flowtaskd.execution.local import LocalExecutor  # noqa: E402
 

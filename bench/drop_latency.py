@@ -55,8 +55,8 @@ from typing import IO, Any
 
 import watchfiles
 
-from flowtaskd.daemon import inotify
-from flowtaskd.daemon.watcher import is_ignored, watch_paths
+from flowtaskd.daemon.intake import inotify
+from flowtaskd.daemon.intake.watcher import is_ignored, watch_paths
 
 __all__ = [
     "DaemonProcess",
@@ -70,7 +70,7 @@ __all__ = [
 
 LogLine = dict[str, Any]
 _SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "LISTEN_FDS")
-_RUST_TIMEOUT_MS = 1_000  # what flowtaskd.daemon.watcher passes; only bounds idle returns
+_RUST_TIMEOUT_MS = 1_000  # what flowtaskd.daemon.intake.watcher passes; only bounds idle returns
 
 
 def _default_daemon() -> list[str]:

@@ -45,8 +45,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flowtaskd.daemon.config import load_config  # noqa: E402 - after the path set-up
-from flowtaskd.daemon.control import ControlServer  # noqa: E402
+from flowtaskd.daemon.config.load import load_config  # noqa: E402 - after the path set-up
+from flowtaskd.daemon.control.server import ControlServer  # noqa: E402
 from flowtaskd.daemon.service import Daemon  # noqa: E402
 
 FLOWTASKD = str(Path(sys.executable).with_name("flowtaskd"))

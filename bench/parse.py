@@ -29,10 +29,10 @@ from typing import Any
 
 import yaml
 
-from flowtaskd.tasks.graph import compile_graph
-from flowtaskd.tasks.loader import load_document
-from flowtaskd.tasks.pile import TaskPile, load_pile
-from flowtaskd.tasks.schema import validate_definition
+from flowtaskd.core.graph import compile_graph
+from flowtaskd.core.loader import load_document
+from flowtaskd.core.pile import TaskPile, load_pile
+from flowtaskd.core.schema import validate_definition
 
 STEPS = 20
 

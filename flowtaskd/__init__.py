@@ -10,12 +10,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flowtaskd.core.pile import Step, TaskPile, check_syntax, load_pile, load_task
+    from flowtaskd.engine.events import EventBus
+    from flowtaskd.engine.stats import TaskMonitor
     from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
-    from flowtaskd.events import EventBus
-    from flowtaskd.stats import TaskMonitor
     from flowtaskd.tasks.abstract import AbstractTask
-    from flowtaskd.tasks.pile import Step, TaskPile, check_syntax, load_pile, load_task
-    from flowtaskd.tasks.task import Command, Task
+    from flowtaskd.tasks.command import Command
+    from flowtaskd.tasks.task import Task
 
 __all__ = [
     "AbstractTask",
@@ -39,17 +40,17 @@ _WHERE: dict[str, str] = {
     "Problem": "flowtaskd.errors",
     "TaskParseError": "flowtaskd.errors",
     # the task model
-    "Step": "flowtaskd.tasks.pile",
-    "TaskPile": "flowtaskd.tasks.pile",
-    "check_syntax": "flowtaskd.tasks.pile",
-    "load_pile": "flowtaskd.tasks.pile",
-    "load_task": "flowtaskd.tasks.pile",
+    "Step": "flowtaskd.core.pile",
+    "TaskPile": "flowtaskd.core.pile",
+    "check_syntax": "flowtaskd.core.pile",
+    "load_pile": "flowtaskd.core.pile",
+    "load_task": "flowtaskd.core.pile",
     # running tasks, their stats and events
     "AbstractTask": "flowtaskd.tasks.abstract",
     "Task": "flowtaskd.tasks.task",
-    "Command": "flowtaskd.tasks.task",
-    "TaskMonitor": "flowtaskd.stats",
-    "EventBus": "flowtaskd.events",
+    "Command": "flowtaskd.tasks.command",
+    "TaskMonitor": "flowtaskd.engine.stats",
+    "EventBus": "flowtaskd.engine.events",
 }
 
 

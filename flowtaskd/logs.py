@@ -260,5 +260,5 @@ def configure_logging(
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    """The structlog logger called ``name`` (e.g. ``flowtaskd.daemon.scheduler``)."""
+    """The structlog logger called ``name`` (e.g. ``flowtaskd.daemon.schedule.scheduler``)."""
     return structlog.stdlib.get_logger(name)

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import yaml
 
-from flowtaskd.daemon.store import HistoryStore, RunRecord
+from flowtaskd.daemon.runs.store import HistoryStore, RunRecord
 
 __all__ = ["FLOWTASKD", "DaemonProcess", "LogLine", "short_root"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from flowtaskd.core.jsonschema import task_schema
+from flowtaskd.core.render import render
 from flowtaskd.tasks import load_pile
-from flowtaskd.tasks.jsonschema import task_schema
-from flowtaskd.tasks.render import render
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "flowtaskd"

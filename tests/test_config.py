@@ -9,7 +9,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from flowtaskd.daemon.config import (
+from flowtaskd.daemon.config.load import (
     DaemonConfig,
     InboxConfig,
     MetricsConfig,
@@ -219,7 +219,7 @@ def test_models_are_frozen_and_work_alone(tmp_path: Path) -> None:
 # --- problems -------------------------------------------------------------------------------
 
 # (id, file text, line, key path, part of the message): message wording around the part may
-# change with flowtaskd.tasks.schema.pydantic_problems; file, line and key path may not.
+# change with flowtaskd.core.schema.pydantic_problems; file, line and key path may not.
 CASES = [
     (
         "typo",

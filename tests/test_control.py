@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from flowtaskd import logs
-from flowtaskd.daemon.config import DaemonConfig, load_config
-from flowtaskd.daemon.control import MAX_LINE, ControlServer
+from flowtaskd.daemon.config.load import DaemonConfig, load_config
+from flowtaskd.daemon.control.server import MAX_LINE, ControlServer
 from flowtaskd.daemon.service import Daemon
 from tests.conftest import pid_alive, wait_for, wait_for_sync, write
 

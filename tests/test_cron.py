@@ -1,4 +1,4 @@
-"""Crontab parsing, next fire times and DST rules of flowtaskd.tasks.cron."""
+"""Crontab parsing, next fire times and DST rules of flowtaskd.core.cron."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from flowtaskd.tasks import cron
-from flowtaskd.tasks.cron import (
+from flowtaskd.core import cron
+from flowtaskd.core.cron import (
     CronError,
     CronSpec,
     next_fire_times,

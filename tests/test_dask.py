@@ -22,13 +22,13 @@ pytest.importorskip("distributed")
 
 from distributed import Client, Scheduler, Worker
 
+from flowtaskd.components.context import StepContext, StepOutcome
+from flowtaskd.core.rules import StepStatus
 from flowtaskd.errors import ExecutionError
-from flowtaskd.execution.context import StepContext, StepOutcome
 from flowtaskd.execution.dask import DaskExecutor
 from flowtaskd.execution.dask_worker import NOT_RERUN_ERROR, run_on_worker
 from flowtaskd.execution.local import LocalExecutor
-from flowtaskd.execution.process import kill_process_group
-from flowtaskd.tasks.rules import StepStatus
+from flowtaskd.process.spawn import kill_process_group
 from tests.conftest import pid_alive, wait_for
 from tests.dask_cluster import local_cluster
 

@@ -14,7 +14,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from flowtaskd.events import (
+from flowtaskd.engine.events import (
     ALL_EVENTS,
     DAEMON_EVENTS,
     STEP_EVENTS,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from flowtaskd.daemon.inbox import ClaimedFile, InboxWatcher, Spool, scan_inbox
+from flowtaskd.daemon.intake.inbox import ClaimedFile, InboxWatcher, Spool, scan_inbox
 from flowtaskd.errors import DaemonError
 
 DEADLINE = 10.0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flowtaskd.daemon import inotify
+from flowtaskd.daemon.intake import inotify
 
 pytestmark = pytest.mark.skipif(not inotify.available(), reason="no inotify on this platform")
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from flowtaskd.tasks.jsonschema import task_schema
-from flowtaskd.tasks.loader import load_document
+from flowtaskd.core.jsonschema import task_schema
+from flowtaskd.core.loader import load_document
 from tests.test_schema import FULL, task
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flowtaskd.daemon.library import Library, LibraryChange
+from flowtaskd.daemon.intake.library import Library, LibraryChange
 
 DEADLINE = 5.0
 

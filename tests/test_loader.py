@@ -14,14 +14,14 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowtaskd.errors import Problem, TaskNotFound, TaskParseError
-from flowtaskd.tasks.loader import (
+from flowtaskd.core.loader import (
     TASK_SUFFIXES,
     Document,
     format_for,
     load_document,
     parse_document,
 )
+from flowtaskd.errors import Problem, TaskNotFound, TaskParseError
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowtaskd import logs
-from flowtaskd.events import EventBus
+from flowtaskd.engine.events import EventBus
 from flowtaskd.logs import GLOBAL_MASKER, SecretMasker, configure_logging, get_logger
 
 SECRET = "s3cr3t-t0ken"
@@ -223,7 +223,7 @@ def test_event_bus_failures_are_logged_through_the_configured_chain() -> None:
     bus.emit("done", {"task": "t"})
     (line,) = json_lines(out)
     assert (line["logger"], line["event"], line["level"]) == (
-        "flowtaskd.events",
+        "flowtaskd.engine.events",
         "receiver_failed",
         "error",
     )

@@ -13,10 +13,10 @@ import networkx as nx
 import pytest
 
 import flowtaskd
+from flowtaskd.core.graph import graph_problems
+from flowtaskd.core.schema import validate_definition
 from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
 from flowtaskd.tasks import Group, Step, TaskPile, check_syntax, load_pile, load_task
-from flowtaskd.tasks.graph import graph_problems
-from flowtaskd.tasks.schema import validate_definition
 from tests.test_schema import line, step_key, task, write_task
 
 

@@ -1,4 +1,4 @@
-"""Tests for flowtaskd.execution.process: real processes, real files."""
+"""Tests for flowtaskd.process.spawn: real processes, real files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from flowtaskd.errors import ExecutionError
-from flowtaskd.execution.exitwatch import ExitWatch
-from flowtaskd.execution.process import (
+from flowtaskd.process.exitwatch import ExitWatch
+from flowtaskd.process.spawn import (
     ProcessResult,
     ProcessSpec,
     kill_process_group,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flowtaskd.events import EventBus
-from flowtaskd.execution.process import ProcessSpec, run_process
+from flowtaskd.engine.events import EventBus
+from flowtaskd.process.spawn import ProcessSpec, run_process
 from flowtaskd.tasks.task import Task
 from tests.conftest import open_fds, wait_for
 
@@ -103,7 +103,7 @@ async def test_step_stats_name_a_log_only_when_there_is_one(tmp_path: Path) -> N
 
 
 def test_the_ready_set_of_a_closed_loop_is_released() -> None:
-    from flowtaskd.execution.readyset import ready_set  # noqa: PLC0415
+    from flowtaskd.process.readyset import ready_set  # noqa: PLC0415
 
     first = asyncio.new_event_loop()
     old = ready_set(first)

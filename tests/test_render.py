@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from flowtaskd.core.render import FORMATS, order, render
 from flowtaskd.tasks import TaskPile
-from flowtaskd.tasks.render import FORMATS, order, render
 
 PILE = TaskPile(
     {

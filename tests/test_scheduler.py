@@ -20,12 +20,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flowtaskd.daemon.intake import Intake
-from flowtaskd.daemon.library import Library
-from flowtaskd.daemon.scheduler import ScheduleEntry, Scheduler, missed_fires, plan_catchup
-from flowtaskd.daemon.store import HistoryStore
-from flowtaskd.events import EventBus
-from flowtaskd.tasks.options import Overlap
+from flowtaskd.core.options import Overlap
+from flowtaskd.daemon.intake.dispatch import Intake
+from flowtaskd.daemon.intake.library import Library
+from flowtaskd.daemon.runs.store import HistoryStore
+from flowtaskd.daemon.schedule.scheduler import ScheduleEntry, Scheduler, missed_fires, plan_catchup
+from flowtaskd.engine.events import EventBus
 from tests.conftest import FakeClock, wait_for, write
 from tests.test_runs import Rig, peak, rig
 

@@ -18,12 +18,12 @@ import pytest
 import yaml
 
 from flowtaskd.components.registry import plugin_errors, registry
+from flowtaskd.core.cron import parse_cron
+from flowtaskd.core.options import EVENT_NAMES, STEP_OPTION_KEYS, Backoff, Overlap
+from flowtaskd.core.rules import SkipError, TriggerRule
+from flowtaskd.engine.events import STEP_EVENTS, TASK_EVENTS
 from flowtaskd.errors import TaskParseError
-from flowtaskd.events import STEP_EVENTS, TASK_EVENTS
 from flowtaskd.tasks import load_pile, load_task
-from flowtaskd.tasks.cron import parse_cron
-from flowtaskd.tasks.options import EVENT_NAMES, STEP_OPTION_KEYS, Backoff, Overlap
-from flowtaskd.tasks.rules import SkipError, TriggerRule
 
 FORMATS = ("yaml", "json", "toml")
 PLUGIN_DIR = Path(__file__).parent / "plugin_pkg"

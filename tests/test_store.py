@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flowtaskd.daemon.store import AttemptRecord, HistoryStore, RunRecord
+from flowtaskd.daemon.runs.store import AttemptRecord, HistoryStore, RunRecord
 from flowtaskd.errors import StoreError
 
 WRITER = "flowtaskd-store-writer"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from flowtaskd.daemon.subscribers import ENTRY_POINT_GROUP, load_subscribers
-from flowtaskd.events import EventBus
+from flowtaskd.daemon.outputs.subscribers import ENTRY_POINT_GROUP, load_subscribers
+from flowtaskd.engine.events import EventBus
 from flowtaskd.tasks.task import Task
 from tests import subscriber_plugin
 from tests.conftest import wait_for, write

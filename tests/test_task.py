@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from flowtaskd.components.base import Component
+from flowtaskd.components.context import StepContext, StepOutcome
 from flowtaskd.components.registry import register, registry
+from flowtaskd.core.options import StrictModel
+from flowtaskd.core.pile import TaskPile
+from flowtaskd.core.rules import StepStatus, TaskStatus
+from flowtaskd.engine.events import EventBus
 from flowtaskd.errors import TaskParseError
-from flowtaskd.events import EventBus
-from flowtaskd.execution.context import StepContext, StepOutcome
-from flowtaskd.tasks.options import StrictModel
-from flowtaskd.tasks.pile import TaskPile
-from flowtaskd.tasks.rules import StepStatus, TaskStatus
-from flowtaskd.tasks.task import Command, Task
+from flowtaskd.tasks import Command, Task
 from tests.conftest import FakeClock, pid_alive, wait_for, write
 
 PY = sys.executable

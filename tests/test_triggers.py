@@ -1,4 +1,4 @@
-"""apscheduler adapters in flowtaskd.daemon.triggers keep crontab meaning."""
+"""apscheduler adapters in flowtaskd.daemon.schedule.triggers keep crontab meaning."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from flowtaskd.daemon.triggers import CrontabTrigger, EveryTrigger
-from flowtaskd.tasks.cron import CronError, CronSpec, parse_cron
+from flowtaskd.core.cron import CronError, CronSpec, parse_cron
+from flowtaskd.daemon.schedule.triggers import CrontabTrigger, EveryTrigger
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEDNESDAY = datetime(2024, 1, 3, 12, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowtaskd.daemon.trust import untrusted_reason
+from flowtaskd.daemon.intake.trust import untrusted_reason
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown to other users needs root")
 

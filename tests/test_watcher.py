@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowtaskd.daemon.watcher import is_ignored, wait_stable, watch_paths
+from flowtaskd.daemon.intake.watcher import is_ignored, wait_stable, watch_paths
 from flowtaskd.errors import DaemonError
 
 DEADLINE = 5.0

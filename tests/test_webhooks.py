@@ -20,9 +20,9 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from flowtaskd.daemon.config import WebhookConfig
-from flowtaskd.daemon.webhooks import WebhookDispatcher, backoff, user_agent
-from flowtaskd.events import EventBus
+from flowtaskd.daemon.config.load import WebhookConfig
+from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher, backoff, user_agent
+from flowtaskd.engine.events import EventBus
 from tests.conftest import wait_for, wait_for_sync
 from tests.daemon_harness import DaemonProcess, event, short_root
 
@@ -358,7 +358,7 @@ def test_a_real_daemon_posts_webhooks_serves_metrics_and_loads_plugins(
 
 
 def test_the_daemon_masks_webhook_secrets_in_logs(tmp_path: Path) -> None:
-    from flowtaskd.daemon.config import default_config  # noqa: PLC0415
+    from flowtaskd.daemon.config.load import default_config  # noqa: PLC0415
     from flowtaskd.daemon.service import Daemon  # noqa: PLC0415
     from flowtaskd.logs import GLOBAL_MASKER  # noqa: PLC0415
 

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from flowtaskd.daemon.config import load_config
+from flowtaskd.daemon.config.load import load_config
 from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
 
 __all__ = ["register"]

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowtaskd.daemon.config import load_config
+from flowtaskd.daemon.config.load import load_config
+from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.daemon.service import main_run
-from flowtaskd.daemon.store import HistoryStore
 from flowtaskd.errors import FlowtaskError, TaskParseError
 
 __all__ = ["register", "state_dir_from"]

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from flowtaskd.core.cron import CronError, next_fire_times, parse_cron, validate_timezone
+from flowtaskd.core.rules import TaskStatus
+from flowtaskd.engine.events import EventBus
+from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError, TaskParseError
-from flowtaskd.events import EventBus
 from flowtaskd.logs import configure_logging
-from flowtaskd.stats import TaskMonitor
-from flowtaskd.tasks.cron import CronError, next_fire_times, parse_cron, validate_timezone
-from flowtaskd.tasks.rules import TaskStatus
 from flowtaskd.tasks.task import Task
 
 __all__ = ["parse_params", "register"]

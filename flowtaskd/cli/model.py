@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flowtaskd.core.jsonschema import task_schema
+from flowtaskd.core.loader import TASK_SUFFIXES
+from flowtaskd.core.render import FORMATS, render
 from flowtaskd.errors import FlowtaskError, Problem, TaskNotFound, TaskParseError
 from flowtaskd.tasks import load_pile
-from flowtaskd.tasks.jsonschema import task_schema
-from flowtaskd.tasks.loader import TASK_SUFFIXES
-from flowtaskd.tasks.render import FORMATS, render
 
 __all__ = ["iter_task_files", "register", "validate_files"]
 

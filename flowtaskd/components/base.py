@@ -2,7 +2,7 @@
 
 A task file's step ``- Command: {command: [echo, hi]}`` names the component ``Command``;
 its parameters are validated by ``Command.Params`` (unknown keys are errors) together with
-the options every step accepts (:class:`~flowtaskd.tasks.options.StepOptions`).
+the options every step accepts (:class:`~flowtaskd.core.options.StepOptions`).
 
 Validating a task file imports the component modules (for their ``Params``), and
 validation is pure: a component module imports what only ``run`` needs (``asyncio``,
@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from flowtaskd.tasks.options import StrictModel
+from flowtaskd.core.options import StrictModel
 
 if TYPE_CHECKING:
-    from flowtaskd.execution.context import StepContext, StepOutcome
+    from flowtaskd.components.context import StepContext, StepOutcome
 
 __all__ = ["Component", "NoParams"]
 

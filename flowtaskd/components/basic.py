@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from flowtaskd.components.base import Component
-from flowtaskd.tasks.options import Duration, StrictModel
-from flowtaskd.tasks.rules import StepStatus
+from flowtaskd.core.options import Duration, StrictModel
+from flowtaskd.core.rules import StepStatus
 
 if TYPE_CHECKING:
-    from flowtaskd.execution.context import StepContext, StepOutcome
+    from flowtaskd.components.context import StepContext, StepOutcome
 
 __all__ = ["COMPONENTS"]
 
@@ -35,7 +35,7 @@ class DummyComponent(Component):
     async def run(self, ctx: StepContext) -> StepOutcome:
         import asyncio  # noqa: PLC0415 - keep validation pure
 
-        from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+        from flowtaskd.components.context import StepOutcome  # noqa: PLC0415 - keep validation pure
 
         p = ctx.params
         wait = float(p.get("sleep") or 0.0)
@@ -57,7 +57,7 @@ class RunTaskComponent(Component):
     summary = "Run another task as a sub-run and wait for it."
 
     async def run(self, ctx: StepContext) -> StepOutcome:
-        from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+        from flowtaskd.components.context import StepOutcome  # noqa: PLC0415 - keep validation pure
 
         if ctx.runtime is None:
             return StepOutcome(StepStatus.FAILED, error="RunTask needs the local executor")

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, field_validator
 
 from flowtaskd.components.base import Component
-from flowtaskd.tasks.options import Argv, StrictModel
-from flowtaskd.tasks.rules import StepStatus
+from flowtaskd.core.options import Argv, StrictModel
+from flowtaskd.core.rules import StepStatus
 
 if TYPE_CHECKING:
-    from flowtaskd.execution.context import StepContext, StepOutcome
+    from flowtaskd.components.context import StepContext, StepOutcome
 
 __all__ = ["COMPONENTS", "CommandComponent", "PythonComponent", "RunShellComponent"]
 
@@ -83,8 +83,8 @@ class PythonComponent(Component):
     async def run(self, ctx: StepContext) -> StepOutcome:
         import asyncio  # noqa: PLC0415 - keep validation pure
 
+        from flowtaskd.components.context import StepOutcome  # noqa: PLC0415 - keep validation pure
         from flowtaskd.components.runtime import mask_outcome  # noqa: PLC0415 - keep validation pure
-        from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
 
         target = str(ctx.params["function"])
         kwargs = dict(ctx.params.get("kwargs") or {})

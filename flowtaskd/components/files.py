@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from flowtaskd.components.base import Component
-from flowtaskd.tasks.options import StrictModel
-from flowtaskd.tasks.rules import StepStatus
+from flowtaskd.core.options import StrictModel
+from flowtaskd.core.rules import StepStatus
 
 if TYPE_CHECKING:
-    from flowtaskd.execution.context import StepContext, StepOutcome
+    from flowtaskd.components.context import StepContext, StepOutcome
 
 __all__ = ["COMPONENTS"]
 
@@ -59,7 +59,7 @@ class FileListComponent(Component):
     async def run(self, ctx: StepContext) -> StepOutcome:
         import asyncio  # noqa: PLC0415 - keep validation pure
 
-        from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+        from flowtaskd.components.context import StepOutcome  # noqa: PLC0415 - keep validation pure
 
         p = ctx.params
         folder = _path(ctx, p["path"])
@@ -104,7 +104,7 @@ class FileDeleteComponent(Component):
     async def run(self, ctx: StepContext) -> StepOutcome:
         import asyncio  # noqa: PLC0415 - keep validation pure
 
-        from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+        from flowtaskd.components.context import StepOutcome  # noqa: PLC0415 - keep validation pure
 
         target = str(_path(ctx, ctx.params["path"]))
         matches = await asyncio.to_thread(_existing, target)
@@ -167,7 +167,7 @@ def _list(
 async def _transfer(ctx: StepContext, *, move: bool) -> StepOutcome:
     import asyncio  # noqa: PLC0415 - keep validation pure
 
-    from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+    from flowtaskd.components.context import StepOutcome  # noqa: PLC0415 - keep validation pure
 
     p = ctx.params
     src = _path(ctx, p["source"])

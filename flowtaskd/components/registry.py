@@ -62,7 +62,7 @@ def registry() -> dict[str, type[Component]]:
 
 def component_error(cls: object) -> str | None:
     """Why ``cls`` cannot be a component, or ``None`` if it can."""
-    from flowtaskd.tasks.options import STEP_OPTION_KEYS  # noqa: PLC0415 - options imports base
+    from flowtaskd.core.options import STEP_OPTION_KEYS  # noqa: PLC0415 - options imports base
 
     if not (isinstance(cls, type) and issubclass(cls, Component)):
         return "is not a Component class"

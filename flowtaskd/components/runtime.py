@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import structlog
 
-from flowtaskd.execution.context import StepContext, StepOutcome
-from flowtaskd.execution.process import ProcessResult, ProcessSpec, run_process
-from flowtaskd.tasks.rules import StepStatus
+from flowtaskd.components.context import StepContext, StepOutcome
+from flowtaskd.core.rules import StepStatus
+from flowtaskd.process.spawn import ProcessResult, ProcessSpec, run_process
 
 _log = structlog.get_logger("flowtaskd.step")
 

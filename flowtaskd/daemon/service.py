@@ -20,23 +20,23 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.metrics import DaemonMetrics
-    from flowtaskd.daemon.webhooks import WebhookDispatcher
+    from flowtaskd.daemon.outputs.metrics import DaemonMetrics
+    from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher
 
 from flowtaskd.clock import Clock, SystemClock
-from flowtaskd.daemon.config import DaemonConfig, load_config
-from flowtaskd.daemon.control import ControlServer
-from flowtaskd.daemon.intake import Intake
-from flowtaskd.daemon.library import Library, LibraryChange
-from flowtaskd.daemon.runs import RunManager
-from flowtaskd.daemon.scheduler import ScheduleEntry, Scheduler
+from flowtaskd.components.context import Executor
+from flowtaskd.daemon.config.load import DaemonConfig, load_config
+from flowtaskd.daemon.control.server import ControlServer
+from flowtaskd.daemon.intake.dispatch import Intake
+from flowtaskd.daemon.intake.library import Library, LibraryChange
+from flowtaskd.daemon.outputs.subscribers import load_subscribers
+from flowtaskd.daemon.runs.manager import RunManager
+from flowtaskd.daemon.runs.store import HistoryStore
+from flowtaskd.daemon.schedule.scheduler import ScheduleEntry, Scheduler
 from flowtaskd.daemon.statelock import StateLock
-from flowtaskd.daemon.store import HistoryStore
-from flowtaskd.daemon.subscribers import load_subscribers
 from flowtaskd.daemon.systemd import SYSTEMD_ENV_VARS, Notifier, supervise_watchdog
+from flowtaskd.engine.events import EventBus
 from flowtaskd.errors import DaemonError, FlowtaskError
-from flowtaskd.events import EventBus
-from flowtaskd.execution.context import Executor
 from flowtaskd.execution.local import LocalExecutor
 from flowtaskd.logs import GLOBAL_MASKER, configure_logging
 
@@ -90,13 +90,13 @@ class Daemon:
         # webhook secrets are secrets: masked in every log line and event like task secrets
         GLOBAL_MASKER.update(h.secret for h in config.webhooks if h.secret)
         if config.webhooks:
-            from flowtaskd.daemon.webhooks import WebhookDispatcher  # noqa: PLC0415
+            from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher  # noqa: PLC0415
 
             self.webhooks = WebhookDispatcher(self.bus, config.webhooks)
             self.extensions.append(self.webhooks)
         self.metrics: DaemonMetrics | None = None
         if config.metrics.address is not None:
-            from flowtaskd.daemon.metrics import DaemonMetrics  # noqa: PLC0415
+            from flowtaskd.daemon.outputs.metrics import DaemonMetrics  # noqa: PLC0415
 
             self.metrics = DaemonMetrics(
                 self.bus,

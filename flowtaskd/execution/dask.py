@@ -1,6 +1,6 @@
 """The Dask executor: step attempts run on the workers of a ``distributed`` cluster.
 
-Behind the same :class:`~flowtaskd.execution.context.Executor` seam as the local executor,
+Behind the same :class:`~flowtaskd.components.context.Executor` seam as the local executor,
 :class:`DaskExecutor` sends each attempt of a *remote* component (``Command``, ``RunShell``,
 ``Python``: they need only their parameters) to a Dask worker, where
 :func:`~flowtaskd.execution.dask_worker.run_on_worker` runs it exactly as the local executor
@@ -37,13 +37,13 @@ import dask
 import distributed
 from distributed import KilledWorker
 
+from flowtaskd.components.context import StepContext, StepOutcome
 from flowtaskd.components.registry import get_component
 from flowtaskd.components.runtime import mask_outcome
+from flowtaskd.core.rules import StepStatus
 from flowtaskd.errors import ExecutionError
-from flowtaskd.execution.context import StepContext, StepOutcome
 from flowtaskd.execution.dask_worker import cancel_flag, run_on_worker, started_flag
 from flowtaskd.execution.local import run_component
-from flowtaskd.tasks.rules import StepStatus
 
 __all__ = ["LOCAL_CLUSTER_OPTIONS", "DaskExecutor"]
 

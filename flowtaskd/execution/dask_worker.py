@@ -33,10 +33,10 @@ from typing import Any
 
 from distributed import get_worker
 
+from flowtaskd.components.context import StepContext, StepOutcome
 from flowtaskd.components.runtime import mask_outcome
-from flowtaskd.execution.context import StepContext, StepOutcome
+from flowtaskd.core.rules import StepStatus
 from flowtaskd.execution.local import run_component
-from flowtaskd.tasks.rules import StepStatus
 
 __all__ = ["CANCELLED_ERROR", "NOT_RERUN_ERROR", "cancel_flag", "run_on_worker", "started_flag"]
 

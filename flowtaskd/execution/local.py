@@ -7,11 +7,11 @@ found, unknown component) becomes a failed outcome, never an exception.
 
 from __future__ import annotations
 
+from flowtaskd.components.context import StepContext, StepOutcome
 from flowtaskd.components.registry import get_component
 from flowtaskd.components.runtime import mask_outcome
+from flowtaskd.core.rules import StepStatus
 from flowtaskd.errors import ExecutionError
-from flowtaskd.execution.context import StepContext, StepOutcome
-from flowtaskd.tasks.rules import StepStatus
 
 __all__ = ["LocalExecutor", "run_component"]
 

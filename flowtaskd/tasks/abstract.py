@@ -2,7 +2,7 @@
 
 ``async with task:`` starts it (loads and validates the definition, opens the event bus)
 and closes it (releases the executor, drains event receivers). ``run()`` runs it;
-``stats`` is the run's :class:`~flowtaskd.stats.TaskMonitor`; ``task_events()`` is the
+``stats`` is the run's :class:`~flowtaskd.engine.stats.TaskMonitor`; ``task_events()`` is the
 task's event manager with the default list of events.
 """
 
@@ -12,10 +12,10 @@ import abc
 from types import TracebackType
 from typing import Any
 
-from flowtaskd.events import EventBus
-from flowtaskd.stats import TaskMonitor
-from flowtaskd.tasks.pile import TaskPile
-from flowtaskd.tasks.schema import validate_definition
+from flowtaskd.core.pile import TaskPile
+from flowtaskd.core.schema import validate_definition
+from flowtaskd.engine.events import EventBus
+from flowtaskd.engine.stats import TaskMonitor
 
 __all__ = ["AbstractTask"]
 

@@ -1,5 +1,4 @@
-"""``Task``: runs a task definition (a file path, a library name or a dict) as a DAG;
-``Command``: a task that is one operating-system command."""
+"""``Task``: runs a task definition (a file path, a library name or a dict) as a DAG."""
 
 from __future__ import annotations
 
@@ -7,28 +6,28 @@ import os
 import secrets as _secrets
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from flowtaskd.clock import Clock, SystemClock
+from flowtaskd.components.context import Executor, StepOutcome
+from flowtaskd.core.loader import TASK_SUFFIXES, load_document
+from flowtaskd.core.pile import TaskPile
+from flowtaskd.core.rules import StepStatus, TaskStatus
+from flowtaskd.core.schema import TaskDefinition, validate_definition
+from flowtaskd.engine.actions import ActionRunner
+from flowtaskd.engine.attempts import RunSettings
+from flowtaskd.engine.runner import DagRun
+from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import TaskNotFound
-from flowtaskd.execution.context import Executor, StepOutcome
 from flowtaskd.execution.local import LocalExecutor
 from flowtaskd.logs import GLOBAL_MASKER, SecretMasker
-from flowtaskd.stats import TaskMonitor
 from flowtaskd.tasks.abstract import AbstractTask
-from flowtaskd.tasks.actions import ActionRunner
-from flowtaskd.tasks.attempts import RunSettings
-from flowtaskd.tasks.loader import TASK_SUFFIXES, load_document
-from flowtaskd.tasks.pile import TaskPile
-from flowtaskd.tasks.rules import StepStatus, TaskStatus
-from flowtaskd.tasks.runner import DagRun
-from flowtaskd.tasks.schema import TaskDefinition, validate_definition
 
-__all__ = ["Command", "Task", "new_run_id"]
+__all__ = ["Task", "new_run_id"]
 
 _MAX_DEPTH = 8
 _DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
@@ -254,37 +253,3 @@ class Task(AbstractTask):
         if self._owns_executor:
             await self.worker.aclose()
         self._started = False
-
-
-class Command(Task):
-    """A task that is one operating-system command (argv list, env, cwd, timeout)."""
-
-    def __init__(
-        self,
-        task_id: str | None = None,
-        task: Any = None,
-        program: str | None = None,
-        loop: Any = None,
-        parser: Any = None,
-        *,
-        command: Sequence[str] | str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        timeout: float | None = None,
-        **kwargs: Any,
-    ) -> None:
-        argv = command if command is not None else task
-        if argv is None:
-            raise ValueError("Command needs a command (argv list or string)")
-        step: dict[str, Any] = {
-            "command": list(argv) if not isinstance(argv, str) else argv,
-            "name": "command",
-        }
-        if env:
-            step["env"] = dict(env)
-        if cwd:
-            step["cwd"] = cwd
-        if timeout:
-            step["timeout"] = timeout
-        definition = {"name": task_id or "command", "steps": [{"Command": step}]}
-        super().__init__(task_id, definition, program, loop, parser, **kwargs)

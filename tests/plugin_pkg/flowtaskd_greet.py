@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import BaseModel, Field
 
 from flowtaskd.components.base import Component
-from flowtaskd.tasks.options import StrictModel
+from flowtaskd.core.options import StrictModel
 
 if TYPE_CHECKING:
-    from flowtaskd.execution.context import StepContext, StepOutcome
+    from flowtaskd.components.context import StepContext, StepOutcome
 
 
 class GreetParams(StrictModel):
@@ -24,8 +24,8 @@ class GreetComponent(Component):
     summary = "Say something, a few times."
 
     async def run(self, ctx: StepContext) -> StepOutcome:
-        from flowtaskd.execution.context import StepOutcome  # noqa: PLC0415 - keep validation pure
-        from flowtaskd.tasks.rules import StepStatus  # noqa: PLC0415
+        from flowtaskd.components.context import StepOutcome  # noqa: PLC0415 - keep validation pure
+        from flowtaskd.core.rules import StepStatus  # noqa: PLC0415
 
         text = " ".join([str(ctx.params["greeting"])] * int(ctx.params["times"]))
         return StepOutcome(StepStatus.DONE, output=text)
