@@ -45,7 +45,9 @@ class Task(AbstractTask):
     Keyword arguments beyond flowtask's: ``params`` (per-run overrides), ``executor``,
     ``events`` (an :class:`EventBus` to share), ``log_dir``, ``clock``, ``trigger``,
     ``run_id``, ``kill_grace``, ``python_allow``, ``resolve_task`` (name -> path, for
-    library names and ``RunTask``), ``tasks_dir`` (where names are looked up).
+    library names and ``RunTask``), ``tasks_dir`` (where names are looked up),
+    ``logical_time`` (an aware datetime the masks evaluate at), ``kept`` (step id ->
+    :class:`~flowtaskd.engine.runner.Kept`: the steps a retry does not run again).
     """
 
     def __init__(
@@ -189,8 +191,9 @@ class Task(AbstractTask):
             base_dir=str(self.file.parent) if self.file else None,
             subrun=self._subrun if self._depth < _MAX_DEPTH else None,
             python_allow=self.kwargs.get("python_allow"),
+            logical_time=self.kwargs.get("logical_time"),
         )
-        self._run = DagRun(self.pile, settings)
+        self._run = DagRun(self.pile, settings, kept=self.kwargs.get("kept"))
         if self._cancel_requested:
             self._run.cancel()
         self._stats = self._run.monitor

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Protocol
 
+from flowtaskd.daemon.control.oncall import ONCALL_FIELDS, oncall_handlers
 from flowtaskd.engine.events import ALL_EVENTS, CATCH_ALL, Payload
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "history": ("task", "n"),
     "reload": (),
     "subscribe": ("events", "task"),
+    **ONCALL_FIELDS,
 }
 COMMANDS: tuple[str, ...] = tuple(_FIELDS)
 """Every command the control socket takes."""
@@ -211,6 +213,7 @@ class Requests:
             "cancel": self._cancel,
             "history": self._history,
             "reload": self._reload,
+            **oncall_handlers(self),
         }
 
     async def answer(self, session: Session, cmd: str, req: dict[str, Any]) -> Payload:
@@ -235,6 +238,7 @@ class Requests:
             "invalid": len(d.library.invalid),
             "runs": d.runs.snapshot(),
             "next_fire_times": d.scheduler.next_fire_times(),
+            "paused": sorted(d.scheduler.paused),
             "control": self.server.summary(),
         }
 
@@ -247,6 +251,7 @@ class Requests:
                 "steps": len(t.pile),
                 "schedules": list(t.pile.definition.schedules),
                 "description": t.pile.definition.header.description,
+                "paused": f"task:{name}" in self.d.scheduler.paused,
             }
             for name, t in sorted(lib.tasks.items())
         ]
@@ -265,15 +270,30 @@ class Requests:
         wait = req.get("wait", False)
         if not isinstance(wait, bool):
             raise BadRequest(f"trigger: 'wait' must be true or false; got {_kind(wait)}")
+        return await self.submit_and_wait(
+            session, name, lambda: self.d.intake.trigger(name, params), wait
+        )
+
+    async def submit_and_wait(
+        self,
+        session: Session,
+        task: str,
+        submit: Callable[[], str | None],
+        wait: bool,
+        extra: Payload | None = None,
+    ) -> Payload:
+        """Queue a run with ``submit`` (its run id, None if skipped) and reply ``run_id``
+        (and ``extra``); with ``wait``, reply again when the run ends."""
         watch = _RunWatch(session.wake)
-        disconnect = self.d.bus.connect(("completed", "run_skipped"), watch, task=name)
+        disconnect = self.d.bus.connect(("completed", "run_skipped"), watch, task=task)
         try:
-            run_id = self.d.intake.trigger(name, params)
+            run_id = submit()
             if run_id is None:
-                return error_reply(f"run of {name} not started: {watch.skip_reason or 'skipped'}")
+                return error_reply(f"run of {task} not started: {watch.skip_reason or 'skipped'}")
+            first = {"ok": True, "run_id": run_id, **(extra or {})}
             if not wait:
-                return {"ok": True, "run_id": run_id}
-            await session.send({"ok": True, "run_id": run_id})
+                return first
+            await session.send(first)
             session.state = "wait"
             return await self._run_end(run_id, watch)
         finally:

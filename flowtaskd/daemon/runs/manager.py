@@ -32,8 +32,10 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -45,6 +47,7 @@ from flowtaskd.core.rules import TaskStatus
 from flowtaskd.daemon.runs.recorder import record_end, record_start
 from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.engine.events import EventBus
+from flowtaskd.engine.runner import Kept
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.logs import GLOBAL_MASKER
@@ -80,6 +83,14 @@ class RunRequest:
     run_id: str = field(default_factory=new_run_id)
     queued_at: float = 0.0
     cancel_reason: str | None = None  # set when the manager cancels it
+    logical_time: float | None = None  # masks evaluate at it (default: ``fire_time``)
+    retry_of: str | None = None  # the run this one retries
+    kept: Mapping[str, Kept] | None = None  # the steps a retry does not run again
+    backfill_id: str | None = None
+
+    @property
+    def logical(self) -> float | None:
+        return self.logical_time if self.logical_time is not None else self.fire_time
 
     @property
     def task(self) -> str:
@@ -259,6 +270,8 @@ class RunManager:
             kill_grace=self.kill_grace,
             python_allow=self.python_allow,
             resolve_task=self.resolve_task,
+            logical_time=_aware(req.logical, req.pile),
+            kept=req.kept,
         )
         self.active[req.run_id] = _Active(req, task, self.clock.time())
         self._finishing.add(req.run_id)
@@ -364,3 +377,14 @@ class RunManager:
             ],
             "completed": self.completed,
         }
+
+
+def _aware(ts: float | None, pile: TaskPile) -> datetime | None:
+    """A logical time as a datetime in the task's time zone (UTC without one)."""
+    if ts is None:
+        return None
+    zone = pile.definition.header.timezone
+    try:
+        return datetime.fromtimestamp(ts, ZoneInfo(zone) if zone else UTC)
+    except (ValueError, KeyError):  # validated at load; a bad zone falls back to UTC
+        return datetime.fromtimestamp(ts, UTC)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from flowtaskd.core.rules import TaskStatus
+from flowtaskd.daemon.runs.extras import put_definition
 from flowtaskd.daemon.runs.store import AttemptRecord, HistoryStore, RunRecord
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError
@@ -39,10 +40,14 @@ async def record_start(store: HistoryStore, req: RunRequest, status: str, **fiel
         queued_at=req.queued_at,
         inbox_file=req.inbox_file,
         schedule_id=req.schedule_id,
+        retry_of=req.retry_of,
+        logical_time=req.logical,
+        backfill_id=req.backfill_id,
         **fields,
     )
     try:
         await store.insert_run(record)
+        await put_definition(store, req.run_id, req.pile.definition.raw)
     except FlowtaskError as exc:
         _log.error("history_write_failed", task=req.task, run_id=req.run_id, error=str(exc))
 

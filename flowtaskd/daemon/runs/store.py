@@ -1,8 +1,11 @@
 """Run history: an embedded SQLite database the daemon writes and the CLI reads.
 
-One file in WAL mode holds three tables: ``runs`` (one row per task run), ``step_attempts``
-(one row per attempt of a step) and ``schedule_state`` (the last fire time of each schedule,
-for catch-up after downtime). The schema version lives in ``PRAGMA user_version``.
+One file in WAL mode holds: ``runs`` (one row per task run), ``step_attempts`` (one row per
+attempt of a step), ``schedule_state`` (the last fire time of each schedule, for catch-up
+after downtime), ``run_definitions`` (the task definition each run used, for ``retry``) and
+``pauses`` (paused tasks and schedules; see :mod:`flowtaskd.daemon.runs.extras`). The schema
+version lives in ``PRAGMA user_version``; a version 1 file is upgraded in place when the
+daemon opens it.
 
 Writes never run on the event loop. Each write is a small function queued to ONE writer
 thread, which runs them in the order they were submitted; writes queued together share one
@@ -33,7 +36,16 @@ from flowtaskd.errors import StoreError
 
 __all__ = ["AttemptRecord", "HistoryStore", "RunRecord"]
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+_V2 = (
+    "ALTER TABLE runs ADD COLUMN retry_of TEXT",
+    "ALTER TABLE runs ADD COLUMN logical_time REAL",
+    "ALTER TABLE runs ADD COLUMN backfill_id TEXT",
+    """CREATE TABLE run_definitions (
+        run_id TEXT PRIMARY KEY REFERENCES runs ON DELETE CASCADE, definition TEXT NOT NULL)""",
+    "CREATE TABLE pauses (target TEXT PRIMARY KEY, paused_at REAL NOT NULL)",
+    "CREATE INDEX runs_retry_of ON runs (retry_of)",
+)
 _SCHEMA = (
     """CREATE TABLE runs (
         run_id TEXT PRIMARY KEY, task TEXT NOT NULL, trigger TEXT NOT NULL, source TEXT,
@@ -47,6 +59,7 @@ _SCHEMA = (
     """CREATE TABLE schedule_state (schedule_id TEXT PRIMARY KEY, last_fire REAL NOT NULL)""",
     "CREATE INDEX runs_task_started ON runs (task, started_at)",
     "CREATE INDEX runs_status ON runs (status)",
+    *_V2,
 )
 _UNFINISHED = "('pending', 'running')"
 _NEWEST_FIRST = "COALESCE(started_at, queued_at, finished_at) DESC, rowid DESC"
@@ -75,6 +88,9 @@ class RunRecord:
     log_dir: str | None = None
     inbox_file: str | None = None
     schedule_id: str | None = None
+    retry_of: str | None = None  # the run this one retries
+    logical_time: float | None = None  # a schedule's fire time, a backfill's date
+    backfill_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +292,16 @@ class HistoryStore:
             ).fetchall()
         return _run_from_row(row), [AttemptRecord(**_row_dict(a)) for a in attempts]
 
+    # -- for the modules that add tables (extras) ----------------------------------------
+
+    async def write(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``op`` on the writer thread, in its own savepoint; its result."""
+        return await self._submit(op)
+
+    def reading(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A short-lived read-only connection (sqlite errors become StoreError)."""
+        return self._reading()
+
     # -- internals ---------------------------------------------------------------------
 
     async def _submit(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -320,6 +346,10 @@ def _open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
                     " move it aside or choose another state directory"
                 )
             for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        elif version == 1:  # retry links, logical times, kept definitions, pauses
+            for statement in _V2:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         conn.execute("COMMIT")

@@ -34,6 +34,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from flowtaskd.clock import Clock
 from flowtaskd.core.options import Overlap
+from flowtaskd.daemon.runs.extras import paused_targets
 from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.daemon.schedule.triggers import CrontabTrigger, EveryTrigger
 from flowtaskd.engine.events import EventBus
@@ -132,6 +133,31 @@ class Scheduler:
         self.entries: dict[str, ScheduleEntry] = {}
         self._aps: AsyncIOScheduler | None = None
         self._last: dict[str, float] = {}
+        self.paused: set[str] = set()  # task:<name> / schedule:<id> (see ops.pause)
+
+    def is_paused(self, entry: ScheduleEntry) -> bool:
+        return f"schedule:{entry.id}" in self.paused or (
+            entry.task is not None and f"task:{entry.task}" in self.paused
+        )
+
+    async def set_paused(self, target: str, paused: bool) -> None:
+        """Pause or unpause a target; on unpause, the fires missed meanwhile are caught up
+        by each schedule's ``catchup`` policy, as after downtime."""
+        if paused:
+            self.paused.add(target)
+            return
+        self.paused.discard(target)
+        if self._aps is None:
+            return
+        now = self.clock.now()
+        for entry in list(self.entries.values()):
+            last = self._last.get(entry.id)
+            if last is None or self.is_paused(entry):
+                continue
+            if target not in (f"schedule:{entry.id}", f"task:{entry.task}"):
+                continue
+            self._catch_up(entry, last, now)
+            await self.store.set_last_fire(entry.id, self._last[entry.id])
 
     def start(self, *, paused: bool = False) -> None:
         """Start ticking (call inside the running loop); entries added before are caught up.
@@ -139,6 +165,7 @@ class Scheduler:
         ``paused``: plan the jobs but never fire them (tests call :meth:`run_job`).
         """
         self._last = self.store.last_fires()
+        self.paused = set(paused_targets(self.store))
         self._aps = AsyncIOScheduler(timezone=UTC)
         self._aps.start(paused=paused)
         for entry in list(self.entries.values()):
@@ -172,7 +199,7 @@ class Scheduler:
         assert self._aps is not None
         now = self.clock.now()
         last = self._last.get(entry.id)
-        if catch_up and last is not None:
+        if catch_up and last is not None and not self.is_paused(entry):
             self._catch_up(entry, last, now)
         elif last is None:
             self._last[entry.id] = now.timestamp()  # a baseline: a later downtime counts
@@ -232,6 +259,11 @@ class Scheduler:
         """
         entry = self.entries.get(sid)
         if entry is None:
+            return
+        if self.is_paused(entry):  # the last fire stays: unpause catches up from it
+            payload = {"task": entry.task, "schedule": sid, "reason": "paused"}
+            _log.info("run_skipped", trigger="schedule", **payload)
+            self.bus.emit("run_skipped", {**payload, "trigger": "schedule"})
             return
         ts = self.clock.time()
         self.fire(entry, ts, "schedule")

@@ -1,0 +1,119 @@
+"""What the history keeps for operating runs: each run's definition, pauses, retry links.
+
+* ``run_definitions``: the task definition a run used (the document as read, with the
+  values of its ``secrets`` replaced by :data:`SECRET_KEPT`), so ``retry`` runs the same
+  steps even after the file changed. The row goes with its run (``ON DELETE CASCADE``).
+* ``pauses``: one row per paused target, ``task:<name>`` or ``schedule:<id>``; the daemon
+  reads them at start, so a restart keeps a pause.
+* ``runs.retry_of``: a retry points at the run it retries; :func:`retries_of` follows the
+  link the other way.
+
+Functions over a :class:`~flowtaskd.daemon.runs.store.HistoryStore`: writes are awaited
+(the store's writer thread), reads are synchronous (the CLI reads with the daemon stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from flowtaskd.daemon.runs.store import HistoryStore
+from flowtaskd.errors import StoreError
+
+__all__ = [
+    "SECRET_KEPT",
+    "add_pause",
+    "get_definition",
+    "paused_targets",
+    "put_definition",
+    "remove_pause",
+    "retries_of",
+    "without_secrets",
+]
+
+SECRET_KEPT = "<secret: not kept in the history>"
+"""What stands in a kept definition for the value of a name listed in ``secrets``."""
+
+
+def without_secrets(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` (a task document) with the values of its ``secrets`` in params and env
+    replaced by :data:`SECRET_KEPT`."""
+    out = dict(raw)
+    names = raw.get("secrets") or []
+    if isinstance(names, str):
+        names = [names]
+    for key in ("params", "env"):
+        section = raw.get(key)
+        if isinstance(section, Mapping):
+            out[key] = {k: (SECRET_KEPT if k in names else v) for k, v in section.items()}
+    return out
+
+
+async def put_definition(store: HistoryStore, run_id: str, raw: Mapping[str, Any]) -> None:
+    text = json.dumps(without_secrets(raw), default=str, separators=(",", ":"))
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO run_definitions (run_id, definition) VALUES (?, ?)",
+            (run_id, text),
+        )
+
+    await store.write(op)
+
+
+def get_definition(store: HistoryStore, run_id: str) -> dict[str, Any] | None:
+    with store.reading() as conn:
+        row = conn.execute(
+            "SELECT definition FROM run_definitions WHERE run_id = ?", (run_id,)
+        ).fetchone()
+    if row is None:
+        return None
+    try:
+        data = json.loads(row[0])
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def retries_of(store: HistoryStore, run_id: str) -> list[str]:
+    """The runs that retry ``run_id``, oldest first."""
+    with store.reading() as conn:
+        rows = conn.execute(
+            "SELECT run_id FROM runs WHERE retry_of = ? ORDER BY rowid", (run_id,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def paused_targets(store: HistoryStore) -> dict[str, float]:
+    """``task:<name>`` / ``schedule:<id>`` -> when it was paused (epoch seconds)."""
+    try:
+        with store.reading() as conn:
+            rows = conn.execute("SELECT target, paused_at FROM pauses").fetchall()
+    except StoreError:
+        if not store.path.is_file():  # no history yet: nothing is paused
+            return {}
+        raise
+    return {r[0]: r[1] for r in rows}
+
+
+async def add_pause(store: HistoryStore, target: str, now: float) -> bool:
+    """Pause ``target``; False if it was paused already."""
+
+    def op(conn: sqlite3.Connection) -> bool:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO pauses (target, paused_at) VALUES (?, ?)", (target, now)
+        )
+        return cur.rowcount == 1
+
+    return await store.write(op)
+
+
+async def remove_pause(store: HistoryStore, target: str) -> bool:
+    """Unpause ``target``; False if it was not paused."""
+
+    def op(conn: sqlite3.Connection) -> bool:
+        return conn.execute("DELETE FROM pauses WHERE target = ?", (target,)).rowcount == 1
+
+    return await store.write(op)
