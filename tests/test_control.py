@@ -194,6 +194,7 @@ async def test_status_and_tasks(config: DaemonConfig) -> None:
             "steps": 2,
             "schedules": [],
             "description": "two quick steps",
+            "paused": False,
         }
         assert by_name["nightly"]["schedules"] == ["0 3 * * *"]
         [bad] = reply["invalid"]
