@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from flowtaskd.cli import control, daemon, execute, model
+from flowtaskd.cli import control, daemon, execute, model, oncall, plan
 
 __all__ = ["main"]
 
-_MODULES = [daemon, model, execute, control]
+_MODULES = [daemon, model, execute, plan, control, oncall]
 
 
 def build_parser() -> argparse.ArgumentParser:

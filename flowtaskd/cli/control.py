@@ -61,6 +61,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--wait", action="store_true", help="wait for the run; exit 0 if done, 1 otherwise"
     )
+    p.add_argument(
+        "-v", "--show-output", action="store_true", help="with --wait: stream the steps' output"
+    )
     _common(p)
     p.set_defaults(handler=_run(_cmd_trigger))
 
@@ -279,28 +282,10 @@ def _params(pairs: list[str]) -> dict[str, Any]:
 
 
 def _cmd_trigger(args: argparse.Namespace) -> int:
+    from flowtaskd.cli.follow import follow_run  # noqa: PLC0415 - follow imports this module
+
     request = {"cmd": "trigger", "task": args.task, "params": _params(args.param)}
-    if args.wait:
-        request["wait"] = True
-    with _Client(_socket_path(args)) as client:
-        first = client.request(request)
-        if args.json:
-            _print_json(first)
-        else:
-            print(first["run_id"], flush=True)
-        if not args.wait:
-            return 0
-        end = client.receive(follow=True)
-    if end is None:
-        raise _CliError(f"the daemon closed the connection before run {first['run_id']} ended")
-    end = _checked(end)
-    status = end.get("status")
-    if args.json:
-        _print_json(end)
-    else:
-        error = f": {end['error']}" if end.get("error") else ""
-        print(f"run {end['run_id']} {status} in {_span(end.get('duration'))}{error}")
-    return 0 if status == "done" else 1
+    return follow_run(args, request, wait=args.wait)
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:

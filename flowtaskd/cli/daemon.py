@@ -1,4 +1,6 @@
-"""``flowtaskd run`` (the daemon), ``history`` and ``show`` (read the run history directly)."""
+"""``flowtaskd run`` (the daemon) and ``history`` (read the run history directly).
+
+``show`` is in :mod:`flowtaskd.cli.oncall`."""
 
 from __future__ import annotations
 
@@ -28,12 +30,6 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     _where(p)
     p.set_defaults(handler=cmd_history)
-
-    p = sub.add_parser("show", help="show one run and its step attempts")
-    p.add_argument("run_id", help="a run id or a unique prefix")
-    p.add_argument("--json", action="store_true")
-    _where(p)
-    p.set_defaults(handler=cmd_show)
 
 
 def _where(p: argparse.ArgumentParser) -> None:
@@ -106,39 +102,3 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def _run_dict(r: Any) -> dict[str, Any]:
     return {f: getattr(r, f) for f in r.__dataclass_fields__}
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    try:
-        store = HistoryStore.open_readonly(_history_path(args))
-        found = store.get_run(args.run_id)
-    except FlowtaskError as exc:
-        return _error(exc)
-    if found is None:
-        print(f"error: no run {args.run_id!r} in the history", file=sys.stderr)
-        return 1
-    run, attempts = found
-    if args.json:
-        out = _run_dict(run)
-        out["attempts"] = [_run_dict(a) for a in attempts]
-        json.dump(out, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-        return 0
-    dur = f"{run.duration:.2f}s" if run.duration is not None else "-"
-    print(f"run {run.run_id}  task {run.task}  {run.status}  ({run.trigger})")
-    print(f"  started {_when(run.started_at)}  finished {_when(run.finished_at)}  duration {dur}")
-    if run.source:
-        print(f"  source {run.source}")
-    if run.params:
-        print(f"  params {json.dumps(run.params)}")
-    if run.error:
-        print(f"  error {run.error}")
-    if run.log_dir and Path(run.log_dir).is_dir():  # made only when a step printed
-        print(f"  logs {run.log_dir}")
-    for a in attempts:
-        took = f"{a.duration:.2f}s" if a.duration is not None else "-"
-        code = "" if a.exit_code is None else f"exit {a.exit_code}"
-        print(
-            f"  {a.status:<16} {a.step_id:<28} try {a.attempt}  {took:>8}  {code}  {a.error or ''}"
-        )
-    return 0

@@ -290,7 +290,8 @@ class Requests:
             run_id = submit()
             if run_id is None:
                 return error_reply(f"run of {task} not started: {watch.skip_reason or 'skipped'}")
-            first = {"ok": True, "run_id": run_id, **(extra or {})}
+            log_dir = str(self.d.runs.log_root / task / run_id)
+            first = {"ok": True, "run_id": run_id, "log_dir": log_dir, **(extra or {})}
             if not wait:
                 return first
             await session.send(first)
