@@ -218,7 +218,7 @@ def test_backfill_cancelled_as_a_whole(daemon: DaemonProcess) -> None:
     )
     first = _json(planned)
     assert first["total"] == 24
-    daemon.wait_log(event("step_start", task="slow"))
+    daemon.wait_log(event("start", task="slow", trigger="backfill"))
     cancelled = _json(daemon.cli("backfill", "--cancel", first["backfill_id"], "--json"))
     assert cancelled["state"] == "cancelled"
     wait_for_sync(
