@@ -222,8 +222,9 @@ def test_backfill_cancelled_as_a_whole(daemon: DaemonProcess) -> None:
     cancelled = _json(daemon.cli("backfill", "--cancel", first["backfill_id"], "--json"))
     assert cancelled["state"] == "cancelled"
     wait_for_sync(
-        lambda: [r["status"] for r in daemon.history() if r["trigger"] == "backfill"]
-        == ["cancelled"],
+        lambda: (
+            [r["status"] for r in daemon.history() if r["trigger"] == "backfill"] == ["cancelled"]
+        ),
         timeout=15,
     )  # only the one that had started was run at all, and it was stopped
 

@@ -28,6 +28,7 @@ from flowtaskd.cli.live import RunView, live_wanted
 
 __all__ = ["follow_backfill", "follow_run"]
 
+_LAST_EVENTS = 2.0  # seconds the view waits, after the run's end, for its last events
 _STATUS_STYLE = {"done": "green", "failed": "bold red", "cancelled": "magenta", "running": "cyan"}
 
 
@@ -101,6 +102,8 @@ def follow_run(
     view: RunView | None = None
     lock = threading.Lock()
 
+    completed = threading.Event()
+
     def sink(event: dict[str, Any]) -> None:
         with lock:
             if view is None:
@@ -108,6 +111,8 @@ def follow_run(
                 return
         if event.get("run_id") == run_id:
             view(event)
+            if event.get("event") == "completed":
+                completed.set()
 
     run_id = ""
     events = _subscribe(path) if live else None
@@ -134,6 +139,7 @@ def follow_run(
                         if event.get("run_id") == run_id:
                             view(event)
                     end = client.receive(follow=True)
+                    completed.wait(_LAST_EVENTS)  # the stream may trail the reply a little
             else:
                 end = client.receive(follow=True)
         except KeyboardInterrupt:

@@ -42,6 +42,7 @@ _FAILED = {"failed", "timed_out"}
 _FINAL = {"done", "failed", "timed_out", "cancelled", "upstream_failed", "skipped", "kept"}
 _TAIL_LINES = 5
 _MAX_LINES = 20  # step lines shown at once (the rest summarised)
+_PUMP_EVERY = 0.2  # seconds between looks at the steps' log files (--show-output)
 
 
 def live_wanted(stream: TextIO, json_output: bool = False) -> bool:
@@ -90,6 +91,9 @@ class RunView:
         self._lock = threading.Lock()
         self._offsets: dict[Path, int] = {}
         self._live: Live | None = None
+        self._stop = threading.Event()
+        self._pumper: threading.Thread | None = None
+        self._pump_lock = threading.Lock()
 
     # -- life -------------------------------------------------------------------------
     def __enter__(self) -> RunView:
@@ -102,13 +106,24 @@ class RunView:
             transient=False,
         )
         self._live.start()
+        if self.show_output:
+            self._pumper = threading.Thread(target=self._pump_loop, daemon=True)
+            self._pumper.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._pumper is not None:
+            self._pumper.join(2)
+            self._pumper = None
         if self._live is not None:
             self.pump_output()
             self._live.stop()
             self._live = None
+
+    def _pump_loop(self) -> None:
+        while not self._stop.wait(_PUMP_EVERY):
+            self.pump_output()
 
     def print(self, text: str) -> None:
         """A line above the view."""
@@ -123,9 +138,12 @@ class RunView:
             elif event in ("done", "on_error", "cancelled"):
                 self.status = str(p.get("status") or event)
                 self.ended = time.monotonic()
+                for st in self.steps.values():  # the run ended them without step events
+                    if st.status in ("running", "retrying"):
+                        st.status, st.ended = "cancelled", self.ended
             elif event == "start" and p.get("run_id"):
                 self.title = self.title or f"run {p['run_id']}"
-        if event in ("step_start", "step_done", "step_error", "completed"):
+        if event in ("step_done", "step_error"):
             self.pump_output()
 
     def _step_event(self, event: str, sid: str, p: Mapping[str, Any]) -> None:
@@ -170,6 +188,11 @@ class RunView:
         """With ``show_output``: print what the steps printed since last time."""
         if not self.show_output or self.log_dir is None:
             return
+        with self._pump_lock:
+            self._pump()
+
+    def _pump(self) -> None:
+        assert self.log_dir is not None
         try:
             names = sorted(os.listdir(self.log_dir))
         except OSError:
@@ -198,7 +221,7 @@ class RunView:
     def _line(self, st: _Step, now: float) -> Text:
         end = st.ended if st.ended is not None else now
         took = f"{end - st.started:6.1f}s" if st.started is not None else "      -"
-        text = Text(f"  {st.label:<28} ")
+        text = Text(f"  {st.label:<28} ", no_wrap=True, overflow="ellipsis")
         text.append(f"{st.status:<15}", style=_STYLE.get(st.status, ""))
         text.append(f" {took}")
         most = self.max_attempts.get(st.label.split("[", 1)[0], 1)
@@ -245,7 +268,7 @@ class RunView:
             else:
                 counts["waiting"] += 1
         elapsed = (self.ended if self.ended is not None else now) - self.t0
-        text = Text(f"{self.title}  " if self.title else "", style="bold")
+        text = Text(f"{self.title}  " if self.title else "", style="bold", no_wrap=True)
         text.append(f"{counts['done']} done", style="green")
         text.append(f" · {counts['running']} running", style="cyan")
         text.append(f" · {counts['waiting']} waiting", style="dim")
