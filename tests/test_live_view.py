@@ -31,7 +31,11 @@ class Terminal:
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
-            ["tmux", "-L", self.name, *args], capture_output=True, text=True, timeout=10
+            ["tmux", "-L", self.name, *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -61,7 +65,9 @@ class Terminal:
         self.tmux("send-keys", *keys)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True, timeout=10)
+        subprocess.run(
+            ["tmux", "-L", self.name, "kill-server"], capture_output=True, timeout=10, check=False
+        )
 
 
 @pytest.fixture

@@ -315,9 +315,11 @@ def _event_line(e: dict[str, Any]) -> str:
     ts = e.get("ts")
     when = datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3] if ts else "--:--:--.---"
     parts = [when, f"{e.get('event', '?'):<15}", str(e.get("task") or "-")]
-    for key in ("run_id", "step"):
-        if e.get(key):
-            parts.append(str(e[key]))
+    if e.get("run_id"):
+        parts.append(str(e["run_id"]))
+    if e.get("step"):  # a group member's item as step[i], as everywhere
+        item = e.get("item")
+        parts.append(str(e["step"]) + (f"[{item}]" if item is not None else ""))
     details = [
         f"{key}={e[key]}"
         for key in ("status", "attempt", "exit_code", "reason", "error")

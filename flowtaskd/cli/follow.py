@@ -70,6 +70,37 @@ def _steps_of(path: Path, task: str | None) -> tuple[list[str], dict[str, int]]:
     return ids, tries
 
 
+class _RunSink:
+    """Events of the subscribed connection: held until the view exists, then the run's."""
+
+    def __init__(self) -> None:
+        self.run_id = ""
+        self.view: RunView | None = None
+        self.pending: list[dict[str, Any]] = []
+        self.completed = threading.Event()
+        self.lock = threading.Lock()
+
+    def attach(self, view: RunView) -> None:
+        with self.lock:
+            self.view, early, self.pending = view, self.pending, []
+        for event in early:
+            self._feed(view, event)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            view = self.view
+            if view is None:
+                self.pending.append(event)
+                return
+        self._feed(view, event)
+
+    def _feed(self, view: RunView, event: dict[str, Any]) -> None:
+        if event.get("run_id") == self.run_id:
+            view(event)
+            if event.get("event") == "completed":
+                self.completed.set()
+
+
 def _run_view(
     args: argparse.Namespace, path: Path, first: dict[str, Any], request: dict[str, Any]
 ) -> RunView:
@@ -98,29 +129,13 @@ def follow_run(
     live = wait and live_wanted(sys.stderr, args.json)
     if wait:
         request = {**request, "wait": True}
-    pending: list[dict[str, Any]] = []
-    view: RunView | None = None
-    lock = threading.Lock()
-
-    completed = threading.Event()
-
-    def sink(event: dict[str, Any]) -> None:
-        with lock:
-            if view is None:
-                pending.append(event)
-                return
-        if event.get("run_id") == run_id:
-            view(event)
-            if event.get("event") == "completed":
-                completed.set()
-
-    run_id = ""
+    sink = _RunSink()
     events = _subscribe(path) if live else None
     if events is not None:
         _Events(events, sink).start()
     with _Client(path) as client:
         first = client.request(request)
-        run_id = first["run_id"]
+        run_id = sink.run_id = first["run_id"]
         if args.json:
             sys.stdout.write(json.dumps(first) + "\n")
         else:
@@ -132,14 +147,10 @@ def follow_run(
         try:
             if live:
                 view = _run_view(args, path, first, request)
-                with lock:
-                    early, pending[:] = list(pending), []
                 with view:
-                    for event in early:
-                        if event.get("run_id") == run_id:
-                            view(event)
+                    sink.attach(view)
                     end = client.receive(follow=True)
-                    completed.wait(_LAST_EVENTS)  # the stream may trail the reply a little
+                    sink.completed.wait(_LAST_EVENTS)  # the stream may trail the reply
             else:
                 end = client.receive(follow=True)
         except KeyboardInterrupt:
