@@ -106,7 +106,9 @@ def _rerun(pile: TaskPile, bad: set[str], from_step: str | None, failed_only: bo
             if any(m in rerun for m in g.members):
                 new = (set(g.members) | {g.parent}) - rerun
                 if new:
-                    rerun |= new | {d for s in new for d in nx.descendants(graph, s)}
+                    rerun |= new
+                    if not failed_only:
+                        rerun |= {d for s in new for d in nx.descendants(graph, s)}
                     changed = True
     return rerun
 

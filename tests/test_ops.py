@@ -1,0 +1,231 @@
+"""The on-call operations over a real history file: retry plans, pauses, backfill times,
+next fire times, dry-run plans, the schema upgrade."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowtaskd.core.pile import TaskPile
+from flowtaskd.core.plan import plan_run
+from flowtaskd.daemon import ops
+from flowtaskd.daemon.runs.extras import (
+    SECRET_KEPT,
+    get_definition,
+    paused_targets,
+    put_definition,
+)
+from flowtaskd.daemon.runs.store import HistoryStore, RunRecord
+from flowtaskd.engine.runner import Kept
+
+CHAIN = {
+    "name": "chain",
+    "steps": [
+        {"Dummy": {"name": "a"}},
+        {"Dummy": {"name": "b"}},
+        {"Dummy": {"name": "c"}},
+        {"Dummy": {"name": "side", "depends": []}},
+    ],
+}
+
+
+async def _record(
+    store: HistoryStore, raw: dict[str, Any], statuses: dict[str, str], status: str = "failed"
+) -> str:
+    run_id = f"run{len(store.list_runs(limit=0)):04d}"
+    steps = {sid: {"status": st, "output": f"out-{sid}"} for sid, st in statuses.items()}
+    await store.insert_run(
+        RunRecord(run_id, raw["name"], "manual", status, stats={"steps": steps}, source="/t.yaml")
+    )
+    await put_definition(store, run_id, raw)
+    return run_id
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    s = HistoryStore(tmp_path / "history.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_retry_reruns_what_failed_and_downstream_keeping_the_rest(store: Any) -> None:
+    rid = await _record(
+        store, CHAIN, {"a": "done", "b": "failed", "c": "upstream_failed", "side": "done"}
+    )
+    plan = ops.plan_retry(store, rid)
+    assert plan.rerun == ["b", "c"]
+    assert plan.kept == {
+        "a": Kept(ops_status("done"), "out-a", rid),
+        "side": Kept(ops_status("done"), "out-side", rid),
+    }
+    assert plan.pile.definition.file == "/t.yaml"
+    assert ops.plan_retry(store, rid, from_step="a").rerun == ["a", "b", "c"]
+
+
+async def test_failed_only_keeps_done_steps_downstream(store: Any) -> None:
+    raw = {
+        "name": "cleanup",
+        "steps": [
+            {"Dummy": {"name": "a"}},
+            {"Dummy": {"name": "b"}},
+            {"Dummy": {"name": "tidy", "trigger_rule": "all_done"}},
+        ],
+    }
+    rid = await _record(store, raw, {"a": "failed", "b": "upstream_failed", "tidy": "done"})
+    assert ops.plan_retry(store, rid).rerun == ["a", "b", "tidy"]
+    assert ops.plan_retry(store, rid, failed_only=True).rerun == ["a", "b"]
+
+
+async def test_a_group_runs_again_as_a_whole_with_its_parent(store: Any) -> None:
+    raw = {
+        "name": "fan",
+        "steps": [
+            {"FileList": {"name": "list", "path": "/tmp", "to_group": "g"}},
+            {"Dummy": {"name": "m1", "Group": "g"}},
+            {"Dummy": {"name": "m2", "Group": "g", "depends": ["m1"]}},
+            {"Dummy": {"name": "end", "depends": ["m2"]}},
+        ],
+    }
+    rid = await _record(store, raw, {"list": "done", "m1": "done", "m2": "failed", "end": "done"})
+    plan = ops.plan_retry(store, rid, failed_only=True)
+    assert set(plan.rerun) == {"list", "m1", "m2"} and set(plan.kept) == {"end"}
+
+
+async def test_retry_refusals_are_one_line(store: Any) -> None:
+    done = await _record(store, CHAIN, dict.fromkeys(("a", "b", "c", "side"), "done"), "done")
+    with pytest.raises(ops.OpError, match="did not fail .*--force"):
+        ops.plan_retry(store, done)
+    assert ops.plan_retry(store, done, force=True).rerun == ["a", "b", "c", "side"]
+    going = await _record(store, CHAIN, {}, "running")
+    with pytest.raises(ops.OpError, match="still running"):
+        ops.plan_retry(store, going)
+    with pytest.raises(ops.OpError, match="no run 'nope'"):
+        ops.plan_retry(store, "nope")
+    rid = await _record(store, CHAIN, {"a": "done", "b": "failed"})
+    with pytest.raises(ops.OpError, match="no step 'bb'.*did you mean 'b'"):
+        ops.plan_retry(store, rid, from_step="bb")
+    renamed = TaskPile({"name": "chain", "steps": [{"Dummy": {"name": "z"}}]})
+    with pytest.raises(ops.OpError, match="step 'a' .* no longer has it"):
+        ops.plan_retry(store, rid, current=lambda name: renamed)
+
+
+async def test_kept_definitions_hide_secrets(store: Any) -> None:
+    raw = {
+        "name": "s",
+        "secrets": ["token"],
+        "params": {"token": "hunter2-secret", "day": "x"},
+        "steps": [{"Dummy": {"name": "a"}}],
+    }
+    rid = await _record(store, raw, {"a": "failed"})
+    kept = get_definition(store, rid)
+    assert kept is not None and kept["params"] == {"token": SECRET_KEPT, "day": "x"}
+    assert "hunter2" not in Path(store.path).read_bytes().decode(errors="replace")
+    with pytest.raises(ops.OpError, match="hides the secret token: retry with --current"):
+        ops.plan_retry(store, rid)
+    current = TaskPile(raw)
+    assert ops.plan_retry(store, rid, current=lambda name: current).pile is current
+
+
+async def test_pause_twice_and_unpause_unknown_are_refused(store: Any) -> None:
+    out = await ops.set_pause(store, "task:t", True, 100.0, known={"task:t"})
+    assert out == {"target": "task:t", "paused": True, "since": 100.0}
+    with pytest.raises(ops.OpError, match="already paused"):
+        await ops.set_pause(store, "task:t", True, 101.0)
+    with pytest.raises(ops.OpError, match="no task 'u' is loaded"):
+        await ops.set_pause(store, "task:u", True, 101.0, known={"task:t"})
+    assert paused_targets(store) == {"task:t": 100.0}
+    await ops.set_pause(store, "task:t", False, 102.0)
+    with pytest.raises(ops.OpError, match="is not paused"):
+        await ops.set_pause(store, "task:t", False, 103.0)
+    with pytest.raises(ops.OpError, match="name a task, or a schedule"):
+        ops.pause_target(None, None)
+
+
+def test_backfill_times_follow_the_schedule_in_its_zone() -> None:
+    start = ops.parse_moment("2026-03-28", "Europe/Berlin")
+    end = ops.parse_moment("2026-03-30", "Europe/Berlin", end=True)
+    times = ops.backfill_times(["30 2 * * *"], start, end, tz="Europe/Berlin")
+    # 2026-03-29 has no 02:30 in Berlin (DST): it fires once at the first instant after
+    assert [t.isoformat() for t in times] == [
+        "2026-03-28T02:30:00+01:00",
+        "2026-03-29T03:00:00+02:00",
+        "2026-03-30T02:30:00+02:00",
+    ]
+    every = ops.backfill_times([], start, start.replace(hour=1), every=1800.0)
+    assert len(every) == 3
+    with pytest.raises(ops.OpError, match="no schedule; give --every"):
+        ops.backfill_times([], start, end)
+    with pytest.raises(ops.OpError, match="more than 10000"):
+        ops.backfill_times(["* * * * *"], start, ops.parse_moment("2026-12-31"), tz="UTC")
+
+
+def test_next_reads_intervals_and_cron() -> None:
+    after = datetime(2026, 1, 1, tzinfo=UTC)
+    assert ops.parse_every("5m") == 300 and ops.parse_every("every:90s") == 90
+    assert ops.parse_every("every 2h") == 7200 and ops.parse_every("nightly") is None
+    assert [t.minute for t in ops.next_times("every:15m", after, 2)] == [15, 30]
+    assert ops.next_times("@hourly", after, 1)[0].hour == 1
+    with pytest.raises(ops.OpError, match="minute"):
+        ops.next_times("61 * * * *", after)
+
+
+def test_plan_resolves_masks_at_a_time_and_hides_secrets() -> None:
+    pile = TaskPile(
+        {
+            "name": "p",
+            "secrets": ["token"],
+            "params": {"token": "hunter2-secret"},
+            "steps": [
+                {"Command": {"name": "get", "command": ["curl", "-H", "{token}", "{yesterday}"]}},
+                {"Command": {"name": "put", "command": ["echo", "{steps.get.output}"]}},
+                {"Command": {"name": "bad", "command": ["echo", "{nope}"], "depends": []}},
+            ],
+        }
+    )
+    plan = plan_run(pile, {}, datetime(2026, 3, 1, tzinfo=UTC))
+    steps = {s["id"]: s for s in plan["steps"]}
+    assert steps["get"]["params"]["command"] == ["curl", "-H", "***", "2026-02-28"]
+    assert steps["put"]["params"]["command"] == ["echo", "<output of get>"]
+    assert "unknown placeholder {nope}" in steps["bad"]["error"]
+    assert plan["levels"] == [["get", "bad"], ["put"]]
+    assert "hunter2" not in repr(plan)
+
+
+async def test_a_version_1_history_is_upgraded_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, task TEXT NOT NULL, trigger TEXT NOT NULL,"
+        " source TEXT, params TEXT, status TEXT NOT NULL, queued_at REAL, started_at REAL,"
+        " finished_at REAL, duration REAL, error TEXT, stats TEXT, log_dir TEXT,"
+        " inbox_file TEXT, schedule_id TEXT)"
+    )
+    conn.execute(
+        "CREATE TABLE step_attempts (run_id TEXT REFERENCES runs ON DELETE CASCADE,"
+        " step_id TEXT, attempt INTEGER, status TEXT, started_at REAL, finished_at REAL,"
+        " duration REAL, exit_code INTEGER, cpu_user REAL, cpu_system REAL, max_rss_kb INTEGER,"
+        " bytes_out INTEGER, error TEXT, log_path TEXT, PRIMARY KEY (run_id, step_id, attempt))"
+    )
+    conn.execute("CREATE TABLE schedule_state (schedule_id TEXT PRIMARY KEY, last_fire REAL)")
+    conn.execute("INSERT INTO runs (run_id, task, trigger, status) VALUES ('old', 't', 'x', 'done')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = HistoryStore(db)
+    await store.open()
+    await store.close()
+    [run] = HistoryStore.open_readonly(db).list_runs()
+    assert run.run_id == "old" and run.retry_of is None and run.logical_time is None
+    with pytest.raises(ops.OpError, match="no definition for run old .*--current"):
+        ops.plan_retry(HistoryStore.open_readonly(db), "old", force=True)
+
+
+def ops_status(name: str) -> Any:
+    from flowtaskd.core.rules import StepStatus  # noqa: PLC0415
+
+    return StepStatus(name)
