@@ -98,7 +98,7 @@ async def test_a_group_runs_again_as_a_whole_with_its_parent(store: Any) -> None
 
 async def test_retry_refusals_are_one_line(store: Any) -> None:
     done = await _record(store, CHAIN, dict.fromkeys(("a", "b", "c", "side"), "done"), "done")
-    with pytest.raises(ops.OpError, match="did not fail .*--force"):
+    with pytest.raises(ops.OpError, match=r"did not fail .*--force"):
         ops.plan_retry(store, done)
     assert ops.plan_retry(store, done, force=True).rerun == ["a", "b", "c", "side"]
     going = await _record(store, CHAIN, {}, "running")
@@ -107,10 +107,10 @@ async def test_retry_refusals_are_one_line(store: Any) -> None:
     with pytest.raises(ops.OpError, match="no run 'nope'"):
         ops.plan_retry(store, "nope")
     rid = await _record(store, CHAIN, {"a": "done", "b": "failed"})
-    with pytest.raises(ops.OpError, match="no step 'bb'.*did you mean 'b'"):
+    with pytest.raises(ops.OpError, match=r"no step 'bb'.*did you mean 'b'"):
         ops.plan_retry(store, rid, from_step="bb")
     renamed = TaskPile({"name": "chain", "steps": [{"Dummy": {"name": "z"}}]})
-    with pytest.raises(ops.OpError, match="step 'a' .* no longer has it"):
+    with pytest.raises(ops.OpError, match=r"step 'a' .* no longer has it"):
         ops.plan_retry(store, rid, current=lambda name: renamed)
 
 
@@ -212,7 +212,9 @@ async def test_a_version_1_history_is_upgraded_in_place(tmp_path: Path) -> None:
         " bytes_out INTEGER, error TEXT, log_path TEXT, PRIMARY KEY (run_id, step_id, attempt))"
     )
     conn.execute("CREATE TABLE schedule_state (schedule_id TEXT PRIMARY KEY, last_fire REAL)")
-    conn.execute("INSERT INTO runs (run_id, task, trigger, status) VALUES ('old', 't', 'x', 'done')")
+    conn.execute(
+        "INSERT INTO runs (run_id, task, trigger, status) VALUES ('old', 't', 'x', 'done')"
+    )
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -221,7 +223,7 @@ async def test_a_version_1_history_is_upgraded_in_place(tmp_path: Path) -> None:
     await store.close()
     [run] = HistoryStore.open_readonly(db).list_runs()
     assert run.run_id == "old" and run.retry_of is None and run.logical_time is None
-    with pytest.raises(ops.OpError, match="no definition for run old .*--current"):
+    with pytest.raises(ops.OpError, match=r"no definition for run old .*--current"):
         ops.plan_retry(HistoryStore.open_readonly(db), "old", force=True)
 
 
