@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import wait_for_sync
-from tests.daemon_harness import DaemonProcess, event, short_root
+from tests.daemon_harness import FLOWTASKD, DaemonProcess, event, short_root
 
 pytestmark = pytest.mark.e2e
 
@@ -146,6 +147,7 @@ def test_pause_skips_fires_survives_a_restart_and_catches_up(daemon: DaemonProce
     mark = daemon.mark()
     daemon.wait_log(event("run_skipped", task="tick", reason="paused"), since=mark, count=2)
     assert _json(daemon.cli("status", "--json"))["paused"] == ["task:tick"]
+    assert "paused: task:tick" in daemon.cli("status").stdout
     assert _json(daemon.cli("tasks", "--json"))["tasks"][0]["paused"] is True
     nxt = daemon.cli("next", "tick")
     assert "tick-1s" in nxt.stdout and "(paused: fires are skipped)" in nxt.stdout, nxt.stderr
@@ -162,6 +164,8 @@ def test_pause_skips_fires_survives_a_restart_and_catches_up(daemon: DaemonProce
     wait_for_sync(
         lambda: any(r["trigger"] == "catchup" for r in daemon.history()), timeout=10
     )  # the fires missed while paused follow catchup: latest
+    assert all(r["logical_time"] for r in daemon.history() if r["trigger"] == "catchup")
+    assert "paused: task:tick" not in daemon.cli("status").stdout
     _one_line_error(daemon.cli("unpause", "tick"), 2, "task tick is not paused")
 
     assert daemon.stop() == 0  # with the daemon stopped, a pause goes straight to the history
@@ -239,3 +243,35 @@ def test_next_takes_intervals_and_task_names(daemon: DaemonProcess, tmp_path: Pa
     assert sched["id"] == "task:n:0" and sched["paused"] is False
     assert sched["next"][0].endswith("T03:00:00+00:00")
     _one_line_error(daemon.cli("next", "nope"), 2, "no task named 'nope'")
+
+
+def test_logs_follow_a_running_run_to_its_end(daemon: DaemonProcess) -> None:
+    gate = daemon.root / "gate"
+    daemon.put_task(
+        "talk.yaml",
+        _task(
+            "talk",
+            _sh("one", f"echo first; while [ ! -e {gate} ]; do sleep 0.05; done; echo second"),
+            _sh("two", "echo third"),
+        ),
+    )
+    daemon.start()
+    run_id = daemon.cli("trigger", "talk").stdout.strip()
+    daemon.wait_log(event("start", task="talk", run_id=run_id))
+    follower = subprocess.Popen(
+        [FLOWTASKD, "logs", run_id, "-f", "--config", str(daemon.config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "==> one (try 1, stdout) <==\n"
+        assert follower.stdout.readline() == "first\n"  # while the step still runs
+        gate.write_text("")
+        rest, err = follower.communicate(timeout=20)  # ends by itself once the run is over
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0, err
+    assert rest == "second\n==> two (try 1, stdout) <==\nthird\n"

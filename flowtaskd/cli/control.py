@@ -236,6 +236,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         width = max(len(k) for k in fires)
         for key, when in sorted(fires.items(), key=lambda kv: kv[1] or "~"):
             print(f"  {key:<{width}}  {when or 'paused'}")
+    if st.get("paused"):
+        print(f"paused: {', '.join(st['paused'])} (schedule fires are skipped)")
     ctl = st["control"]
     print(f"subscribers: {ctl['subscribers']} ({ctl['dropped_subscribers']} dropped)")
     return 0
@@ -255,6 +257,8 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
         print(f"{'NAME':<{width}}  STEPS  SCHEDULE         FILE")
         for t in tasks:
             sched = ", ".join(t["schedules"]) or "-"
+            if t.get("paused"):
+                sched += " (paused)"
             print(f"{t['name']:<{width}}  {t['steps']:>5}  {sched:<15}  {t['file']}")
             if t.get("description"):
                 print(f"{'':<{width}}         {t['description']}")
