@@ -186,3 +186,45 @@ def test_trigger_wait_follows_a_daemon_run_in_the_view(term: Terminal) -> None:
             assert "2 done · 0 running · 0 waiting · 0 failed  of 2" in end
         finally:
             daemon.close()
+
+
+def test_retry_and_backfill_show_their_progress(term: Terminal) -> None:
+    with short_root() as root:
+        daemon = DaemonProcess(root)
+        fixed = root / "fixed"
+        try:
+            daemon.put_task(
+                "job.yaml",
+                yaml.safe_dump(
+                    {
+                        "name": "job",
+                        "schedule": "0 * * * *",
+                        "steps": [
+                            _sh("prep", "echo ready"),
+                            _sh("work", f"sleep 0.4; test -e {fixed}"),
+                        ],
+                    }
+                ),
+            )
+            daemon.start()
+            failed = daemon.cli("trigger", "job", "--wait")
+            assert failed.returncode == 1
+            fixed.write_text("")
+            term.run(f"{FLOWTASKD} retry {failed.stdout.split()[0]} --config {daemon.config_path}")
+            end = term.wait(lambda s: "RC=" in s)
+            assert "RC=0" in end
+            assert re.search(r"^\s+prep\s+kept", end, re.MULTILINE)  # not run again
+            assert re.search(r"^\s+work\s+done", end, re.MULTILINE)
+            term.close()
+
+            term.run(
+                f"{FLOWTASKD} backfill job --from 2026-01-01T00:00 --to 2026-01-01T02:00"
+                f" --config {daemon.config_path}"
+            )
+            going = term.wait(lambda s: re.search(r"2026-01-01T0\d:00:00\+00:00 +\w+ +running", s))
+            assert "backfill bf-" in going
+            end = term.wait(lambda s: "RC=" in s)
+            assert "RC=0" in end and re.search(r"backfill bf-\w+ done: 3 done", end)
+            assert len(re.findall(r"^\s+2026-01-01T0[012]:00:00\+00:00 +\w+ +done", end, re.M)) == 3
+        finally:
+            daemon.close()

@@ -99,6 +99,7 @@ def test_a_failed_run_show_logs_fix_retry(daemon: DaemonProcess) -> None:
     assert _json(daemon.cli("show", run_id, "--json"))["retries"] == [new_id]
     history = {r["run_id"]: r for r in daemon.history()}
     assert history[new_id]["retry_of"] == run_id
+    assert f"retry of {run_id}" in daemon.cli("history").stdout
     _one_line_error(daemon.cli("retry", new_id), 2, "did not fail", "--force")
     _one_line_error(daemon.cli("retry", run_id, "--from", "lood"), 2, "no step 'lood'")
 

@@ -96,7 +96,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     for r in runs:
         dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
         started = _when(r.started_at)
-        print(f"{r.run_id:<20} {r.task[:24]:<24} {r.status:<12} {r.trigger:<9} {started:<19} {dur}")
+        link = f"  retry of {r.retry_of}" if r.retry_of else ""
+        print(
+            f"{r.run_id:<20} {r.task[:24]:<24} {r.status:<12} {r.trigger:<9} {started:<19} {dur}"
+            f"{link}"
+        )
     return 0
 
 

@@ -164,6 +164,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
     except FlowtaskError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    if args.output is not None and args.output not in stats.steps:
+        print(f"error: --output: task {stats.task} has no step {args.output!r}", file=sys.stderr)
+        return EXIT_INVALID
     if args.json:
         json.dump(stats.to_dict(), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -184,11 +187,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def _final_output(stats: TaskMonitor, step: str | None) -> str | None:
     """The output of ``step`` (default: the last step in file order that has one)."""
     if step is not None:
-        mon = stats.steps.get(step)
-        if mon is None:
-            print(f"error: --output: task {stats.task} has no step {step!r}", file=sys.stderr)
-            return None
-        return mon.output
+        return stats.steps[step].output
     for mon in reversed(list(stats.steps.values())):
         if mon.output:
             return mon.output

@@ -188,6 +188,7 @@ class _BackfillView:
         }
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
+        self.all_ended = threading.Event()
 
     def __call__(self, event: dict[str, Any]) -> None:
         run = self.runs.get(str(event.get("run_id")))
@@ -200,6 +201,8 @@ class _BackfillView:
                 run["status"], run["t1"] = str(event.get("status")), time.monotonic()
             elif event.get("event") == "run_skipped" and run["status"] == "queued":
                 run["status"] = "cancelled"
+            if all(r["status"] not in ("queued", "running") for r in self.runs.values()):
+                self.all_ended.set()
 
     def __rich__(self) -> RenderableType:
         now = time.monotonic()
@@ -253,6 +256,8 @@ def follow_backfill(args: argparse.Namespace, request: dict[str, Any], *, wait: 
                     view(event)
                 with Live(view, console=Console(stderr=True), refresh_per_second=5):
                     end = client.receive(follow=True)
+                    if end is not None and end.get("state") == "done":
+                        view.all_ended.wait(_LAST_EVENTS)  # the stream may trail the reply
             else:
                 end = client.receive(follow=True)
         except KeyboardInterrupt:

@@ -343,7 +343,10 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 # -- next -------------------------------------------------------------------------------
 def _cmd_next(args: argparse.Namespace) -> int:
     if is_schedule(args.cron):
-        after = datetime.fromisoformat(args.after) if args.after else datetime.now(UTC)
+        try:
+            after = datetime.fromisoformat(args.after) if args.after else datetime.now(UTC)
+        except ValueError:
+            raise ops.OpError(f"--after {args.after!r} is not an ISO 8601 time") from None
         times = ops.next_times(args.cron, after, args.n, args.tz)
         if args.json:
             _dump([t.isoformat() for t in times])
