@@ -231,3 +231,69 @@ def ops_status(name: str) -> Any:
     from flowtaskd.core.rules import StepStatus  # noqa: PLC0415
 
     return StepStatus(name)
+
+
+async def test_kept_steps_are_not_run_and_still_feed_placeholders(tmp_path: Path) -> None:
+    from flowtaskd.core.rules import StepStatus, TaskStatus  # noqa: PLC0415
+    from flowtaskd.tasks.task import Task  # noqa: PLC0415
+
+    seen = tmp_path / "seen"
+    raw = {
+        "name": "k",
+        "steps": [
+            {"Command": {"name": "a", "command": ["sh", "-c", f"echo ran >> {tmp_path}/a"]}},
+            {
+                "Command": {
+                    "name": "b",
+                    "command": ["sh", "-c", f"echo {{steps.a.output}} > {seen}"],
+                }
+            },
+        ],
+    }
+    kept = {"a": Kept(StepStatus.DONE, "from-before", "r0")}
+    task = Task(task=raw, kept=kept, log_dir=tmp_path / "logs")
+    async with task:
+        stats = await task.run()
+    assert stats.status is TaskStatus.DONE
+    assert not (tmp_path / "a").exists() and seen.read_text() == "from-before\n"
+    a = stats.steps["a"]
+    assert (a.status, a.reason, a.attempts) == (StepStatus.DONE, "kept from run r0", [])
+
+
+async def test_masks_evaluate_at_the_logical_time(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    from flowtaskd.tasks.task import Task  # noqa: PLC0415
+
+    argv = ["echo", "{today} {yesterday} {logical_time:%H:%M} {now:%Y}"]
+    raw = {"name": "m", "steps": [{"Command": {"name": "s", "command": argv}}]}
+    at = datetime(2026, 1, 1, 0, 30, tzinfo=ZoneInfo("Europe/Berlin"))  # 2025-12-31 in UTC
+    task = Task(task=raw, logical_time=at, log_dir=tmp_path / "logs")
+    async with task:
+        stats = await task.run()
+    assert stats.steps["s"].output == "2026-01-01 2025-12-31 00:30 2026"
+
+
+async def test_logs_and_show_mask_the_secrets_the_process_knows(store: Any, tmp_path: Path) -> None:
+    from flowtaskd.logs import GLOBAL_MASKER  # noqa: PLC0415
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.1.out").write_text("token=zq-very-secret-771\nok\n")
+    await store.insert_run(
+        RunRecord(
+            "masked",
+            "chain",
+            "manual",
+            "failed",
+            log_dir=str(logs),
+            stats={"steps": {"a": {"status": "failed"}}},
+        )
+    )
+    GLOBAL_MASKER.update(["zq-very-secret-771"])  # as a run of the daemon registers them
+    out = ops.read_logs(store, "masked", "a")
+    assert out["sections"][0]["text"] == "token=***\nok\n"
+    [step] = ops.describe_run(store, "masked")["steps"]
+    assert step["output_head"] == "token=***\nok"
+    with pytest.raises(ops.OpError, match="must be a byte count"):
+        ops.read_logs(store, "masked", offsets={str(logs / "a.1.out"): "x"})

@@ -17,7 +17,7 @@ import asyncio
 import secrets
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,7 @@ __all__ = ["MAX_BACKFILL", "Backfill", "Backfills", "backfill_times", "parse_mom
 
 MAX_BACKFILL = 10_000
 """Most runs one backfill makes."""
+_KEEP_ENDED = 100  # backfills that ended, kept for ``backfills`` and ``backfill_cancel``
 
 
 def parse_moment(text: str, tz: str = "UTC", *, end: bool = False) -> datetime:
@@ -169,6 +170,8 @@ class Backfills:
             for t in times
         ]
         self.all[bf_id] = bf
+        for old in [k for k, b in self.all.items() if b.state != "running"][:-_KEEP_ENDED]:
+            del self.all[old]  # remember the last few that ended, not all of them
         self.spawn(self._feed(bf))
         return bf
 
@@ -209,7 +212,3 @@ class Backfills:
             what = "ambiguous" if matches else "unknown"
             raise OpError(f"{what} backfill {bf_id!r} (backfills since start: {known})")
         return matches[0]
-
-
-def _utc(t: datetime) -> datetime:
-    return t.astimezone(UTC)

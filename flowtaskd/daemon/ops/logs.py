@@ -5,7 +5,8 @@ A step's output is in ``<log_dir>/<step>.<attempt>.out`` and ``.err`` (``<step>`
 created at the step's first byte. The files are found by listing the run's log folder, so
 a running run's output can be read (and followed) before the history holds its attempts;
 they are ordered by the attempt's start when the history has it, else by the file's
-creation. Nothing here needs the daemon.
+creation. Nothing here needs the daemon. Text is masked with the secrets this process
+knows (in the daemon: those of every run since it started).
 
 Follow a run by calling :func:`read_logs` again with the ``offsets`` of the last answer
 (path -> bytes read): each call returns only what was written since, at most
@@ -27,6 +28,7 @@ from flowtaskd.daemon.ops.common import UNFINISHED, OpError, did_you_mean, find_
 from flowtaskd.daemon.runs.extras import get_definition
 from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.errors import FlowtaskError
+from flowtaskd.logs import GLOBAL_MASKER
 
 __all__ = ["MAX_CHUNK", "STREAMS", "read_logs"]
 
@@ -147,10 +149,14 @@ def read_logs(
             last[f.label] = max(last.get(f.label, 0), f.attempt)
         files = [f for f in files if f.attempt == last[f.label]]
     offsets = offsets or {}
+    for key, value in offsets.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise OpError(f"logs: offsets[{key!r}] must be a byte count; got {value!r}")
     sections = []
     for f in files:
         key = str(f.path)
-        text, offset, size, more = _read(f.path, int(offsets.get(key, 0)), tail)
+        text, offset, size, more = _read(f.path, offsets.get(key, 0), tail)
+        text = GLOBAL_MASKER.mask(text)  # the secrets of runs this process has seen
         sections.append(
             {
                 "step": f.label,

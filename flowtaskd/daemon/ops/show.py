@@ -20,6 +20,7 @@ from flowtaskd.daemon.ops.common import UNFINISHED, find_run
 from flowtaskd.daemon.runs.extras import get_definition, retries_of
 from flowtaskd.daemon.runs.store import AttemptRecord, HistoryStore
 from flowtaskd.errors import FlowtaskError
+from flowtaskd.logs import GLOBAL_MASKER
 
 __all__ = ["HEAD_LINES", "describe_run"]
 
@@ -37,7 +38,7 @@ def _head(path: str | None) -> str | None:
     except OSError:
         return None
     lines = data.decode(errors="replace").splitlines()
-    return "\n".join(lines[:HEAD_LINES])
+    return GLOBAL_MASKER.mask("\n".join(lines[:HEAD_LINES]))
 
 
 def _paths(log_dir: str | None, label: str, attempt: int) -> dict[str, str | None]:
