@@ -89,8 +89,8 @@ def describe_run(store: HistoryStore, run_id: str) -> dict[str, Any]:
     for sid in _step_ids(store, run.run_id, stats) or list(by_step):
         s = step_stats.get(sid) or {}
         tries = [_try(a, run.log_dir) for a in by_step.get(sid, [])]
-        if not tries and going and run.log_dir:  # running: the history has no attempts yet
-            tries = _live_tries(run.log_dir, sid)
+        if not tries and run.log_dir:  # running or interrupted: no attempts recorded
+            tries = _live_tries(run.log_dir, sid, "running" if going else "unknown")
         last = tries[-1] if tries else None
         status = s.get("status") or ("running" if going and tries else None)
         steps.append(
@@ -118,8 +118,9 @@ def describe_run(store: HistoryStore, run_id: str) -> dict[str, Any]:
     }
 
 
-def _live_tries(log_dir: str, sid: str) -> list[dict[str, Any]]:
-    """Tries of a step of a running run, from its log files (those that printed)."""
+def _live_tries(log_dir: str, sid: str, status: str) -> list[dict[str, Any]]:
+    """Tries of a step whose attempts the history lacks, from its log files (those that
+    printed)."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
     try:
         names = sorted(p.name for p in Path(log_dir).iterdir())
@@ -134,7 +135,7 @@ def _live_tries(log_dir: str, sid: str) -> list[dict[str, Any]]:
             continue
         t = found.setdefault(
             (label, int(attempt)),
-            {"label": label, "attempt": int(attempt), "status": "running", "exit_code": None},
+            {"label": label, "attempt": int(attempt), "status": status, "exit_code": None},
         )
         t.update(_paths(log_dir, label, int(attempt)))
     return list(found.values())
