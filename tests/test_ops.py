@@ -41,7 +41,7 @@ async def _record(
     await store.insert_run(
         RunRecord(run_id, raw["name"], "manual", status, stats={"steps": steps}, source="/t.yaml")
     )
-    await put_definition(store, run_id, raw)
+    await put_definition(store, run_id, TaskPile(raw))
     return run_id
 
 
@@ -297,3 +297,19 @@ async def test_logs_and_show_mask_the_secrets_the_process_knows(store: Any, tmp_
     assert step["output_head"] == "token=***\nok"
     with pytest.raises(ops.OpError, match="must be a byte count"):
         ops.read_logs(store, "masked", offsets={str(logs / "a.1.out"): "x"})
+
+
+async def test_a_definition_is_kept_once_and_goes_with_its_last_run(store: Any) -> None:
+    pile = TaskPile(CHAIN)
+    for rid in ("r1", "r2"):
+        await store.insert_run(RunRecord(rid, "chain", "manual", "done", finished_at=1.0))
+        await put_definition(store, rid, pile)
+    with store.reading() as conn:
+        assert conn.execute("SELECT count(*) FROM definitions").fetchone()[0] == 1
+    assert get_definition(store, "r2") == CHAIN
+    assert await store.prune(10.0, None, 1) == 1  # r1 goes, the definition stays for r2
+    with store.reading() as conn:
+        assert conn.execute("SELECT count(*) FROM definitions").fetchone()[0] == 1
+    assert await store.prune(10.0, None, 0) == 1
+    with store.reading() as conn:
+        assert conn.execute("SELECT count(*) FROM definitions").fetchone()[0] == 0

@@ -1,8 +1,10 @@
 """What the history keeps for operating runs: each run's definition, pauses, retry links.
 
-* ``run_definitions``: the task definition a run used (the document as read, with the
-  values of its ``secrets`` replaced by :data:`SECRET_KEPT`), so ``retry`` runs the same
-  steps even after the file changed. The row goes with its run (``ON DELETE CASCADE``).
+* ``definitions`` and ``run_definitions``: the task definition a run used (the document as
+  read, with the values of its ``secrets`` replaced by :data:`SECRET_KEPT`), so ``retry``
+  runs the same steps even after the file changed. Each distinct definition is kept once,
+  by digest; a run's link goes with the run (``ON DELETE CASCADE``) and a definition no run
+  uses any more goes with its last link (a trigger).
 * ``pauses``: one row per paused target, ``task:<name>`` or ``schedule:<id>``; the daemon
   reads them at start, so a restart keeps a pause.
 * ``runs.retry_of``: a retry points at the run it retries; :func:`retries_of` follows the
@@ -14,11 +16,14 @@ Functions over a :class:`~flowtaskd.daemon.runs.store.HistoryStore`: writes are 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.errors import StoreError
 
@@ -51,13 +56,30 @@ def without_secrets(raw: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def put_definition(store: HistoryStore, run_id: str, raw: Mapping[str, Any]) -> None:
-    text = json.dumps(without_secrets(raw), default=str, separators=(",", ":"))
+_TEXTS: weakref.WeakKeyDictionary[TaskPile, tuple[str, str]] = weakref.WeakKeyDictionary()
+
+
+def _kept_text(pile: TaskPile) -> tuple[str, str]:
+    """The definition as kept (secrets hidden) and its digest, worked out once per pile."""
+    found = _TEXTS.get(pile)
+    if found is None:
+        text = json.dumps(without_secrets(pile.definition.raw), default=str, separators=(",", ":"))
+        found = (hashlib.sha256(text.encode()).hexdigest(), text)
+        _TEXTS[pile] = found
+    return found
+
+
+async def put_definition(store: HistoryStore, run_id: str, pile: TaskPile) -> None:
+    """Keep the definition ``run_id`` ran (one copy per distinct definition)."""
+    digest, text = _kept_text(pile)
 
     def op(conn: sqlite3.Connection) -> None:
         conn.execute(
-            "INSERT OR REPLACE INTO run_definitions (run_id, definition) VALUES (?, ?)",
-            (run_id, text),
+            "INSERT OR IGNORE INTO definitions (digest, definition) VALUES (?, ?)", (digest, text)
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO run_definitions (run_id, digest) VALUES (?, ?)",
+            (run_id, digest),
         )
 
     await store.write(op)
@@ -66,7 +88,9 @@ async def put_definition(store: HistoryStore, run_id: str, raw: Mapping[str, Any
 def get_definition(store: HistoryStore, run_id: str) -> dict[str, Any] | None:
     with store.reading() as conn:
         row = conn.execute(
-            "SELECT definition FROM run_definitions WHERE run_id = ?", (run_id,)
+            "SELECT d.definition FROM run_definitions r JOIN definitions d USING (digest)"
+            " WHERE r.run_id = ?",
+            (run_id,),
         ).fetchone()
     if row is None:
         return None

@@ -47,7 +47,7 @@ async def record_start(store: HistoryStore, req: RunRequest, status: str, **fiel
     )
     try:
         await store.insert_run(record)
-        await put_definition(store, req.run_id, req.pile.definition.raw)
+        await put_definition(store, req.run_id, req.pile)
     except FlowtaskError as exc:
         _log.error("history_write_failed", task=req.task, run_id=req.run_id, error=str(exc))
 

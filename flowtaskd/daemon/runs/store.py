@@ -41,8 +41,13 @@ _V2 = (
     "ALTER TABLE runs ADD COLUMN retry_of TEXT",
     "ALTER TABLE runs ADD COLUMN logical_time REAL",
     "ALTER TABLE runs ADD COLUMN backfill_id TEXT",
+    "CREATE TABLE definitions (digest TEXT PRIMARY KEY, definition TEXT NOT NULL)",
     """CREATE TABLE run_definitions (
-        run_id TEXT PRIMARY KEY REFERENCES runs ON DELETE CASCADE, definition TEXT NOT NULL)""",
+        run_id TEXT PRIMARY KEY REFERENCES runs ON DELETE CASCADE, digest TEXT NOT NULL)""",
+    "CREATE INDEX run_definitions_digest ON run_definitions (digest)",
+    """CREATE TRIGGER definitions_unused AFTER DELETE ON run_definitions BEGIN
+        DELETE FROM definitions WHERE digest = old.digest
+        AND NOT EXISTS (SELECT 1 FROM run_definitions WHERE digest = old.digest); END""",
     "CREATE TABLE pauses (target TEXT PRIMARY KEY, paused_at REAL NOT NULL)",
     "CREATE INDEX runs_retry_of ON runs (retry_of)",
 )
