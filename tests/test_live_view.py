@@ -152,6 +152,7 @@ def test_ctrl_c_cancels_and_exits_130(term: Terminal, tmp_path: Path) -> None:
     end = term.wait(lambda s: "RC=" in s)
     assert "RC=130" in end
     assert re.search(r"nap\s+cancelled", end)
+    assert "0 done · 0 running · 0 waiting · 0 failed · 1 not run  of 1" in end
 
 
 def test_without_a_real_terminal_there_is_no_view(term: Terminal, tmp_path: Path) -> None:

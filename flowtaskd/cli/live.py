@@ -4,7 +4,8 @@
 the daemon's event stream) and drawn by ``rich`` (``Live``), which redraws it about five
 times a second, so elapsed times and backoff countdowns tick between events. One line per
 step that started or ended (state, elapsed, try ``2/4``, ``retrying in 3s``), a summary
-line (done / running / waiting / failed of total), and the last lines of a failing step's
+line (done / running / waiting / failed, and not run: upstream failed or cancelled, of
+total), and the last lines of a failing step's
 stderr. Log lines and step output (``--show-output``) are printed above the view, never
 through it. :func:`live_wanted` decides whether to draw it at all: only on a terminal,
 without ``--json``, ``NO_COLOR`` or ``TERM=dumb``.
@@ -254,13 +255,15 @@ class RunView:
         return (self.order.index(base) if base in self.order else len(self.order), label)
 
     def _summary(self, now: float) -> Text:
-        counts = {"done": 0, "running": 0, "waiting": 0, "failed": 0}
+        counts = {"done": 0, "running": 0, "waiting": 0, "failed": 0, "not run": 0}
         for label in self.order:
             states = [s.status for k, s in self.steps.items() if k.split("[", 1)[0] == label]
             if not states:
                 counts["waiting"] += 1
-            elif any(s in _FAILED or s == "upstream_failed" for s in states):
+            elif any(s in _FAILED for s in states):
                 counts["failed"] += 1
+            elif any(s in ("upstream_failed", "cancelled") for s in states):
+                counts["not run"] += 1
             elif any(s in ("running", "retrying") for s in states):
                 counts["running"] += 1
             elif all(s in _FINAL for s in states):
@@ -273,6 +276,8 @@ class RunView:
         text.append(f" · {counts['running']} running", style="cyan")
         text.append(f" · {counts['waiting']} waiting", style="dim")
         text.append(f" · {counts['failed']} failed", style="red" if counts["failed"] else "")
+        if counts["not run"]:
+            text.append(f" · {counts['not run']} not run", style="magenta")
         text.append(f"  of {len(self.order)}  {elapsed:.1f}s")
         if self.ended is not None:
             text.append(f"  {self.status}", style=_STYLE.get(self.status, "bold"))
