@@ -205,7 +205,8 @@ async def test_status_and_tasks(config: DaemonConfig) -> None:
 async def test_trigger_runs_and_history_records_it(config: DaemonConfig) -> None:
     async with running(config) as daemon, client(daemon) as c:
         reply = await c.ask({"cmd": "trigger", "task": "two", "params": {"who": "me"}})
-        assert reply["ok"] and set(reply) == {"ok", "run_id"}
+        assert reply["ok"] and set(reply) == {"ok", "run_id", "log_dir"}
+        assert reply["log_dir"] == str(config.state_dir / "logs" / "two" / reply["run_id"])
         run = await _finished(c, reply["run_id"])
         assert (run["task"], run["status"], run["trigger"]) == ("two", "done", "manual")
         assert run["params"] == {"who": "me"} and "stats" not in run
