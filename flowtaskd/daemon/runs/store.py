@@ -31,41 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowtaskd.daemon.runs.schema import SCHEMA, SCHEMA_VERSION, UPGRADES
 from flowtaskd.daemon.runs.writer import SerialWriter, store_error
 from flowtaskd.errors import StoreError
 
 __all__ = ["AttemptRecord", "HistoryStore", "RunRecord"]
 
-_SCHEMA_VERSION = 2
-_V2 = (
-    "ALTER TABLE runs ADD COLUMN retry_of TEXT",
-    "ALTER TABLE runs ADD COLUMN logical_time REAL",
-    "ALTER TABLE runs ADD COLUMN backfill_id TEXT",
-    "CREATE TABLE definitions (digest TEXT PRIMARY KEY, definition TEXT NOT NULL)",
-    """CREATE TABLE run_definitions (
-        run_id TEXT PRIMARY KEY REFERENCES runs ON DELETE CASCADE, digest TEXT NOT NULL)""",
-    "CREATE INDEX run_definitions_digest ON run_definitions (digest)",
-    """CREATE TRIGGER definitions_unused AFTER DELETE ON run_definitions BEGIN
-        DELETE FROM definitions WHERE digest = old.digest
-        AND NOT EXISTS (SELECT 1 FROM run_definitions WHERE digest = old.digest); END""",
-    "CREATE TABLE pauses (target TEXT PRIMARY KEY, paused_at REAL NOT NULL)",
-    "CREATE INDEX runs_retry_of ON runs (retry_of)",
-)
-_SCHEMA = (
-    """CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY, task TEXT NOT NULL, trigger TEXT NOT NULL, source TEXT,
-        params TEXT, status TEXT NOT NULL, queued_at REAL, started_at REAL, finished_at REAL,
-        duration REAL, error TEXT, stats TEXT, log_dir TEXT, inbox_file TEXT, schedule_id TEXT)""",
-    """CREATE TABLE step_attempts (
-        run_id TEXT REFERENCES runs ON DELETE CASCADE, step_id TEXT, attempt INTEGER,
-        status TEXT, started_at REAL, finished_at REAL, duration REAL, exit_code INTEGER,
-        cpu_user REAL, cpu_system REAL, max_rss_kb INTEGER, bytes_out INTEGER, error TEXT,
-        log_path TEXT, PRIMARY KEY (run_id, step_id, attempt))""",
-    """CREATE TABLE schedule_state (schedule_id TEXT PRIMARY KEY, last_fire REAL NOT NULL)""",
-    "CREATE INDEX runs_task_started ON runs (task, started_at)",
-    "CREATE INDEX runs_status ON runs (status)",
-    *_V2,
-)
 _UNFINISHED = "('pending', 'running')"
 _NEWEST_FIRST = "COALESCE(started_at, queued_at, finished_at) DESC, rowid DESC"
 _INTERRUPTED = "daemon stopped before the run finished"
@@ -350,13 +321,14 @@ def _open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
                     f"{path} is a SQLite database but not a flowtaskd run history:"
                     " move it aside or choose another state directory"
                 )
-            for statement in _SCHEMA:
+            for statement in SCHEMA:
                 conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        elif version == 1:  # retry links, logical times, kept definitions, pauses
-            for statement in _V2:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version < SCHEMA_VERSION:  # upgraded in place, one version after the other
+            for step in range(version, SCHEMA_VERSION):
+                for statement in UPGRADES[step]:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         conn.close()
@@ -365,12 +337,12 @@ def _open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
 
 
 def _check_version(path: Path, version: int, *, empty_ok: bool) -> None:
-    if version > _SCHEMA_VERSION:
+    if version > SCHEMA_VERSION:
         raise StoreError(
             f"run history at {path} has schema {version}, newer than this flowtaskd"
-            f" ({_SCHEMA_VERSION}): upgrade flowtaskd or move the file aside"
+            f" ({SCHEMA_VERSION}): upgrade flowtaskd or move the file aside"
         )
-    if version < _SCHEMA_VERSION and not empty_ok:
+    if version < SCHEMA_VERSION and not empty_ok:
         raise StoreError(
             f"run history at {path} is not a flowtaskd run history (schema {version}):"
             " start the daemon once to create or upgrade it"
