@@ -395,6 +395,8 @@ async def test_a_config_command_schedule_runs_a_command_task(tmp_path: Path) -> 
         sched.start(paused=True)
         await tick(sched, "nightly:cleanup")
         await wait_for(lambda: "nightly-cleanup" in r.names("completed"))
+        # the history records the run's end just after its completed event
+        await wait_for(lambda: [x.status for x in r.store.list_runs("nightly-cleanup")] == ["done"])
         [run] = r.store.list_runs("nightly-cleanup")
     assert out.read_text() == "hello\n"
     assert (run.status, run.trigger, run.schedule_id) == ("done", "schedule", "nightly:cleanup")
