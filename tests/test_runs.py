@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from flowtaskd.clock import Clock, SystemClock
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.runs.manager import SHUTDOWN, RunManager, RunRequest
 from flowtaskd.daemon.runs.store import HistoryStore, RunRecord
 from flowtaskd.engine.events import EventBus
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.execution.local import LocalExecutor
+from flowtaskd.tasks import TaskPile
 from tests.conftest import FakeClock, wait_for
 
 

@@ -14,6 +14,7 @@ import structlog
 
 from flowtaskd.clock import Clock, SystemClock
 from flowtaskd.components.context import Executor, StepOutcome
+from flowtaskd.components.registry import registry
 from flowtaskd.core.loader import TASK_SUFFIXES, load_document
 from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.rules import StepStatus, TaskStatus
@@ -81,12 +82,12 @@ class Task(AbstractTask):
             self.file = Path(task.file) if task.file else None
             return task
         if isinstance(task, Mapping):
-            return validate_definition(dict(task))
+            return validate_definition(dict(task), catalog=registry())
         if isinstance(task, str | os.PathLike):
             path = self._find(str(task))
             self.file = path
             doc = load_document(path)
-            return validate_definition(doc.data, doc)
+            return validate_definition(doc.data, doc, catalog=registry())
         raise TaskNotFound(f"cannot run {task!r}: give a task file, a library name or a dict")
 
     def _find(self, ref: str) -> Path:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from flowtaskd.components.registry import registry
 from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.intake.inbox import ClaimedFile, InboxWatcher, Spool
 from flowtaskd.daemon.intake.trust import untrusted_reason
@@ -219,7 +220,8 @@ class Intake:
                 step["cwd"] = entry.cwd
             if entry.timeout:
                 step["timeout"] = entry.timeout
-            pile = TaskPile({"name": entry.id.replace(":", "-"), "steps": [{"Command": step}]})
+            task = {"name": entry.id.replace(":", "-"), "steps": [{"Command": step}]}
+            pile = TaskPile(task, catalog=registry())
             self._commands[entry.id] = pile
         return pile
 
