@@ -17,7 +17,8 @@ from flowtaskd.daemon.config.load import WebhookConfig
 from flowtaskd.daemon.intake.library import Library
 from flowtaskd.daemon.outputs.metrics import DaemonMetrics
 from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher
-from flowtaskd.daemon.runs.manager import RunManager, RunRequest
+from flowtaskd.daemon.runs.manager import RunManager
+from flowtaskd.daemon.runs.request import RunRequest
 from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.engine.events import EventBus
 from flowtaskd.execution.local import LocalExecutor

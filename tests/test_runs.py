@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from flowtaskd.clock import Clock, SystemClock
-from flowtaskd.daemon.runs.manager import SHUTDOWN, RunManager, RunRequest
+from flowtaskd.daemon.runs.manager import RunManager
+from flowtaskd.daemon.runs.request import SHUTDOWN, RunRequest
 from flowtaskd.daemon.runs.store import HistoryStore, RunRecord
 from flowtaskd.engine.events import EventBus
 from flowtaskd.engine.stats import TaskMonitor

@@ -28,7 +28,7 @@ from flowtaskd.core.values import placeholders
 from flowtaskd.errors import Problem, format_path
 
 if TYPE_CHECKING:
-    from flowtaskd.core.schema import StepSpec
+    from flowtaskd.core.spec import StepSpec
 
 __all__ = ["CompiledGraph", "Group", "LineOf", "compile_graph", "graph_problems"]
 

@@ -36,6 +36,7 @@ from flowtaskd.core.options import (
     Timeout,
 )
 from flowtaskd.core.problems import closest, pydantic_problems, shown
+from flowtaskd.core.spec import StepSpec
 from flowtaskd.errors import Problem, TaskParseError, format_path
 
 __all__ = [
@@ -83,22 +84,6 @@ class TaskHeader(StrictModel):
 
 
 _HEADER_KEYS = frozenset(TaskHeader.model_fields)
-
-
-@dataclass(frozen=True, slots=True)
-class StepSpec:
-    """One validated step: its id, component, parameters and options."""
-
-    index: int
-    id: str
-    component: str
-    params: StrictModel
-    options: StepOptions
-    line: int | None = None
-    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
-    """The step's mapping as written (parameters and options), when it came from data."""
-    iterator: bool | None = None
-    """Whether the component feeds groups (``None``: an invalid step, not known)."""
 
 
 @dataclass(frozen=True, slots=True)

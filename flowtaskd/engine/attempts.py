@@ -28,7 +28,8 @@ from flowtaskd.execution.local import LocalExecutor
 from flowtaskd.logs import SecretMasker
 
 if TYPE_CHECKING:
-    from flowtaskd.engine.runner import DagRun
+    from flowtaskd.core.pile import TaskPile
+    from flowtaskd.engine.stats import TaskMonitor
 
 __all__ = ["Attempts", "RunSettings"]
 
@@ -61,12 +62,12 @@ class RunSettings:
 
 
 class Attempts:
-    def __init__(self, run: DagRun, settings: RunSettings) -> None:
-        self.run_ = run
+    def __init__(self, pile: TaskPile, monitor: TaskMonitor, settings: RunSettings) -> None:
+        self.monitor = monitor
         self.s = settings
-        self.pile = run.pile
+        self.pile = pile
         self.items_of: dict[str, list[dict[str, Any]]] = {}
-        d = run.pile.definition
+        d = pile.definition
         self.task_env = dict(d.header.env)
         self.default_retry = d.header.retry or _NO_RETRY
         self.max_active = asyncio.Semaphore(d.header.max_active_steps)
@@ -161,7 +162,7 @@ class Attempts:
         s, step = self.s, self.pile[sid]
         assert step.spec is not None
         opts = step.spec.options
-        mon = self.run_.monitor.steps[sid]
+        mon = self.monitor.steps[sid]
         now = s.clock.time()
         mon.started_at = now if mon.started_at is None else min(mon.started_at, now)
         mon.status = StepStatus.RUNNING

@@ -71,7 +71,7 @@ class DagRun:
         self._tg: asyncio.TaskGroup | None = None
         self._cancel_requested = False
         self._main: asyncio.Task[Any] | None = None
-        self.attempts = Attempts(self, settings)
+        self.attempts = Attempts(self.pile, self.monitor, settings)
 
     # -- public -----------------------------------------------------------------------
     def cancel(self) -> None:

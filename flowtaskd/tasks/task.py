@@ -121,7 +121,7 @@ class Task(AbstractTask):
         bus = self.task_events()
         if self._owns_bus:
             await bus.start()
-        self._actions = ActionRunner(definition, self) if definition.events else None
+        self._actions = ActionRunner(definition, self._subrun) if definition.events else None
         self._stats = TaskMonitor(definition.name, self.run_id, trigger=self.trigger)
         self._started = True
 

@@ -19,7 +19,7 @@ from flowtaskd.components.registry import registry
 from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.intake.inbox import ClaimedFile, InboxWatcher, Spool
 from flowtaskd.daemon.intake.trust import untrusted_reason
-from flowtaskd.daemon.runs.manager import SHUTDOWN, OnDone, RunRequest
+from flowtaskd.daemon.runs.request import SHUTDOWN, OnDone, RunRequest
 from flowtaskd.daemon.schedule.scheduler import ScheduleEntry
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError, Problem, TaskParseError

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,50 +40,20 @@ import structlog
 from flowtaskd.clock import Clock
 from flowtaskd.components.context import Executor
 from flowtaskd.core.options import Overlap
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.rules import TaskStatus
 from flowtaskd.daemon.runs.recorder import record_end, record_start
+from flowtaskd.daemon.runs.request import SHUTDOWN, RunRequest
 from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.engine.events import EventBus
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.logs import GLOBAL_MASKER
-from flowtaskd.tasks.task import Task, new_run_id
+from flowtaskd.tasks.task import Task
 
-__all__ = ["SHUTDOWN", "OnDone", "RunManager", "RunRequest"]
+__all__ = ["RunManager"]
 
 _log = structlog.get_logger("flowtaskd.runs")
-
-SHUTDOWN = "cancelled at shutdown"
-"""The ``cancel_reason`` of runs the drain cancelled."""
 _CANCELLED = str(TaskStatus.CANCELLED)
-_FAILED = str(TaskStatus.FAILED)
-
-OnDone = Callable[["RunRequest", TaskMonitor | None, str | None], Awaitable[None]]
-"""``on_done(request, stats, error)`` once a run is over and recorded; ``stats`` is None
-when the run never ran (cancelled while queued) or could not start."""
-
-
-@dataclass(slots=True)
-class RunRequest:
-    """One run to make: which definition (a snapshot), with what, and why."""
-
-    pile: TaskPile
-    trigger: str  # schedule | inbox | manual | catchup | exec
-    params: Mapping[str, Any] = field(default_factory=dict)
-    source: str | None = None
-    schedule_id: str | None = None
-    overlap: Overlap | None = None  # overrides the task's (a schedule entry may)
-    inbox_file: str | None = None
-    fire_time: float | None = None
-    on_done: OnDone | None = None
-    run_id: str = field(default_factory=new_run_id)
-    queued_at: float = 0.0
-    cancel_reason: str | None = None  # set when the manager cancels it
-
-    @property
-    def task(self) -> str:
-        return self.pile.name
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from flowtaskd.errors import FlowtaskError
 from flowtaskd.logs import GLOBAL_MASKER
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.runs.manager import RunRequest
+    from flowtaskd.daemon.runs.request import RunRequest
 
 __all__ = ["record_end", "record_start"]
 
