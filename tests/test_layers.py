@@ -1,7 +1,9 @@
 """The house's rules, read off every import of every module.
 
-Every import counts: at module level and inside functions and coroutines; only those under
-``if TYPE_CHECKING:`` do not (they never run). The walk fails on
+Every import counts: at module level and inside functions and coroutines. Imports under
+``if TYPE_CHECKING:`` never run; they still may not point up the layers or close a cycle
+(a cycle hidden there is a design cycle all the same), so those two checks run with them
+and without them. The walk fails on
 
 - an arrow against the direction of the layers (``LAYERS``: a module imports only from its
   own layer or the layers before it),
@@ -54,24 +56,25 @@ def _type_checking(node: ast.If) -> bool:
     )
 
 
-def _nodes(tree: ast.AST) -> Iterator[ast.AST]:
+def _nodes(tree: ast.AST, typing: bool = False) -> Iterator[ast.AST]:
     for child in ast.iter_child_nodes(tree):
-        if isinstance(child, ast.If) and _type_checking(child):
+        if not typing and isinstance(child, ast.If) and _type_checking(child):
             for stmt in child.orelse:
                 yield stmt
-                yield from _nodes(stmt)
+                yield from _nodes(stmt, typing)
             continue
         yield child
-        yield from _nodes(child)
+        yield from _nodes(child, typing)
 
 
 @cache
-def imports(module: str) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
-    """(imported module, line, names taken from it) for each import that runs."""
+def imports(module: str, typing: bool = False) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
+    """(imported module, line, names taken from it) for each import that runs (and, with
+    ``typing``, each one under ``if TYPE_CHECKING:``)."""
     path = modules()[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: list[tuple[str, int, tuple[str, ...]]] = []
-    for node in _nodes(ast.parse(path.read_text(), str(path))):
+    for node in _nodes(ast.parse(path.read_text(), str(path)), typing):
         if isinstance(node, ast.Import):
             found.extend((alias.name, node.lineno, ()) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -96,9 +99,9 @@ def layer(module: str) -> int:
     return rank
 
 
-def ours() -> Iterator[tuple[str, str, int, tuple[str, ...]]]:
+def ours(typing: bool = False) -> Iterator[tuple[str, str, int, tuple[str, ...]]]:
     for module in modules():
-        for target, line, names in imports(module):
+        for target, line, names in imports(module, typing):
             if target == "flowtaskd" or target.startswith("flowtaskd."):
                 yield module, target, line, names
 
@@ -108,18 +111,19 @@ def test_every_module_is_in_a_layer() -> None:
         layer(module)
 
 
-def test_every_arrow_points_down_the_layers() -> None:
+@pytest.mark.parametrize("typing", [False, True], ids=["run-time", "with-type-checking"])
+def test_every_arrow_points_down_the_layers(typing: bool) -> None:
     against = [
         f"{module}:{line} imports {target} (layer {layer(target)} above {layer(module)})"
-        for module, target, line, _ in ours()
+        for module, target, line, _ in ours(typing)
         if layer(target) > layer(module)
     ]
     assert against == []
 
 
-def _graph(key: str) -> nx.DiGraph:
+def _graph(key: str, typing: bool) -> nx.DiGraph:
     graph = nx.DiGraph()
-    for module, target, _, _ in ours():
+    for module, target, _, _ in ours(typing):
         if target not in modules() or target == "flowtaskd":
             continue
         a, b = module, target
@@ -133,9 +137,11 @@ def _graph(key: str) -> nx.DiGraph:
     return graph
 
 
+@pytest.mark.parametrize("typing", [False, True], ids=["run-time", "with-type-checking"])
 @pytest.mark.parametrize("key", ["module", "package"])
-def test_no_import_cycles(key: str) -> None:
-    cycles = [sorted(c) for c in nx.strongly_connected_components(_graph(key)) if len(c) > 1]
+def test_no_import_cycles(key: str, typing: bool) -> None:
+    graph = _graph(key, typing)
+    cycles = [sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1]
     assert cycles == []
 
 
@@ -188,6 +194,12 @@ def test_the_core_reaches_no_io(module: str) -> None:
         or reached == "flowtaskd.clock"
     ]
     assert bad == []
+
+
+def test_the_cycle_check_can_fail() -> None:
+    graph = _graph("module", True)
+    graph.add_edge("flowtaskd.core.loader", "flowtaskd.core.schema")  # schema imports loader
+    assert any(len(c) > 1 for c in nx.strongly_connected_components(graph))
 
 
 def test_the_purity_check_can_fail() -> None:

@@ -16,8 +16,9 @@ from typing import Any
 
 from flowtaskd.clock import Clock, SystemClock
 from flowtaskd.daemon.runs.manager import RunManager
+from flowtaskd.daemon.runs.records import RunRecord
 from flowtaskd.daemon.runs.request import SHUTDOWN, RunRequest
-from flowtaskd.daemon.runs.store import HistoryStore, RunRecord
+from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.engine.events import EventBus
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.execution.local import LocalExecutor

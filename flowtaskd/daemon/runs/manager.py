@@ -42,8 +42,8 @@ from flowtaskd.components.context import Executor
 from flowtaskd.core.options import Overlap
 from flowtaskd.core.rules import TaskStatus
 from flowtaskd.daemon.runs.recorder import record_end, record_start
+from flowtaskd.daemon.runs.records import RunStore
 from flowtaskd.daemon.runs.request import SHUTDOWN, RunRequest
-from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.engine.events import EventBus
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError
@@ -69,7 +69,7 @@ class RunManager:
     def __init__(
         self,
         *,
-        store: HistoryStore,
+        store: RunStore,
         bus: EventBus,
         executor: Executor,
         clock: Clock,
@@ -154,25 +154,40 @@ class RunManager:
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a running or queued run by id (or unique prefix); False if none matches
-        or the prefix is ambiguous.
+        or the prefix is ambiguous (:meth:`cancel_one` says which)."""
+        try:
+            self.cancel_one(run_id)
+        except FlowtaskError:
+            return False
+        return True
+
+    def cancel_one(self, prefix: str) -> tuple[str, str]:
+        """Cancel the one running or queued run whose id starts with ``prefix``; return its
+        id and what it was (``running`` or ``queued``). Raises :class:`FlowtaskError` when
+        no run matches or the prefix is ambiguous.
 
         A queued run never starts: it is recorded ``cancelled`` and handed to its
         ``on_done`` (an inbox file is archived as cancelled).
         """
-        active = [a for rid, a in self.active.items() if rid.startswith(run_id)]
-        queued = [r for r in self.queue if r.run_id.startswith(run_id)]
-        if len(active) + len(queued) != 1:
-            return False
+        active = [a for rid, a in self.active.items() if rid.startswith(prefix)]
+        queued = [r for r in self.queue if r.run_id.startswith(prefix)]
+        matches = [a.request.run_id for a in active] + [r.run_id for r in queued]
+        if not matches:
+            raise FlowtaskError(f"no such running or queued run: {prefix}")
+        if len(matches) > 1:
+            raise FlowtaskError(
+                f"run id prefix {prefix!r} is ambiguous ({', '.join(matches[:5])}): give more of it"
+            )
         if active:
             self._cancel_active(active[0], "cancelled by request")
-            return True
+            return matches[0], "running"
         req = queued[0]
         self.queue.remove(req)
         req.cancel_reason = "cancelled while queued"
         self._skipped(req, req.cancel_reason)
         if self._tg is not None:
             self._tg.create_task(self._finish_unstarted(req), name=f"cancel:{req.run_id}")
-        return True
+        return req.run_id, "queued"
 
     def _cancel_active(self, a: _Active, reason: str) -> None:
         if a.request.cancel_reason is None:
