@@ -19,12 +19,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon import ops
 from flowtaskd.daemon.runs import recorder
-from flowtaskd.daemon.runs.extras import put_definition
-from flowtaskd.daemon.runs.manager import RunRequest
-from flowtaskd.daemon.runs.store import HistoryStore, RunRecord
+from flowtaskd.daemon.runs.records import RunRecord
+from flowtaskd.daemon.runs.request import RunRequest
+from flowtaskd.daemon.runs.store import HistoryStore
+from flowtaskd.tasks.pile import TaskPile
 
 
 def _task(steps: int) -> dict[str, Any]:
@@ -47,20 +47,18 @@ async def _starts(runs: int, steps: int, keep: bool) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         store = HistoryStore(Path(tmp) / "history.db")
         await store.open()
-        saved = recorder.put_definition
 
         async def skip(*args: Any) -> None:
             return None
 
         if not keep:
-            recorder.put_definition = skip  # type: ignore[assignment]
+            store.put_definition = skip  # type: ignore[method-assign]
         try:
             reqs = [RunRequest(pile=pile, trigger="manual") for _ in range(runs)]
             t0 = time.perf_counter()
             await asyncio.gather(*(recorder.record_start(store, r, "running") for r in reqs))
             took = time.perf_counter() - t0
         finally:
-            recorder.put_definition = saved
             await store.close()
     return took
 
@@ -79,7 +77,7 @@ async def _big_run(tmp: Path, steps: int) -> tuple[HistoryStore, str]:
     store = HistoryStore(tmp / "history.db")
     await store.open()
     await store.insert_run(RunRecord("big1", "big", "manual", "failed", stats=stats))
-    await put_definition(store, "big1", TaskPile(raw))
+    await store.put_definition("big1", TaskPile(raw))
     return store, "big1"
 
 

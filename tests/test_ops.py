@@ -10,17 +10,13 @@ from typing import Any
 
 import pytest
 
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.plan import plan_run
 from flowtaskd.daemon import ops
-from flowtaskd.daemon.runs.extras import (
-    SECRET_KEPT,
-    get_definition,
-    paused_targets,
-    put_definition,
-)
-from flowtaskd.daemon.runs.store import HistoryStore, RunRecord
+from flowtaskd.daemon.runs.extras import SECRET_KEPT
+from flowtaskd.daemon.runs.records import RunRecord
+from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.engine.runner import Kept
+from flowtaskd.tasks.pile import TaskPile
 
 CHAIN = {
     "name": "chain",
@@ -41,7 +37,7 @@ async def _record(
     await store.insert_run(
         RunRecord(run_id, raw["name"], "manual", status, stats={"steps": steps}, source="/t.yaml")
     )
-    await put_definition(store, run_id, TaskPile(raw))
+    await store.put_definition(run_id, TaskPile(raw))
     return run_id
 
 
@@ -122,7 +118,7 @@ async def test_kept_definitions_hide_secrets(store: Any) -> None:
         "steps": [{"Dummy": {"name": "a"}}],
     }
     rid = await _record(store, raw, {"a": "failed"})
-    kept = get_definition(store, rid)
+    kept = store.get_definition(rid)
     assert kept is not None and kept["params"] == {"token": SECRET_KEPT, "day": "x"}
     assert "hunter2" not in Path(store.path).read_bytes().decode(errors="replace")
     with pytest.raises(ops.OpError, match="hides the secret token: retry with --current"):
@@ -138,7 +134,7 @@ async def test_pause_twice_and_unpause_unknown_are_refused(store: Any) -> None:
         await ops.set_pause(store, "task:t", True, 101.0)
     with pytest.raises(ops.OpError, match="no task 'u' is loaded"):
         await ops.set_pause(store, "task:u", True, 101.0, known={"task:t"})
-    assert paused_targets(store) == {"task:t": 100.0}
+    assert store.paused_targets() == {"task:t": 100.0}
     await ops.set_pause(store, "task:t", False, 102.0)
     with pytest.raises(ops.OpError, match="is not paused"):
         await ops.set_pause(store, "task:t", False, 103.0)
@@ -303,10 +299,10 @@ async def test_a_definition_is_kept_once_and_goes_with_its_last_run(store: Any) 
     pile = TaskPile(CHAIN)
     for rid in ("r1", "r2"):
         await store.insert_run(RunRecord(rid, "chain", "manual", "done", finished_at=1.0))
-        await put_definition(store, rid, pile)
+        await store.put_definition(rid, pile)
     with store.reading() as conn:
         assert conn.execute("SELECT count(*) FROM definitions").fetchone()[0] == 1
-    assert get_definition(store, "r2") == CHAIN
+    assert store.get_definition("r2") == CHAIN
     assert await store.prune(10.0, None, 1) == 1  # r1 goes, the definition stays for r2
     with store.reading() as conn:
         assert conn.execute("SELECT count(*) FROM definitions").fetchone()[0] == 1

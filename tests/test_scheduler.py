@@ -27,7 +27,7 @@ from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.daemon.schedule.scheduler import ScheduleEntry, Scheduler, missed_fires, plan_catchup
 from flowtaskd.engine.events import EventBus
 from tests.conftest import FakeClock, wait_for, write
-from tests.test_runs import Rig, peak, rig
+from tests.test_manager import Rig, peak, rig
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -416,11 +416,9 @@ async def test_a_schedule_of_a_task_not_loaded_is_skipped(tmp_path: Path) -> Non
 
 
 async def test_paused_fires_are_skipped_and_unpause_catches_up(tmp_path: Path) -> None:
-    from flowtaskd.daemon.runs.extras import add_pause  # noqa: PLC0415
-
     store = HistoryStore(tmp_path / "history.db")
     await store.open()
-    await add_pause(store, "task:job", DOWN.timestamp())  # paused before the start: kept
+    await store.add_pause("task:job", DOWN.timestamp())  # paused before the start: kept
     async with scheduler_after_downtime(tmp_path, hourly(catchup="latest"), DOWN, UP) as f:
         assert f.fires == [] and f.missed() == []  # no catch-up for a paused task at start
         clock = f.scheduler.clock

@@ -26,7 +26,16 @@ from typing import Any, TextIO
 from flowtaskd.daemon.config.load import load_config
 from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
 
-__all__ = ["register"]
+__all__ = [
+    "CliError",
+    "Client",
+    "checked",
+    "common_options",
+    "parse_params",
+    "register",
+    "socket_path",
+    "span",
+]
 
 _REPLY_TIMEOUT = 60.0
 
@@ -64,8 +73,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "-v", "--show-output", action="store_true", help="with --wait: stream the steps' output"
     )
-    _common(p)
-    p.set_defaults(handler=_run(_cmd_trigger))
+    _common(p)  # the handler: flowtaskd.cli.oncall (it follows the run in the live view)
 
     p = sub.add_parser("cancel", help="cancel a running or queued run")
     p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix")
@@ -285,13 +293,6 @@ def _params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
-def _cmd_trigger(args: argparse.Namespace) -> int:
-    from flowtaskd.cli.follow import follow_run  # noqa: PLC0415 - follow imports this module
-
-    request = {"cmd": "trigger", "task": args.task, "params": _params(args.param)}
-    return follow_run(args, request, wait=args.wait)
-
-
 def _cmd_cancel(args: argparse.Namespace) -> int:
     with _Client(_socket_path(args)) as client:
         reply = client.request({"cmd": "cancel", "run_id": args.run_id})
@@ -351,3 +352,13 @@ def _cmd_events(args: argparse.Namespace) -> int:
             return 0
     print("flowtaskd: the daemon closed the event stream", file=sys.stderr)
     return 0
+
+
+# the names the other command modules (oncall, follow) use
+Client = _Client
+CliError = _CliError
+checked = _checked
+common_options = _common
+parse_params = _params
+socket_path = _socket_path
+span = _span

@@ -16,7 +16,7 @@ from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.daemon.service import main_run
 from flowtaskd.errors import FlowtaskError, TaskParseError
 
-__all__ = ["register", "state_dir_from"]
+__all__ = ["history_path", "register", "state_dir_from", "where_options"]
 
 
 def register(sub: Any) -> None:
@@ -106,3 +106,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def _run_dict(r: Any) -> dict[str, Any]:
     return {f: getattr(r, f) for f in r.__dataclass_fields__}
+
+
+history_path = _history_path  # for the other command modules (oncall)
+where_options = _where

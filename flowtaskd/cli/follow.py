@@ -23,7 +23,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from flowtaskd.cli.control import _checked, _Client, _CliError, _socket_path, _span
+from flowtaskd.cli.control import Client, CliError, checked, socket_path, span
 from flowtaskd.cli.live import RunView, live_wanted
 
 __all__ = ["follow_backfill", "follow_run"]
@@ -35,24 +35,24 @@ _STATUS_STYLE = {"done": "green", "failed": "bold red", "cancelled": "magenta", 
 class _Events(threading.Thread):
     """Reads a subscribed connection, handing each event to ``sink``."""
 
-    def __init__(self, client: _Client, sink: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, client: Client, sink: Callable[[dict[str, Any]], None]) -> None:
         super().__init__(daemon=True)
         self.client, self.sink = client, sink
 
     def run(self) -> None:
-        with contextlib.suppress(_CliError, OSError, ValueError):
+        with contextlib.suppress(CliError, OSError, ValueError):
             while (event := self.client.receive(follow=True)) is not None:
                 self.sink(event)
 
 
-def _subscribe(path: Path) -> _Client:
-    client = _Client(path)
+def _subscribe(path: Path) -> Client:
+    client = Client(path)
     client.request({"cmd": "subscribe"})
     return client
 
 
 def _cancel(path: Path, request: dict[str, Any]) -> None:
-    with contextlib.suppress(_CliError), _Client(path) as client:
+    with contextlib.suppress(CliError), Client(path) as client:
         client.request(request)
 
 
@@ -61,9 +61,9 @@ def _steps_of(path: Path, task: str | None) -> tuple[list[str], dict[str, int]]:
     if not task:
         return [], {}
     try:
-        with _Client(path) as client:
+        with Client(path) as client:
             plan = client.request({"cmd": "render", "task": task})
-    except _CliError:
+    except CliError:
         return [], {}
     ids = [s["id"] for s in plan["steps"]]
     tries = {s["id"]: (s.get("retry") or {}).get("attempts", 1) for s in plan["steps"]}
@@ -125,7 +125,7 @@ def follow_run(
 ) -> int:
     """Send ``request`` (``trigger`` or ``retry``); with ``wait`` follow the run to its end.
     Exit 0 done, 1 failed or cancelled, 130 Ctrl-C."""
-    path = _socket_path(args)
+    path = socket_path(args)
     live = wait and live_wanted(sys.stderr, args.json)
     if wait:
         request = {**request, "wait": True}
@@ -133,7 +133,7 @@ def follow_run(
     events = _subscribe(path) if live else None
     if events is not None:
         _Events(events, sink).start()
-    with _Client(path) as client:
+    with Client(path) as client:
         first = client.request(request)
         run_id = sink.run_id = first["run_id"]
         if args.json:
@@ -166,14 +166,14 @@ def follow_run(
 
 def _run_ended(args: argparse.Namespace, end: dict[str, Any] | None, run_id: str) -> int:
     if end is None:
-        raise _CliError(f"the daemon closed the connection before run {run_id} ended")
-    end = _checked(end)
+        raise CliError(f"the daemon closed the connection before run {run_id} ended")
+    end = checked(end)
     status = end.get("status")
     if args.json:
         sys.stdout.write(json.dumps(end) + "\n")
     else:
         error = f": {end['error']}" if end.get("error") else ""
-        print(f"run {end['run_id']} {status} in {_span(end.get('duration'))}{error}")
+        print(f"run {end['run_id']} {status} in {span(end.get('duration'))}{error}")
     return 0 if status == "done" else 1
 
 
@@ -226,7 +226,7 @@ class _BackfillView:
 def follow_backfill(args: argparse.Namespace, request: dict[str, Any], *, wait: bool) -> int:
     """Start a backfill; with ``wait`` show its progress until every run ended.
     Exit 0 all done, 1 some failed or were cancelled, 130 Ctrl-C (the backfill is cancelled)."""
-    path = _socket_path(args)
+    path = socket_path(args)
     live = wait and live_wanted(sys.stderr, args.json)
     view: _BackfillView | None = None
     early: list[dict[str, Any]] = []
@@ -240,7 +240,7 @@ def follow_backfill(args: argparse.Namespace, request: dict[str, Any], *, wait: 
     events = _subscribe(path) if live else None
     if events is not None:
         _Events(events, sink).start()
-    with _Client(path) as client:
+    with Client(path) as client:
         first = client.request({**request, "wait": True} if wait else request)
         if args.json:
             sys.stdout.write(json.dumps(first) + "\n")
@@ -269,10 +269,10 @@ def follow_backfill(args: argparse.Namespace, request: dict[str, Any], *, wait: 
                 with contextlib.suppress(OSError):
                     events.sock.close()
     if end is None:
-        raise _CliError(
+        raise CliError(
             f"the daemon closed the connection before backfill {first['backfill_id']} ended"
         )
-    end = _checked(end)
+    end = checked(end)
     if args.json:
         sys.stdout.write(json.dumps(end) + "\n")
     else:

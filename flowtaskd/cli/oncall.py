@@ -21,8 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowtaskd.cli.control import _checked, _Client, _CliError, _common, _params, _socket_path
-from flowtaskd.cli.daemon import _history_path, _where
+from flowtaskd.cli.control import (
+    Client,
+    CliError,
+    checked,
+    common_options,
+    parse_params,
+    socket_path,
+)
+from flowtaskd.cli.daemon import history_path, where_options
 from flowtaskd.cli.follow import follow_backfill, follow_run
 from flowtaskd.daemon import ops
 from flowtaskd.daemon.ops.schedules import is_schedule
@@ -39,7 +46,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("show", help="show one run: every step, tries, output heads, log paths")
     p.add_argument("run_id", help="a run id or a unique prefix")
     p.add_argument("--json", action="store_true")
-    _where(p)
+    where_options(p)
     p.set_defaults(handler=_guard(_cmd_show))
 
     p = sub.add_parser("logs", help="what a run's steps printed (works with the daemon stopped)")
@@ -52,10 +59,11 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="follow until the run ends")
     p.add_argument("--tail", type=int, default=None, metavar="N", help="the last N lines of each")
     p.add_argument("--json", action="store_true")
-    _where(p)
+    where_options(p)
     p.set_defaults(handler=_guard(_cmd_logs))
 
     _register_operations(sub)
+    sub.choices["trigger"].set_defaults(handler=_guard(_cmd_trigger))
 
 
 def _register_operations(sub: Any) -> None:
@@ -66,7 +74,7 @@ def _register_operations(sub: Any) -> None:
     p.add_argument("--current", action="store_true", help="the task file as it is now")
     p.add_argument("--force", action="store_true", help="also a run that did not fail")
     p.add_argument("--no-wait", action="store_true", help="return once the retry is queued")
-    _common(p)
+    common_options(p)
     p.set_defaults(handler=_guard(_cmd_retry))
 
     for name, doc in (("pause", "skip a task's schedule fires"), ("unpause", "resume them")):
@@ -74,7 +82,7 @@ def _register_operations(sub: Any) -> None:
         p.add_argument("task", nargs="?", default=None, metavar="TASK")
         p.add_argument("--schedule", default=None, metavar="ID", help="one schedule instead")
         p.add_argument("--state-dir", type=Path, default=None, help="with the daemon stopped")
-        _common(p)
+        common_options(p)
         p.set_defaults(handler=_guard(_cmd_pause), paused=name == "pause")
 
     p = sub.add_parser("backfill", help="one run per fire time of a past range")
@@ -87,7 +95,7 @@ def _register_operations(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the fire times; run nothing")
     p.add_argument("--no-wait", action="store_true", help="return once the runs are planned")
     p.add_argument("--cancel", default=None, metavar="BACKFILL_ID", help="cancel a backfill")
-    _common(p)
+    common_options(p)
     p.set_defaults(handler=_guard(_cmd_backfill))
 
     p = sub.add_parser("next", help="next fire times of a cron expression, interval or task")
@@ -95,7 +103,7 @@ def _register_operations(sub: Any) -> None:
     p.add_argument("--tz", default="UTC", help="IANA time zone (default UTC)")
     p.add_argument("--after", default=None, help="ISO 8601 start (default: now)")
     p.add_argument("-n", type=int, default=5, help="how many (default 5)")
-    _common(p)
+    common_options(p)
     p.set_defaults(handler=_guard(_cmd_next))
 
 
@@ -103,7 +111,7 @@ def _guard(command: Any) -> Any:
     def handler(args: argparse.Namespace) -> int:
         try:
             code: int = command(args)
-        except _CliError as exc:
+        except CliError as exc:
             print(f"flowtaskd: {exc}", file=sys.stderr)
             return exc.code
         except FlowtaskError as exc:
@@ -115,7 +123,7 @@ def _guard(command: Any) -> Any:
 
 
 def _store(args: argparse.Namespace) -> HistoryStore:
-    return HistoryStore.open_readonly(_history_path(args))
+    return HistoryStore.open_readonly(history_path(args))
 
 
 def _dump(obj: Any) -> None:
@@ -232,6 +240,12 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- trigger ----------------------------------------------------------------------------
+def _cmd_trigger(args: argparse.Namespace) -> int:
+    request = {"cmd": "trigger", "task": args.task, "params": parse_params(args.param)}
+    return follow_run(args, request, wait=args.wait)
+
+
 # -- retry ------------------------------------------------------------------------------
 def _cmd_retry(args: argparse.Namespace) -> int:
     request: dict[str, Any] = {"cmd": "retry", "run_id": args.run_id}
@@ -262,9 +276,9 @@ def _cmd_pause(args: argparse.Namespace) -> int:
     target = ops.pause_target(args.task, args.schedule)
     request: dict[str, Any] = {"cmd": "pause" if args.paused else "unpause"}
     request["task" if args.task else "schedule"] = args.task or args.schedule
-    path = _socket_path(args)
+    path = socket_path(args)
     if _daemon_up(path):
-        with _Client(path) as client:
+        with Client(path) as client:
             reply = client.request(request)
         offline = False
     else:
@@ -281,7 +295,7 @@ def _cmd_pause(args: argparse.Namespace) -> int:
 
 
 async def _pause_offline(args: argparse.Namespace, target: str) -> dict[str, Any]:
-    store = HistoryStore(_history_path(args))
+    store = HistoryStore(history_path(args))
     await store.open()
     try:
         return await ops.set_pause(store, target, args.paused, time.time())
@@ -306,7 +320,7 @@ def _daemon_up(path: Path) -> bool:
 # -- backfill ---------------------------------------------------------------------------
 def _cmd_backfill(args: argparse.Namespace) -> int:
     if args.cancel:
-        with _Client(_socket_path(args)) as client:
+        with Client(socket_path(args)) as client:
             reply = client.request({"cmd": "backfill_cancel", "backfill_id": args.cancel})
         if args.json:
             _dump(reply)
@@ -314,7 +328,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
             print(f"backfill {reply['backfill_id']} cancelled")
         return EXIT_OK
     if not args.task or not args.start or not args.end:
-        raise _CliError("backfill: give TASK --from DATE --to DATE (or --cancel BACKFILL_ID)")
+        raise CliError("backfill: give TASK --from DATE --to DATE (or --cancel BACKFILL_ID)")
     request: dict[str, Any] = {
         "cmd": "backfill",
         "task": args.task,
@@ -325,10 +339,10 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     if args.every:
         request["every"] = args.every
     if args.param:
-        request["params"] = _params(args.param)
+        request["params"] = parse_params(args.param)
     if args.dry_run:
         request["dry_run"] = True
-        with _Client(_socket_path(args)) as client:
+        with Client(socket_path(args)) as client:
             reply = client.request(request)
         if args.json:
             _dump(reply)
@@ -354,8 +368,8 @@ def _cmd_next(args: argparse.Namespace) -> int:
             for t in times:
                 print(t.isoformat())
         return EXIT_OK
-    with _Client(_socket_path(args)) as client:
-        reply = _checked(client.request({"cmd": "next", "task": args.cron, "n": args.n}))
+    with Client(socket_path(args)) as client:
+        reply = checked(client.request({"cmd": "next", "task": args.cron, "n": args.n}))
     if args.json:
         _dump(reply)
         return EXIT_OK

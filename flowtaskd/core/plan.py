@@ -20,7 +20,6 @@ import networkx as nx
 from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.values import mask_values, resolve
 from flowtaskd.errors import PlaceholderError
-from flowtaskd.logs import SecretMasker
 
 __all__ = ["plan_run"]
 
@@ -54,6 +53,24 @@ class _PlanValues(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.base) + len(self.steps)
+
+
+class _Masker:
+    """Every secret value, wherever it occurs in a string, becomes ``***`` (longest first)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def mask_obj(self, obj: Any) -> Any:
+        if isinstance(obj, str):
+            for secret in self.secrets:
+                obj = obj.replace(secret, "***")
+            return obj
+        if isinstance(obj, Mapping):
+            return {k: self.mask_obj(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [self.mask_obj(v) for v in obj]
+        return obj
 
 
 def _levels(pile: TaskPile) -> list[list[str]]:
@@ -90,7 +107,7 @@ def plan_run(
         for v in (merged.get(name), env.get(name), header.env.get(name))
         if v not in (None, "")
     ]
-    masker = SecretMasker(secrets)
+    masker = _Masker(secrets)
     base: dict[str, Any] = dict(merged)
     base.update(mask_values(at))
     base.update(task=d.name, run_id="<run id>", logical_time=at)
@@ -104,7 +121,7 @@ def plan_run(
         values = _PlanValues(base, ids, step.group is not None)
         out: dict[str, Any] = {
             "id": step.id,
-            "component": step.name,
+            "component": step.component,
             "depends": list(pile.upstream(step.id)),
             "group": step.group,
             "to_group": step.to_group,

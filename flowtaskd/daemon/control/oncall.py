@@ -12,15 +12,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flowtaskd.core.plan import plan_run
 from flowtaskd.daemon import ops
-from flowtaskd.daemon.runs.extras import paused_targets
 from flowtaskd.engine.events import Payload
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.control.requests import Requests, Session
+    from flowtaskd.daemon.control.host import ControlHost, ControlView, Session
+
+
+class Requests(Protocol):
+    """What these handlers use of the request handler
+    (:class:`~flowtaskd.daemon.control.requests.Requests`)."""
+
+    d: ControlHost
+    server: ControlView
+
+    async def submit_and_wait(
+        self,
+        session: Session,
+        task: str,
+        submit: Callable[[], str | None],
+        wait: bool,
+        extra: Payload | None = None,
+    ) -> Payload: ...
+
 
 __all__ = ["ONCALL_FIELDS", "oncall_handlers"]
 
@@ -185,7 +202,7 @@ class _Oncall:
         name = _need(req, "task")
         if d.library.get(name) is None:
             raise ops.OpError(f"no task named {name!r} is loaded")
-        paused = await asyncio.to_thread(paused_targets, d.store)
+        paused = await asyncio.to_thread(d.store.paused_targets)
         now = d.clock.now()
         out = ops.task_next(name, d.scheduler.entries.values(), paused, now, _get(req, "n", int, 5))
         return {"ok": True, **out}

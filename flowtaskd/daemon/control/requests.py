@@ -22,17 +22,17 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
+from flowtaskd.daemon.control.host import ControlHost, ControlView, Session
 from flowtaskd.daemon.control.oncall import ONCALL_FIELDS, oncall_handlers
 from flowtaskd.engine.events import ALL_EVENTS, CATCH_ALL, Payload
-
-if TYPE_CHECKING:
-    from flowtaskd.daemon.service import Daemon
+from flowtaskd.errors import FlowtaskError
 
 __all__ = [
     "COMMANDS",
     "BadRequest",
+    "ControlHost",
     "ControlView",
     "Requests",
     "Session",
@@ -68,28 +68,6 @@ _JSON_KINDS = {
 
 class BadRequest(Exception):
     """The request is malformed; the message says how."""
-
-
-class Session(Protocol):
-    """The connection a request came on."""
-
-    state: str
-    """``busy`` while a request is served; a handler sets ``wait`` while it waits for a run."""
-    wake: asyncio.Event
-    """Set by the server at stop, so that a waiting handler looks again."""
-
-    async def send(self, obj: Payload) -> None:
-        """Write one reply now (before the handler returns its last one)."""
-
-
-class ControlView(Protocol):
-    """What the request handlers need to know about the control server."""
-
-    @property
-    def stopping(self) -> bool: ...
-
-    def summary(self) -> Payload:
-        """The ``control`` section of ``status``: socket, connections, subscribers, drops."""
 
 
 def error_reply(message: str) -> Payload:
@@ -203,7 +181,7 @@ class _RunWatch:
 class Requests:
     """Answers the one-reply requests of the control socket for ``daemon``."""
 
-    def __init__(self, daemon: Daemon, server: ControlView) -> None:
+    def __init__(self, daemon: ControlHost, server: ControlView) -> None:
         self.d = daemon
         self.server = server
         self._handlers: dict[str, Callable[[Session, dict[str, Any]], Awaitable[Payload]]] = {
@@ -270,9 +248,7 @@ class Requests:
         wait = req.get("wait", False)
         if not isinstance(wait, bool):
             raise BadRequest(f"trigger: 'wait' must be true or false; got {_kind(wait)}")
-        return await self.submit_and_wait(
-            session, name, lambda: self.d.intake.trigger(name, params), wait
-        )
+        return await self.submit_and_wait(session, name, lambda: self.d.trigger(name, params), wait)
 
     async def submit_and_wait(
         self,
@@ -339,18 +315,11 @@ class Requests:
     async def _cancel(self, session: Session, req: dict[str, Any]) -> Payload:
         prefix = _text(req, "run_id", required=True)
         assert prefix is not None
-        runs = self.d.runs
-        running = [rid for rid in runs.active if rid.startswith(prefix)]
-        queued = [r.run_id for r in runs.queue if r.run_id.startswith(prefix)]
-        matches = running + queued
-        if not matches:
-            return error_reply(f"no such running or queued run: {prefix}")
-        if len(matches) > 1:
-            return error_reply(
-                f"run id prefix {prefix!r} is ambiguous ({', '.join(matches[:5])}): give more of it"
-            )
-        runs.cancel(matches[0])
-        return {"ok": True, "run_id": matches[0], "was": "running" if running else "queued"}
+        try:
+            run_id, was = self.d.runs.cancel_one(prefix)
+        except FlowtaskError as exc:
+            return error_reply(str(exc))
+        return {"ok": True, "run_id": run_id, "was": was}
 
     async def _history(self, session: Session, req: dict[str, Any]) -> Payload:
         task = _text(req, "task")

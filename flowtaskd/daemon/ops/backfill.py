@@ -25,7 +25,7 @@ from flowtaskd.core.cron import CronError, next_fire_times, parse_cron, validate
 from flowtaskd.core.options import Overlap
 from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.ops.common import OpError
-from flowtaskd.daemon.runs.manager import RunRequest
+from flowtaskd.daemon.runs.request import RunRequest
 from flowtaskd.engine.stats import TaskMonitor
 
 __all__ = ["MAX_BACKFILL", "Backfill", "Backfills", "backfill_times", "parse_moment"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from flowtaskd.daemon.runs.store import AttemptRecord, HistoryStore, RunRecord
+from flowtaskd.daemon.runs.records import AttemptRecord, RunRecord, RunStore
 from flowtaskd.errors import FlowtaskError
 
 __all__ = ["UNFINISHED", "OpError", "did_you_mean", "find_run"]
@@ -22,7 +22,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {near[0]!r}?" if near else ""
 
 
-def find_run(store: HistoryStore, run_id: str) -> tuple[RunRecord, list[AttemptRecord]]:
+def find_run(store: RunStore, run_id: str) -> tuple[RunRecord, list[AttemptRecord]]:
     """A run by id or unique prefix; OpError when there is none (StoreError if ambiguous)."""
     found = store.get_run(run_id)
     if found is None:

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.ops.common import UNFINISHED, OpError, did_you_mean, find_run
-from flowtaskd.daemon.runs.extras import get_definition
-from flowtaskd.daemon.runs.store import HistoryStore
+from flowtaskd.daemon.runs.records import RunStore
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.logs import GLOBAL_MASKER
+from flowtaskd.tasks.pile import TaskPile
 
 __all__ = ["MAX_CHUNK", "STREAMS", "read_logs"]
 
@@ -104,7 +103,7 @@ def _read(path: Path, offset: int, tail: int | None) -> tuple[str, int, int, boo
 
 
 def read_logs(
-    store: HistoryStore,
+    store: RunStore,
     run_id: str,
     step: str | None = None,
     *,
@@ -180,13 +179,13 @@ def read_logs(
 
 
 def _known_steps(
-    store: HistoryStore, run_id: str, stats: Mapping[str, Any] | None, labels: list[str]
+    store: RunStore, run_id: str, stats: Mapping[str, Any] | None, labels: list[str]
 ) -> set[str]:
     """Every step id the run had: from its attempts, its stats and its kept definition."""
     known = set(labels) | {_step_of(x) for x in labels}
     if stats and isinstance(stats.get("steps"), Mapping):
         known |= set(stats["steps"])
-    definition = get_definition(store, run_id)
+    definition = store.get_definition(run_id)
     if definition is not None:
         with contextlib.suppress(FlowtaskError):
             known |= {s.id for s in TaskPile(definition)}

@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowtaskd.daemon.ops.common import OpError, did_you_mean
-from flowtaskd.daemon.runs.extras import add_pause, paused_targets, remove_pause
-from flowtaskd.daemon.runs.store import HistoryStore
+from flowtaskd.daemon.runs.records import RunStore
 
 __all__ = ["pause_target", "set_pause"]
 
@@ -34,7 +33,7 @@ def _what(target: str) -> str:
 
 
 async def set_pause(
-    store: HistoryStore,
+    store: RunStore,
     target: str,
     paused: bool,
     now: float,
@@ -57,11 +56,11 @@ async def set_pause(
                 + (f" ({kind}s: {', '.join(same)})" if same and kind == "schedule" else "")
             )
     if paused:
-        if not await add_pause(store, target, now):
-            since = paused_targets(store).get(target)
+        if not await store.add_pause(target, now):
+            since = store.paused_targets().get(target)
             when = datetime.fromtimestamp(since, UTC).isoformat() if since else "before"
             raise OpError(f"{_what(target)} is already paused (since {when})")
-    elif not await remove_pause(store, target):
+    elif not await store.remove_pause(target):
         raise OpError(f"{_what(target)} is not paused")
     if on_change is not None:
         on_change(target, paused)

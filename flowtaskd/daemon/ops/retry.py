@@ -27,14 +27,15 @@ from typing import Any
 
 import networkx as nx
 
+from flowtaskd.components.registry import registry
 from flowtaskd.core.options import Overlap
 from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.rules import StepStatus
 from flowtaskd.core.schema import validate_definition
 from flowtaskd.daemon.ops.common import UNFINISHED, OpError, did_you_mean, find_run
-from flowtaskd.daemon.runs.extras import SECRET_KEPT, get_definition
-from flowtaskd.daemon.runs.manager import RunRequest
-from flowtaskd.daemon.runs.store import HistoryStore, RunRecord
+from flowtaskd.daemon.runs.extras import SECRET_KEPT
+from flowtaskd.daemon.runs.records import RunRecord, RunStore
+from flowtaskd.daemon.runs.request import RunRequest
 from flowtaskd.engine.runner import Kept
 from flowtaskd.errors import TaskParseError
 
@@ -64,10 +65,10 @@ class RetryPlan:
         }
 
 
-def _definition(store: HistoryStore, run: RunRecord, current: TaskPile | None) -> TaskPile:
+def _definition(store: RunStore, run: RunRecord, current: TaskPile | None) -> TaskPile:
     if current is not None:
         return current
-    raw = get_definition(store, run.run_id)
+    raw = store.get_definition(run.run_id)
     if raw is None:
         raise OpError(
             f"the history kept no definition for run {run.run_id}"
@@ -81,7 +82,7 @@ def _definition(store: HistoryStore, run: RunRecord, current: TaskPile | None) -
                 f" {', '.join(hidden)}: retry with --current (the task as loaded now)"
             )
     try:
-        definition = validate_definition(raw)
+        definition = validate_definition(raw, catalog=registry())
     except TaskParseError as exc:  # a component gone since, say
         first = exc.problems[0] if exc.problems else exc
         raise OpError(
@@ -114,7 +115,7 @@ def _rerun(pile: TaskPile, bad: set[str], from_step: str | None, failed_only: bo
 
 
 def plan_retry(
-    store: HistoryStore,
+    store: RunStore,
     run_id: str,
     *,
     from_step: str | None = None,

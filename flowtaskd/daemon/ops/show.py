@@ -15,12 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.ops.common import UNFINISHED, find_run
-from flowtaskd.daemon.runs.extras import get_definition, retries_of
-from flowtaskd.daemon.runs.store import AttemptRecord, HistoryStore
+from flowtaskd.daemon.runs.records import AttemptRecord, RunStore
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.logs import GLOBAL_MASKER
+from flowtaskd.tasks.pile import TaskPile
 
 __all__ = ["HEAD_LINES", "describe_run"]
 
@@ -65,17 +64,17 @@ def _try(a: AttemptRecord, log_dir: str | None) -> dict[str, Any]:
     }
 
 
-def _step_ids(store: HistoryStore, run_id: str, stats: Mapping[str, Any] | None) -> list[str]:
+def _step_ids(store: RunStore, run_id: str, stats: Mapping[str, Any] | None) -> list[str]:
     if stats and isinstance(stats.get("steps"), Mapping):
         return list(stats["steps"])
-    definition = get_definition(store, run_id)
+    definition = store.get_definition(run_id)
     if definition is not None:
         with contextlib.suppress(FlowtaskError):
             return [s.id for s in TaskPile(definition)]
     return []
 
 
-def describe_run(store: HistoryStore, run_id: str) -> dict[str, Any]:
+def describe_run(store: RunStore, run_id: str) -> dict[str, Any]:
     """The run (``run``), its ``steps`` and its retry links (``retry_of``, ``retries``)."""
     run, attempts = find_run(store, run_id)
     row = dataclasses.asdict(run)
@@ -114,7 +113,7 @@ def describe_run(store: HistoryStore, run_id: str) -> dict[str, Any]:
         "run": row,
         "steps": steps,
         "retry_of": run.retry_of,
-        "retries": retries_of(store, run.run_id),
+        "retries": store.retries_of(run.run_id),
     }
 
 

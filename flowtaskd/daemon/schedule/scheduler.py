@@ -34,8 +34,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from flowtaskd.clock import Clock
 from flowtaskd.core.options import Overlap
-from flowtaskd.daemon.runs.extras import paused_targets
-from flowtaskd.daemon.runs.store import HistoryStore
+from flowtaskd.daemon.runs.records import RunStore
 from flowtaskd.daemon.schedule.triggers import CrontabTrigger, EveryTrigger
 from flowtaskd.engine.events import EventBus
 
@@ -128,7 +127,7 @@ def plan_catchup(
 class Scheduler:
     """Holds the schedule entries and their apscheduler jobs."""
 
-    def __init__(self, *, store: HistoryStore, clock: Clock, bus: EventBus, fire: Fire) -> None:
+    def __init__(self, *, store: RunStore, clock: Clock, bus: EventBus, fire: Fire) -> None:
         self.store, self.clock, self.bus, self.fire = store, clock, bus, fire
         self.entries: dict[str, ScheduleEntry] = {}
         self._aps: AsyncIOScheduler | None = None
@@ -165,7 +164,7 @@ class Scheduler:
         ``paused``: plan the jobs but never fire them (tests call :meth:`run_job`).
         """
         self._last = self.store.last_fires()
-        self.paused = set(paused_targets(self.store))
+        self.paused = set(self.store.paused_targets())
         self._aps = AsyncIOScheduler(timezone=UTC)
         self._aps.start(paused=paused)
         for entry in list(self.entries.values()):
