@@ -33,9 +33,19 @@ _plugin_errors: list[str] = []
 
 
 def _builtins() -> list[type[Component]]:
-    from flowtaskd.components import basic, commands, files  # noqa: PLC0415 - after base
+    from flowtaskd.components import (  # noqa: PLC0415 - after base
+        basic,
+        commands,
+        files,
+        http,
+    )
 
-    return [*commands.COMPONENTS, *files.COMPONENTS, *basic.COMPONENTS]
+    return [
+        *commands.COMPONENTS,
+        *files.COMPONENTS,
+        *basic.COMPONENTS,
+        *http.COMPONENTS,
+    ]
 
 
 @cache
