@@ -34,6 +34,7 @@ _plugin_errors: list[str] = []
 
 def _builtins() -> list[type[Component]]:
     from flowtaskd.components import (  # noqa: PLC0415 - after base
+        archives,
         basic,
         commands,
         files,
@@ -45,6 +46,7 @@ def _builtins() -> list[type[Component]]:
         *files.COMPONENTS,
         *basic.COMPONENTS,
         *http.COMPONENTS,
+        *archives.COMPONENTS,
     ]
 
 
