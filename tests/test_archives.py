@@ -170,22 +170,18 @@ async def test_wrong_format_and_missing(tmp_path: Path) -> None:
 
 
 async def test_timeout_removes_what_was_written(tmp_path: Path) -> None:
-    big = tmp_path / "big.tar"
-    make_tar(big, {f"f{i}": b"z" * (8 << 20) for i in range(12)}, "w")
-    task = {
-        "name": "t",
-        "steps": [
-            {
-                "Uncompress": {
-                    "filename": str(big),
-                    "destination": {"directory": str(tmp_path / "o")},
-                    "timeout": 0.05,
-                }
-            }
-        ],
-    }
+    big = tmp_path / "big.tar.gz"  # small on disk, 640 MB unpacked: takes seconds
+    with tarfile.open(big, "w:gz", compresslevel=1) as tf:
+        zeros = b"\0" * (16 << 20)
+        for i in range(40):
+            info = tarfile.TarInfo(f"f{i}")
+            info.size = len(zeros)
+            tf.addfile(info, io.BytesIO(zeros))
+    out = tmp_path / "o"
+    params = {"filename": str(big), "destination": {"directory": str(out)}, "max_ratio": 1e9}
+    task = {"name": "t", "steps": [{"Uncompress": {**params, "timeout": 0.3}}]}
     async with Task(task=task, log_dir=tmp_path / "logs") as t:
         stats = await t.run()
-    assert stats.status is TaskStatus.FAILED
     assert stats.steps["Uncompress_1"].status is StepStatus.TIMED_OUT
-    assert list((tmp_path / "o").iterdir()) == []
+    assert stats.status is TaskStatus.FAILED
+    assert list(out.iterdir()) == []

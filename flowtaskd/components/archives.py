@@ -20,8 +20,9 @@ import tarfile
 import tempfile
 import threading
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
@@ -35,7 +36,11 @@ if TYPE_CHECKING:
 __all__ = ["COMPONENTS", "ArchiveError"]
 
 _CHUNK = 1 << 20
-_STREAMS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_STREAMS: dict[str, Callable[[Path], Any]] = {
+    ".gz": gzip.GzipFile,
+    ".bz2": bz2.BZ2File,
+    ".xz": lzma.LZMAFile,
+}
 _TARS = (".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
@@ -209,8 +214,8 @@ def _unpack_one(
             names = _from_tar(archive, stage, only, p, budget)
         else:
             out = _safe_name(archive.name[: -len(kind)])
-            with _STREAMS[kind](archive, "rb") as src, open(stage / out, "wb") as dst:
-                budget.copy(src, dst, archive.name)  # type: ignore[arg-type]
+            with _STREAMS[kind](archive) as src, open(stage / out, "wb") as dst:
+                budget.copy(src, dst, archive.name)
             names = [out]
         return _move_into(stage, dest, names, p.overwrite)
     finally:
