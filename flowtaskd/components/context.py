@@ -40,6 +40,7 @@ class StepContext:
     base_dir: str | None = None  # the task file's folder (relative paths in RunTask)
     resources: Mapping[str, float] | None = None
     input: str | None = None  # the upstream step's output, for ``wants_input`` components
+    timezone: str | None = None  # the task's zone (``Wait: {until: ...}``)
     runtime: SubRun | None = field(default=None, compare=False)
 
     @property

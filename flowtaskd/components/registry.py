@@ -36,9 +36,12 @@ def _builtins() -> list[type[Component]]:
     from flowtaskd.components import (  # noqa: PLC0415 - after base
         archives,
         basic,
+        branching,
         commands,
         files,
         http,
+        iterators,
+        sensors,
     )
 
     return [
@@ -47,6 +50,9 @@ def _builtins() -> list[type[Component]]:
         *basic.COMPONENTS,
         *http.COMPONENTS,
         *archives.COMPONENTS,
+        *sensors.COMPONENTS,
+        *iterators.COMPONENTS,
+        *branching.COMPONENTS,
     ]
 
 

@@ -144,7 +144,7 @@ class Attempts:
     def _forbidden(self, component: str, params: Mapping[str, Any]) -> str | None:
         """Why a Python step may not run (``security.python_allow``), or None."""
         allow = self.s.python_allow
-        if component != "Python" or allow is None:
+        if component not in ("Python", "UserFunc") or allow is None:
             return None
         target = str(params.get("function", ""))
         for prefix in allow:
@@ -199,6 +199,7 @@ class Attempts:
                 base_dir=s.base_dir,
                 resources=opts.resources,
                 input=upstream_input,
+                timezone=self.pile.definition.header.timezone,
                 runtime=s.subrun,
             )
 
