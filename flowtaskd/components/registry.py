@@ -41,6 +41,7 @@ def _builtins() -> list[type[Component]]:
         files,
         http,
         iterators,
+        mail,
         sensors,
     )
 
@@ -53,6 +54,7 @@ def _builtins() -> list[type[Component]]:
         *sensors.COMPONENTS,
         *iterators.COMPONENTS,
         *branching.COMPONENTS,
+        *mail.COMPONENTS,
     ]
 
 

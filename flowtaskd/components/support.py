@@ -40,7 +40,9 @@ __all__ = [
     "capped_json",
     "commit_part",
     "credential",
+    "discard",
     "env_of",
+    "importable",
     "local_path",
     "part_path",
     "plain_value",
@@ -54,7 +56,7 @@ PLAINTEXT_HELP = (
 
 
 @cache
-def _importable(module: str) -> bool:
+def importable(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -70,7 +72,7 @@ class ExtraParams(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _extra_installed(cls, data: Any) -> Any:
-        missing = [m for m in cls.requires if not _importable(m)]
+        missing = [m for m in cls.requires if not importable(m)]
         if missing:
             raise ValueError(
                 f"needs {', '.join(missing)}, which is not installed: "
