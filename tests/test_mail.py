@@ -31,7 +31,7 @@ class Inbox:
     def __init__(self) -> None:
         self.mail: list[tuple[list[str], Message]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
         self.mail.append(
             (list(envelope.rcpt_tos), message_from_bytes(envelope.original_content or b""))
         )

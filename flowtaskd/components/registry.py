@@ -42,6 +42,7 @@ def _builtins() -> list[type[Component]]:
         http,
         iterators,
         mail,
+        remote,
         sensors,
     )
 
@@ -55,6 +56,7 @@ def _builtins() -> list[type[Component]]:
         *iterators.COMPONENTS,
         *branching.COMPONENTS,
         *mail.COMPONENTS,
+        *remote.COMPONENTS,
     ]
 
 
