@@ -149,6 +149,8 @@ async def _unpack(ctx: StepContext, formats: tuple[str, ...]) -> StepOutcome:
             except (asyncio.CancelledError, TimeoutError):
                 stop.set()  # the thread stops at its next chunk and removes what it wrote
                 await asyncio.wait([task])
+                if not task.cancelled():
+                    task.exception()  # retrieved: the cancel is what is reported
                 raise
             if p.delete_source:
                 archive.unlink()

@@ -260,6 +260,8 @@ async def send_mail(
     except asyncio.CancelledError:
         sender.abort()
         await asyncio.wait([work])
+        if not work.cancelled():
+            work.exception()  # retrieved: the cancel is what is reported
         raise
 
 

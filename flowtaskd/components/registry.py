@@ -39,6 +39,7 @@ def _builtins() -> list[type[Component]]:
         branching,
         commands,
         files,
+        ftp,
         http,
         iterators,
         mail,
@@ -57,6 +58,7 @@ def _builtins() -> list[type[Component]]:
         *branching.COMPONENTS,
         *mail.COMPONENTS,
         *remote.COMPONENTS,
+        *ftp.COMPONENTS,
     ]
 
 
