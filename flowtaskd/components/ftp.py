@@ -122,13 +122,17 @@ def _open(p: FTPParams, user: str | None, password: str | None, timeout: float) 
         ftp = ftplib.FTP_TLS(context=context, timeout=timeout)
     else:
         ftp = ftplib.FTP(timeout=timeout)
-    ftp.connect(p.host, p.port)
-    if user:
-        ftp.login(user, password or "")
-    else:
-        ftp.login()
-    if isinstance(ftp, ftplib.FTP_TLS):
-        ftp.prot_p()
+    try:
+        ftp.connect(p.host, p.port)
+        if user:
+            ftp.login(user, password or "")
+        else:
+            ftp.login()
+        if isinstance(ftp, ftplib.FTP_TLS):
+            ftp.prot_p()
+    except BaseException:
+        ftp.close()  # a refused login must not leave the control socket open
+        raise
     ftp.set_pasv(p.passive)
     return ftp
 
