@@ -45,6 +45,7 @@ def _builtins() -> list[type[Component]]:
         mail,
         remote,
         sensors,
+        sql,
     )
 
     return [
@@ -59,6 +60,7 @@ def _builtins() -> list[type[Component]]:
         *mail.COMPONENTS,
         *remote.COMPONENTS,
         *ftp.COMPONENTS,
+        *sql.COMPONENTS,
     ]
 
 
