@@ -14,7 +14,7 @@ import pytest
 from flowtaskd.core.rules import StepStatus, TaskStatus
 from flowtaskd.tasks import Task
 from tests.conftest import pid_alive, wait_for
-from tests.servers import need_module
+from tests.servers import need_binary, need_module
 from tests.sshd import Sshd, sshd_server
 
 need_module("asyncssh", "pip install -e '.[net]'")
@@ -210,3 +210,77 @@ async def test_upload_then_overwrite(sshd: Sshd, tmp_path: Path) -> None:
         tmp_path,
     )
     assert json.loads(stats.steps["UploadToSFTP_1"].output) == []
+
+
+# -- Rsync (the system rsync over the same sshd) -----------------------------------------
+
+
+def rsync_creds(s: Sshd) -> dict[str, Any]:
+    return {"username": s.user, "client_keys": [str(s.key)], "known_hosts": str(s.known_hosts)}
+
+
+async def test_rsync_push_and_pull(sshd: Sshd, tmp_path: Path) -> None:
+    need_binary("rsync", "apt-get install rsync")
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a")
+    (src / "sub" / "b.log").write_text("b")
+    (src / "skip.tmp").write_text("x")
+    pushed, pulled = tmp_path / "pushed", tmp_path / "pulled"
+    remote = {"server": "127.0.0.1", "port": sshd.port}
+    stats = await run(
+        [
+            {
+                "Rsync": {
+                    "source": {"directory": f"{src}/"},
+                    "destination": {"directory": str(pushed), **remote},
+                    "exclude": ["*.tmp"],
+                    "credentials": rsync_creds(sshd),
+                }
+            },
+            {
+                "Rsync": {
+                    "source": {"directory": f"{pushed}/", **remote},
+                    "destination": {"directory": str(pulled)},
+                    "credentials": rsync_creds(sshd),
+                }
+            },
+        ],
+        tmp_path,
+    )
+    assert stats.status is TaskStatus.DONE, {k: v.error for k, v in stats.steps.items()}
+    assert sorted(str(p.relative_to(pulled)) for p in pulled.rglob("*") if p.is_file()) == [
+        "a.txt",
+        "sub/b.log",
+    ]
+
+
+async def test_rsync_refuses_an_unknown_host_key(sshd: Sshd, tmp_path: Path) -> None:
+    need_binary("rsync", "apt-get install rsync")
+    (tmp_path / "kh").write_text("")
+    (tmp_path / "src").mkdir()
+    creds = {**rsync_creds(sshd), "known_hosts": str(tmp_path / "kh")}
+    step = {
+        "source": {"directory": f"{tmp_path}/src/"},
+        "destination": {"directory": str(tmp_path / "d"), "server": "127.0.0.1", "port": sshd.port},
+        "credentials": creds,
+    }
+    stats = await run([{"Rsync": step}], tmp_path)
+    s = stats.steps["Rsync_1"]
+    assert s.status is StepStatus.FAILED and "No ED25519 host key is known" in s.error
+    assert not (tmp_path / "d").exists()
+
+
+def test_rsync_argv_never_needs_a_shell() -> None:
+    from flowtaskd.components.rsync import RsyncParams, rsync_argv  # noqa: PLC0415
+
+    p = RsyncParams.model_validate(
+        {
+            "source": {"directory": "/a b/; rm -rf ~"},
+            "destination": {"directory": "/x", "server": "h", "user": "u", "port": 2222},
+            "credentials": {"client_keys": ["/k ey"]},
+        }
+    )
+    argv = rsync_argv(p)
+    assert argv[-3:] == ["--", "/a b/; rm -rf ~", "u@h:/x"]
+    assert argv[argv.index("-e") + 1].endswith("-i '/k ey' -o IdentitiesOnly=yes")

@@ -44,6 +44,7 @@ def _builtins() -> list[type[Component]]:
         iterators,
         mail,
         remote,
+        rsync,
         sensors,
         sql,
     )
@@ -61,6 +62,7 @@ def _builtins() -> list[type[Component]]:
         *remote.COMPONENTS,
         *ftp.COMPONENTS,
         *sql.COMPONENTS,
+        *rsync.COMPONENTS,
     ]
 
 
