@@ -67,7 +67,7 @@ class ArchiveParams(StrictModel):
     delete_source: bool = False
     overwrite: bool = True
     max_size: int = Field(default=4 << 30, ge=1, description="Most bytes unpacked, in all.")
-    max_ratio: float = Field(default=200.0, gt=1, description="Most unpacked/archive size.")
+    max_ratio: float = Field(default=200.0, ge=1, description="Most unpacked/archive size.")
     max_members: int = Field(default=100_000, ge=1)
 
 

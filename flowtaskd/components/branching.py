@@ -140,12 +140,14 @@ class SwitchParams(StrictModel):
 
 class SetVariablesParams(StrictModel):
     vars: dict[str, Any] = Field(
-        min_length=1, description="Name -> value; later steps use {name} and {<step>_<name>}."
+        description="Name -> value; later steps use {name} and {<step>_<name>}."
     )
 
     @field_validator("vars")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("set at least one variable")
         bad = [k for k in value if not re.fullmatch(r"[A-Za-z_][\w.-]*", k)]
         if bad:
             raise ValueError(f"not a placeholder name: {', '.join(bad)}")

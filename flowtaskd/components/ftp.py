@@ -22,7 +22,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from flowtaskd.components.base import Component
 from flowtaskd.components.support import Credentials
-from flowtaskd.core.options import StrictModel
+from flowtaskd.core.options import StrictModel, Timeout
 from flowtaskd.core.rules import StepStatus
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class FTPParams(StrictModel):
     credentials: Credentials = Field(default_factory=Credentials)
     allow_plaintext_credentials: bool = False
     passive: bool = True
-    connect_timeout: float = Field(default=30.0, gt=0)
+    connect_timeout: Timeout = 30.0
 
 
 class RemotePattern(StrictModel):

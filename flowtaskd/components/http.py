@@ -9,7 +9,6 @@ the step's ``timeout``; cancelling or timing out a download removes its ``.part`
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from enum import StrEnum
@@ -325,6 +324,7 @@ async def _save(ctx: StepContext, p: HTTPParams, response: httpx.Response) -> tu
 
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (a number, or an HTTP date)."""
+    import email.utils  # noqa: PLC0415 - email.utils imports socket: not at validation
     if not value:
         return None
     value = value.strip()

@@ -15,8 +15,6 @@ import glob
 import mimetypes
 import os
 import threading
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
@@ -30,6 +28,7 @@ from flowtaskd.core.rules import StepStatus
 
 if TYPE_CHECKING:
     import smtplib
+    from email.message import EmailMessage
 
     from flowtaskd.components.context import StepContext, StepOutcome
 
@@ -167,6 +166,9 @@ def build_message(
     html: bool,
     files: list[Path],
 ) -> EmailMessage:
+    from email.message import EmailMessage  # noqa: PLC0415 - it imports socket
+    from email.utils import formatdate, make_msgid  # noqa: PLC0415
+
     msg = EmailMessage()
     msg["From"], msg["Subject"] = sender, subject
     if to:
@@ -191,14 +193,13 @@ class _Sender:
         self.lock = threading.Lock()
         self.aborted = False
 
-    def abort(self) -> None:
-        import socket  # noqa: PLC0415
-
+    def abort(self, how: int) -> None:
+        """``how``: ``socket.SHUT_RDWR`` (the caller imports socket, at run time)."""
         with self.lock:
             self.aborted = True
             if self.smtp is not None and self.smtp.sock is not None:
                 with contextlib.suppress(OSError):
-                    self.smtp.sock.shutdown(socket.SHUT_RDWR)
+                    self.smtp.sock.shutdown(how)
 
     def send(
         self,
@@ -244,6 +245,7 @@ async def send_mail(
 ) -> None:
     """Send ``msg``; raises ``CredentialError``, ``smtplib.SMTPException`` or ``OSError``."""
     import asyncio  # noqa: PLC0415
+    import socket  # noqa: PLC0415
 
     from flowtaskd.components.support import credential, plain_value  # noqa: PLC0415
 
@@ -258,7 +260,7 @@ async def send_mail(
     try:
         await asyncio.shield(work)
     except asyncio.CancelledError:
-        sender.abort()
+        sender.abort(socket.SHUT_RDWR)
         await asyncio.wait([work])
         if not work.cancelled():
             work.exception()  # retrieved: the cancel is what is reported

@@ -26,7 +26,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from flowtaskd.components.base import Component
 from flowtaskd.components.support import Credentials, ExtraParams
-from flowtaskd.core.options import StrictModel
+from flowtaskd.core.options import StrictModel, Timeout
 from flowtaskd.core.rules import StepStatus
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class SSHParams(ExtraParams):
         default=False, description="Do not check the server's host key (never in production)."
     )
     allow_plaintext_credentials: bool = False
-    connect_timeout: float = Field(default=30.0, gt=0)
+    connect_timeout: Timeout = 30.0
 
 
 class RunSSHParams(SSHParams):
