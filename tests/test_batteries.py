@@ -77,3 +77,24 @@ def test_credentials_must_be_run_secrets() -> None:
     assert "hunter2" not in str(err.value)
     assert support.credential(c, "hunter2", "pw", allow_plaintext=True) == "hunter2"
     assert support.credential(c, None, "pw", allow_plaintext=False) is None
+
+
+def _examples() -> list[tuple[str, str]]:
+    rows = []
+    for line in README.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].strip("`") in BATTERIES and cells[4].startswith("`{"):
+            rows.append((cells[0].strip("`"), cells[4].strip("`")))
+    return rows
+
+
+def test_every_battery_has_an_example() -> None:
+    assert sorted(name for name, _ in _examples()) == sorted(BATTERIES)
+
+
+@pytest.mark.parametrize("name,example", _examples())
+def test_the_readme_examples_validate(name: str, example: str) -> None:
+    import yaml  # noqa: PLC0415
+
+    params = yaml.safe_load(example)
+    validate_definition({"name": "example", "steps": [{name: params}]})
