@@ -20,7 +20,7 @@ def need(reason: str) -> NoReturn:
     """Skip for ``reason``, or fail under CI, where every server must be there."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"CI must provide this: {reason}", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def need_module(name: str, install: str) -> None:

@@ -150,6 +150,7 @@ async def _request(ctx: StepContext, *, rest: bool) -> StepOutcome:
     from flowtaskd.components.runtime import mask_outcome  # noqa: PLC0415
     from flowtaskd.components.support import CredentialError  # noqa: PLC0415
 
+    _larger_reads()
     p: HTTPParams = (RESTParams if rest else HTTPParams).model_validate(ctx.params)
     try:
         auth, headers, query = _auth(ctx, p)
@@ -191,6 +192,16 @@ async def _request(ctx: StepContext, *, rest: bool) -> StepOutcome:
     except OSError as exc:
         return StepOutcome(StepStatus.FAILED, error=f"cannot save the body: {exc}")
     return mask_outcome(outcome, ctx.secrets)
+
+
+def _larger_reads() -> None:
+    """httpcore reads a socket 64 KiB at a time, which caps a download near 250 MB/s here
+    (bench/components.py); reads of up to 1 MiB (recv returns what is there, so nothing
+    waits longer) lift that. A class attribute of httpcore's, read per connection."""
+    from httpcore._async.http11 import AsyncHTTP11Connection  # noqa: PLC0415
+
+    if getattr(AsyncHTTP11Connection, "READ_NUM_BYTES", 0) < _CHUNK:
+        AsyncHTTP11Connection.READ_NUM_BYTES = _CHUNK
 
 
 def _q(value: str | int | float | bool) -> str:
@@ -325,6 +336,7 @@ async def _save(ctx: StepContext, p: HTTPParams, response: httpx.Response) -> tu
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (a number, or an HTTP date)."""
     import email.utils  # noqa: PLC0415 - email.utils imports socket: not at validation
+
     if not value:
         return None
     value = value.strip()

@@ -314,7 +314,7 @@ async def _get(sftp: Any, remote: str, target: Path, resume: bool) -> None:
         if have:
             await _append_from(sftp, remote, part, have)
         else:
-            await sftp.get(remote, str(part), block_size=1 << 18, max_requests=64)
+            await sftp.get(remote, str(part))  # asyncssh's own block size and pipelining: fastest
         await asyncio.to_thread(commit_part, part, target)
         done = True
     finally:
@@ -391,7 +391,7 @@ async def _put(sftp: Any, local: Path, remote: str, resume: bool) -> None:
                     while chunk := src.read(1 << 18):
                         await dst.write(chunk)
         else:
-            await sftp.put(str(local), part, block_size=1 << 18, max_requests=64)
+            await sftp.put(str(local), part)
         if await sftp.exists(remote):
             await sftp.remove(remote)
         await sftp.rename(part, remote)
