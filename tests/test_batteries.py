@@ -14,10 +14,35 @@ from flowtaskd.components.registry import registry
 from flowtaskd.core.schema import validate_definition
 from flowtaskd.errors import TaskParseError
 
-BATTERIES = """HTTPClient RESTClient SendEmail SendNotify RunSSH DownloadFromSFTP UploadToSFTP
-DownloadFromFTP UploadToFTP Rsync Uncompress Unzip UnGzip FileExists FileRename FileRead
-FileOpen Wait PrintMessage DateList ParamIterator Loop IF Switch SetVariables ExecuteSQL
-UserFunc""".split()
+BATTERIES = [
+    "HTTPClient",
+    "RESTClient",
+    "SendEmail",
+    "SendNotify",
+    "RunSSH",
+    "DownloadFromSFTP",
+    "UploadToSFTP",
+    "DownloadFromFTP",
+    "UploadToFTP",
+    "Rsync",
+    "Uncompress",
+    "Unzip",
+    "UnGzip",
+    "FileExists",
+    "FileRename",
+    "FileRead",
+    "FileOpen",
+    "Wait",
+    "PrintMessage",
+    "DateList",
+    "ParamIterator",
+    "Loop",
+    "IF",
+    "Switch",
+    "SetVariables",
+    "ExecuteSQL",
+    "UserFunc",
+]
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
