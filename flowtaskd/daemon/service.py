@@ -310,11 +310,13 @@ class Daemon:
                     _log.warning(
                         event, file=str(ch.path), problem=str(p), kept_last_good=ch.kept_last_good
                     )
-        # schedules of tasks no longer loaded (removed, renamed, rejected) go with them
-        owners = {e.owner for e in self.scheduler.entries.values() if e.owner.startswith("task:")}
-        for owner in owners:
-            if self.library.get(owner.removeprefix("task:")) is None:
-                self.scheduler.replace(owner, [])
+        # schedules of tasks no longer loaded (removed, renamed, rejected) go with them; only
+        # a change names such a task, so a batch costs its changes, not the whole library
+        gone = {ch.previous.name for ch in changes if ch.previous is not None}
+        gone.update(ch.name for ch in changes if ch.kind == "removed" and ch.name)
+        for name in sorted(gone):
+            if self.library.get(name) is None:
+                self.scheduler.replace(f"task:{name}", [])
 
     def _set_task_schedules(self, name: str) -> None:
         loaded = self.library.get(name)
