@@ -253,9 +253,9 @@ class Scheduler:
 
     async def record_catchups(self) -> None:
         """Persist the fire times set by catch-up (called once after start)."""
-        for sid, ts in self._last.items():
-            if sid in self.entries:
-                await self.store.set_last_fire(sid, ts)
+        await self.store.set_last_fires(
+            {sid: ts for sid, ts in self._last.items() if sid in self.entries}
+        )
 
     def next_fire_times(self) -> dict[str, str | None]:
         if self._aps is None:
