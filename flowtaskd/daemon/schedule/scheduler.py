@@ -146,6 +146,7 @@ class Scheduler:
         for entry in list(self.entries.values()):
             self._add_job(entry, catch_up=True)
         self._aps.start(paused=paused)
+        _log.info("schedules_started", schedules=len(self.entries))
 
     def shutdown(self) -> None:
         if self._aps is not None and self._aps.running:
@@ -203,7 +204,8 @@ class Scheduler:
             replace_existing=True,
             next_run_time=first,
         )
-        _log.info(
+        # at start, one line for all (schedules_started); each one at debug level
+        (_log.debug if catch_up else _log.info)(
             "schedule_added",
             schedule=entry.id,
             when=entry.when,
