@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from flowtaskd.daemon.intake import inotify
 from flowtaskd.daemon.intake.inbox import ClaimedFile, InboxWatcher, Spool, scan_inbox
 from flowtaskd.errors import DaemonError
 
@@ -358,6 +359,28 @@ async def test_a_file_written_slowly_is_claimed_once_complete(inbox: Path, spool
     assert done_at_claim, "claimed while the writer was still appending"
     assert content == (spool.dir / collector.claimed[0].spooled.name).read_bytes()
     assert len(content) >= 6 * 20  # it did write for a while
+
+
+@pytest.mark.skipif(not inotify.available(), reason="completion is proven with inotify")
+@pytest.mark.parametrize("how", ["renamed", "written in place"])
+async def test_a_finished_file_is_claimed_without_the_quiet_window(
+    inbox: Path, spool: Spool, how: str
+) -> None:
+    collector = Collector()
+    # a 20 s quiet window: only inotify's word plus the lease can claim within the deadline
+    watcher = InboxWatcher(
+        [("main", inbox)], spool, collector, stable_interval=10.0, rescan_interval=None
+    )
+    async with running(watcher, collector, inbox):
+        if how == "renamed":
+            drop(inbox, "job.yaml", "n: 1\n")
+        else:
+            with (inbox / "job.yaml").open("w") as f:
+                f.write("n: 1\n")
+        async with asyncio.timeout(DEADLINE / 2):
+            await collector.wait(claims=1)
+    assert [c.original.name for c in collector.claimed] == ["job.yaml"]
+    assert collector.claimed[0].spooled.read_text() == "n: 1\n"
 
 
 async def test_a_file_renamed_in_while_still_open_waits_for_its_writer(
