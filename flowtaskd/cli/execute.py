@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import signal
 import sys
@@ -12,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from flowtaskd.core.cron import CronError, next_fire_times, parse_cron, validate_timezone
 from flowtaskd.errors import FlowtaskError, TaskParseError
 
 if TYPE_CHECKING:
@@ -86,6 +84,8 @@ class _Progress:
 
 async def _exec(args: argparse.Namespace, params: dict[str, str]) -> TaskMonitor:
     # the engine is imported by the command that runs it, not by every command's start
+    import asyncio  # noqa: PLC0415 - lazy
+
     from flowtaskd.engine.events import EventBus  # noqa: PLC0415 - lazy
     from flowtaskd.tasks.task import Task  # noqa: PLC0415 - lazy
 
@@ -114,6 +114,8 @@ async def _exec(args: argparse.Namespace, params: dict[str, str]) -> TaskMonitor
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - lazy: the other commands run no loop
+
     from flowtaskd.core.rules import TaskStatus  # noqa: PLC0415 - lazy
     from flowtaskd.logs import configure_logging  # noqa: PLC0415 - lazy
 
@@ -153,6 +155,13 @@ def _summary(stats: TaskMonitor, out: TextIO) -> None:
 
 
 def cmd_next(args: argparse.Namespace) -> int:
+    from flowtaskd.core.cron import (  # noqa: PLC0415 - lazy
+        CronError,
+        next_fire_times,
+        parse_cron,
+        validate_timezone,
+    )
+
     try:
         spec = parse_cron(args.cron)
         tz = validate_timezone(args.tz)

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowtaskd.core.loader import TASK_SUFFIXES
 from flowtaskd.core.render import FORMATS
 from flowtaskd.errors import FlowtaskError, Problem, TaskNotFound, TaskParseError
 
@@ -47,6 +46,8 @@ def _load_pile(path: Path) -> TaskPile:
 
 def iter_task_files(paths: list[Path]) -> list[Path]:
     """Files as given, plus task files found recursively in folders (dot-names skipped)."""
+    from flowtaskd.core.loader import TASK_SUFFIXES  # noqa: PLC0415 - lazy: yaml
+
     out: list[Path] = []
     for path in paths:
         if not path.is_dir():
