@@ -247,12 +247,19 @@ class InboxWatcher:
 
     async def _attempt(self, run: _Run, path: Path, inbox: str) -> None:
         st: os.stat_result | None = None
+        claimed: ClaimedFile | None = None
         try:
             async with run.settling:
-                st = await self._settle(path, run.stop, self._ended[path])
-            if st is None or run.stop.is_set():
-                return
-            claimed = await asyncio.to_thread(self._spool.claim, path, inbox)
+                ended = self._ended[path]
+                if ended.is_set():  # renamed in or closed: prove it complete and claim it
+                    ended.clear()  # in one thread hop
+                    st, claimed = await asyncio.to_thread(self._claim_if_complete, path, inbox)
+                if st is None:
+                    st = await self._settle(path, run.stop, ended)
+            if claimed is None:
+                if st is None or run.stop.is_set():
+                    return
+                claimed = await asyncio.to_thread(self._spool.claim, path, inbox)
         except Exception as error:  # one bad file never stops the watcher
             reason = str(error) or type(error).__name__
             self._report(path, reason, _signature(st) if st is not None else None)
@@ -265,6 +272,16 @@ class InboxWatcher:
             self._submit(claimed)
         except Exception as error:
             self._report(path, f"claimed as {claimed.spooled}, not submitted: {error!r}", None)
+
+    def _claim_if_complete(
+        self, path: Path, inbox: str
+    ) -> tuple[os.stat_result | None, ClaimedFile | None]:
+        """(stat, claim) when :func:`complete_now` proves ``path`` complete (the claim is
+        None if it went meanwhile); (None, None) when it cannot. Blocking."""
+        st = complete_now(path)
+        if st is None:
+            return None, None
+        return st, self._spool.claim(path, inbox)
 
     async def _settle(
         self, path: Path, stop: asyncio.Event, ended: asyncio.Event
