@@ -124,7 +124,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from flowtaskd.components.registry import registry  # noqa: PLC0415 - lazy
     from flowtaskd.core.jsonschema import task_schema  # noqa: PLC0415 - lazy
 
-    sys.stdout.write(json.dumps(task_schema(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(task_schema(registry()), indent=2) + "\n")
     return 0
