@@ -9,9 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowtaskd.daemon.config.load import load_config
-from flowtaskd.daemon.runs.store import HistoryStore
-from flowtaskd.daemon.service import main_run
 from flowtaskd.errors import FlowtaskError, TaskParseError
 
 __all__ = ["register", "state_dir_from"]
@@ -43,6 +40,8 @@ def _where(p: argparse.ArgumentParser) -> None:
 
 def state_dir_from(args: argparse.Namespace) -> Any:
     """The daemon config implied by ``--config`` / ``--state-dir`` (defaults otherwise)."""
+    from flowtaskd.daemon.config.load import load_config  # noqa: PLC0415 - lazy
+
     cfg = load_config(args.config)
     if getattr(args, "state_dir", None) is not None:
         cfg = cfg.model_copy(update={"state_dir": args.state_dir.resolve()})
@@ -70,6 +69,8 @@ def _error(exc: Exception) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
+        from flowtaskd.daemon.service import main_run  # noqa: PLC0415 - lazy
+
         return main_run(args.config)
     except FlowtaskError as exc:
         return _error(exc)
@@ -83,6 +84,8 @@ def _when(ts: float | None) -> str:
 
 def cmd_history(args: argparse.Namespace) -> int:
     try:
+        from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415 - lazy
+
         store = HistoryStore.open_readonly(_history_path(args))
         runs = store.list_runs(args.task, args.n)
     except FlowtaskError as exc:
@@ -110,6 +113,8 @@ def _run_dict(r: Any) -> dict[str, Any]:
 
 def cmd_show(args: argparse.Namespace) -> int:
     try:
+        from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415 - lazy
+
         store = HistoryStore.open_readonly(_history_path(args))
         found = store.get_run(args.run_id)
     except FlowtaskError as exc:

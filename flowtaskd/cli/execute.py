@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import signal
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from flowtaskd.core.cron import CronError, next_fire_times, parse_cron, validate_timezone
-from flowtaskd.core.rules import TaskStatus
-from flowtaskd.engine.events import EventBus
-from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError, TaskParseError
-from flowtaskd.logs import configure_logging
-from flowtaskd.tasks.task import Task
+
+if TYPE_CHECKING:
+    from flowtaskd.engine.stats import TaskMonitor
 
 __all__ = ["parse_params", "register"]
 
@@ -87,6 +83,12 @@ class _Progress:
 
 
 async def _exec(args: argparse.Namespace, params: dict[str, str]) -> TaskMonitor:
+    # the engine is imported by the command that runs it, not by every command's start
+    import asyncio  # noqa: PLC0415 - lazy
+
+    from flowtaskd.engine.events import EventBus  # noqa: PLC0415 - lazy
+    from flowtaskd.tasks.task import Task  # noqa: PLC0415 - lazy
+
     bus = EventBus()
     task = Task(
         task=str(args.file), params=params, events=bus, log_dir=args.log_dir, trigger="exec"
@@ -112,6 +114,11 @@ async def _exec(args: argparse.Namespace, params: dict[str, str]) -> TaskMonitor
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - lazy: the other commands run no loop
+
+    from flowtaskd.core.rules import TaskStatus  # noqa: PLC0415 - lazy
+    from flowtaskd.logs import configure_logging  # noqa: PLC0415 - lazy
+
     configure_logging("auto", args.log_level)
     try:
         params = parse_params(args.param)
@@ -148,6 +155,13 @@ def _summary(stats: TaskMonitor, out: TextIO) -> None:
 
 
 def cmd_next(args: argparse.Namespace) -> int:
+    from flowtaskd.core.cron import (  # noqa: PLC0415 - lazy
+        CronError,
+        next_fire_times,
+        parse_cron,
+        validate_timezone,
+    )
+
     try:
         spec = parse_cron(args.cron)
         tz = validate_timezone(args.tz)
