@@ -23,7 +23,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from flowtaskd.daemon.config.load import load_config
 from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
 
 __all__ = [
@@ -122,6 +121,8 @@ def _socket_path(args: argparse.Namespace) -> Path:
     if args.socket is not None:
         return Path(args.socket)
     try:
+        from flowtaskd.daemon.config.load import load_config  # noqa: PLC0415 - lazy
+
         path: Path = load_config(args.config).control.socket
     except TaskParseError as exc:
         lines = [str(p) for p in exc.problems] or [str(exc)]

@@ -11,9 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowtaskd.daemon.config.load import load_config
-from flowtaskd.daemon.runs.store import HistoryStore
-from flowtaskd.daemon.service import main_run
 from flowtaskd.errors import FlowtaskError, TaskParseError
 
 __all__ = ["history_path", "register", "state_dir_from", "where_options"]
@@ -39,6 +36,8 @@ def _where(p: argparse.ArgumentParser) -> None:
 
 def state_dir_from(args: argparse.Namespace) -> Any:
     """The daemon config implied by ``--config`` / ``--state-dir`` (defaults otherwise)."""
+    from flowtaskd.daemon.config.load import load_config  # noqa: PLC0415 - lazy
+
     cfg = load_config(args.config)
     if getattr(args, "state_dir", None) is not None:
         cfg = cfg.model_copy(update={"state_dir": args.state_dir.resolve()})
@@ -66,6 +65,8 @@ def _error(exc: Exception) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
+        from flowtaskd.daemon.service import main_run  # noqa: PLC0415 - lazy
+
         return main_run(args.config)
     except FlowtaskError as exc:
         return _error(exc)
@@ -79,6 +80,8 @@ def _when(ts: float | None) -> str:
 
 def cmd_history(args: argparse.Namespace) -> int:
     try:
+        from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415 - lazy
+
         store = HistoryStore.open_readonly(_history_path(args))
         runs = store.list_runs(args.task, args.n)
     except FlowtaskError as exc:

@@ -8,25 +8,18 @@ that printed (or of ``--output STEP``) goes to stdout; the summary to stderr.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-
-from flowtaskd.cli.live import RunView, live_wanted
-from flowtaskd.cli.plan import attempts_of, dry_run
-from flowtaskd.core.rules import TaskStatus
-from flowtaskd.engine.events import EventBus
-from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError, TaskParseError
-from flowtaskd.logs import configure_logging
-from flowtaskd.tasks.task import Task
+
+if TYPE_CHECKING:
+    from flowtaskd.engine.stats import TaskMonitor
 
 __all__ = ["parse_params", "register"]
 
@@ -86,6 +79,17 @@ def _log_root(args: argparse.Namespace) -> Path:
 async def _exec(
     args: argparse.Namespace, params: dict[str, str], interrupted: type[_Interrupted]
 ) -> TaskMonitor:
+    # the engine and the view are imported by the command that runs them (a fast CLI start)
+    import asyncio  # noqa: PLC0415 - lazy
+
+    from rich.console import Console  # noqa: PLC0415 - lazy
+
+    from flowtaskd.cli.live import RunView, live_wanted  # noqa: PLC0415 - lazy
+    from flowtaskd.cli.plan import attempts_of  # noqa: PLC0415 - lazy
+    from flowtaskd.engine.events import EventBus  # noqa: PLC0415 - lazy
+    from flowtaskd.logs import configure_logging  # noqa: PLC0415 - lazy
+    from flowtaskd.tasks.task import Task  # noqa: PLC0415 - lazy
+
     bus = EventBus()
     task = Task(
         task=str(args.file), params=params, events=bus, log_dir=_log_root(args), trigger="exec"
@@ -146,6 +150,12 @@ class _PlainOutput:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - lazy: the other commands run no loop
+
+    from flowtaskd.cli.plan import dry_run  # noqa: PLC0415 - lazy
+    from flowtaskd.core.rules import TaskStatus  # noqa: PLC0415 - lazy
+    from flowtaskd.logs import configure_logging  # noqa: PLC0415 - lazy
+
     configure_logging("auto", args.log_level)
     try:
         params = parse_params(args.param)

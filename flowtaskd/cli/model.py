@@ -12,14 +12,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowtaskd.components.registry import registry
-from flowtaskd.core.jsonschema import task_schema
-from flowtaskd.core.loader import TASK_SUFFIXES
-from flowtaskd.core.render import FORMATS, render
+from flowtaskd.core.render import FORMATS
 from flowtaskd.errors import FlowtaskError, Problem, TaskNotFound, TaskParseError
-from flowtaskd.tasks import load_pile
+
+if TYPE_CHECKING:
+    from flowtaskd.tasks import TaskPile
 
 __all__ = ["iter_task_files", "register", "validate_files"]
 
@@ -39,8 +38,16 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_schema)
 
 
+def _load_pile(path: Path) -> TaskPile:
+    from flowtaskd.tasks import load_pile  # noqa: PLC0415 - lazy: networkx and the models
+
+    return load_pile(path)
+
+
 def iter_task_files(paths: list[Path]) -> list[Path]:
     """Files as given, plus task files found recursively in folders (dot-names skipped)."""
+    from flowtaskd.core.loader import TASK_SUFFIXES  # noqa: PLC0415 - lazy: yaml
+
     out: list[Path] = []
     for path in paths:
         if not path.is_dir():
@@ -63,7 +70,7 @@ def validate_files(paths: list[Path]) -> list[dict[str, Any]]:
     for path in iter_task_files(paths):
         problems: list[Problem] = []
         try:
-            pile = load_pile(path)
+            pile = _load_pile(path)
         except TaskParseError as exc:
             problems = exc.problems
         except TaskNotFound:
@@ -106,14 +113,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     try:
-        pile = load_pile(args.file)
+        pile = _load_pile(args.file)
     except FlowtaskError as exc:
         print(exc, file=sys.stderr)
         return 1
+    from flowtaskd.core.render import render  # noqa: PLC0415 - lazy
+
     sys.stdout.write(render(pile, args.format))
     return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from flowtaskd.components.registry import registry  # noqa: PLC0415 - lazy
+    from flowtaskd.core.jsonschema import task_schema  # noqa: PLC0415 - lazy
+
     sys.stdout.write(json.dumps(task_schema(registry()), indent=2) + "\n")
     return 0

@@ -7,10 +7,12 @@ outside and feeds it.
 
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.rules import TriggerRule
+
+if TYPE_CHECKING:  # FORMATS is read by the CLI's parser: importing it loads no graph code
+    from flowtaskd.core.pile import TaskPile
 
 __all__ = ["FORMATS", "order", "render"]
 
@@ -31,6 +33,8 @@ def render(pile: TaskPile, fmt: str = "text") -> str:
 def order(pile: TaskPile) -> list[str]:
     """Step ids in topological order; ties broken by file order."""
     index = {s.id: i for i, s in enumerate(pile)}
+    import networkx as nx  # noqa: PLC0415 - lazy (see the imports)
+
     return list(nx.lexicographical_topological_sort(pile.graph, key=index.__getitem__))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -159,9 +160,15 @@ class Daemon:
             _log.warning(
                 "run_interrupted", task=run.task, run_id=run.run_id, inbox_file=run.inbox_file
             )
-        self._apply_library(await asyncio.to_thread(self.library.scan), startup=True)
-        self._set_config_schedules()
-        self.scheduler.start()
+        # Loading allocates what it keeps (a large library is millions of objects): cyclic
+        # collections during it would walk them again and again and free next to nothing.
+        gc.disable()
+        try:
+            self._apply_library(await asyncio.to_thread(self.library.scan), startup=True)
+            self._set_config_schedules()
+            self.scheduler.start()
+        finally:
+            gc.enable()
         await self.scheduler.record_catchups()
         runs_stop = asyncio.Event()
         ext_stop = asyncio.Event()  # extensions outlive the drain: they report its last events
@@ -293,11 +300,14 @@ class Daemon:
 
     # -- library and schedules --------------------------------------------------------
     def _apply_library(self, changes: list[LibraryChange], startup: bool = False) -> None:
+        # at start one line sums the library up: 10,000 info lines would cost a second and
+        # flood the journal; each task's line is there at debug level
+        log_loaded = _log.debug if startup else _log.info
         for ch in changes:
             payload: dict[str, Any] = {"task": ch.name, "file": str(ch.path)}
             if ch.kind in ("loaded", "reloaded") and ch.task is not None:
                 self.bus.emit("task_loaded", {**payload, "reloaded": ch.kind == "reloaded"})
-                _log.info(
+                log_loaded(
                     "task_loaded", task=ch.name, file=str(ch.path), reloaded=ch.kind == "reloaded"
                 )
                 self._set_task_schedules(ch.task.name)
@@ -314,11 +324,17 @@ class Daemon:
                     _log.warning(
                         event, file=str(ch.path), problem=str(p), kept_last_good=ch.kept_last_good
                     )
-        # schedules of tasks no longer loaded (removed, renamed, rejected) go with them
-        owners = {e.owner for e in self.scheduler.entries.values() if e.owner.startswith("task:")}
-        for owner in owners:
-            if self.library.get(owner.removeprefix("task:")) is None:
-                self.scheduler.replace(owner, [])
+        # schedules of tasks no longer loaded (removed, renamed, rejected) go with them; only
+        # a change names such a task, so a batch costs its changes, not the whole library
+        gone = {ch.previous.name for ch in changes if ch.previous is not None}
+        gone.update(ch.name for ch in changes if ch.kind == "removed" and ch.name)
+        for name in sorted(gone):
+            if self.library.get(name) is None:
+                self.scheduler.replace(f"task:{name}", [])
+        if startup:
+            _log.info(
+                "library_loaded", tasks=len(self.library.tasks), invalid=len(self.library.invalid)
+            )
 
     def _set_task_schedules(self, name: str) -> None:
         loaded = self.library.get(name)

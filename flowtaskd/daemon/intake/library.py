@@ -50,7 +50,7 @@ from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.intake.trust import untrusted_reason
 from flowtaskd.daemon.intake.watcher import is_ignored, watch_paths
 from flowtaskd.errors import Problem, TaskNotFound, TaskParseError
-from flowtaskd.tasks import load_task
+from flowtaskd.tasks import load_pile
 
 __all__ = ["Library", "LibraryChange", "LoadedTask"]
 
@@ -280,8 +280,8 @@ class _Batch:
     def read(self, path: Path, st: os.stat_result) -> None:
         problems: tuple[Problem, ...] = ()
         try:
-            definition = load_task(path)
-            pile = TaskPile(definition)
+            pile = load_pile(path)  # (load_task + TaskPile built the graph twice)
+            definition = pile.definition
         except TaskNotFound:  # deleted between the stat and the read
             self.gone(path)
             return

@@ -241,6 +241,10 @@ async def wait_stable(
         current = await _stat(path)
         if current is None:
             return None
-        if _same(current, last) and (wall() - current.st_mtime_ns / 1e9) >= quiet:
+        if (
+            _same(current, last)
+            and (wall() - current.st_mtime_ns / 1e9) >= quiet
+            and not await asyncio.to_thread(_held_for_writing, path)
+        ):
             return current
         last = current

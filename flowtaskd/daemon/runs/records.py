@@ -11,6 +11,7 @@ event loop by their callers (``asyncio.to_thread``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -86,6 +87,10 @@ class RunStore(Protocol):
         ...
 
     async def set_last_fire(self, schedule_id: str, ts: float) -> None: ...
+
+    async def set_last_fires(self, fires: Mapping[str, float]) -> None:
+        """:meth:`set_last_fire` for many schedules, in one transaction."""
+        ...
 
     async def prune(
         self, now: float, retention_days: float | None, max_runs_per_task: int | None

@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -154,11 +154,17 @@ class HistoryStore(OperatingTables):
         return await self._submit(op)
 
     async def set_last_fire(self, schedule_id: str, ts: float) -> None:
-        sql = (
-            "INSERT INTO schedule_state (schedule_id, last_fire) VALUES (?, ?)"
-            " ON CONFLICT (schedule_id) DO UPDATE SET last_fire = excluded.last_fire"
-        )
-        await self._submit(_execute(sql, (schedule_id, ts)))
+        await self._submit(_execute(_SET_LAST_FIRE, (schedule_id, ts)))
+
+    async def set_last_fires(self, fires: Mapping[str, float]) -> None:
+        """:meth:`set_last_fire` for many schedules in one transaction (start-up)."""
+        rows = list(fires.items())
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(_SET_LAST_FIRE, rows)
+
+        if rows:
+            await self._submit(op)
 
     async def prune(
         self, now: float, retention_days: float | None, max_runs_per_task: int | None
@@ -339,6 +345,12 @@ def _ids_with_prefix(conn: sqlite3.Connection, prefix: str, most: int) -> list[s
 
 def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
     return dict(zip(row.keys(), row, strict=True))
+
+
+_SET_LAST_FIRE = (
+    "INSERT INTO schedule_state (schedule_id, last_fire) VALUES (?, ?)"
+    " ON CONFLICT (schedule_id) DO UPDATE SET last_fire = excluded.last_fire"
+)
 
 
 def _execute(sql: str, params: Sequence[Any]) -> Callable[[sqlite3.Connection], None]:
