@@ -157,7 +157,9 @@ class Task(AbstractTask):
         log_dir = Path(self.kwargs.get("log_dir") or Path(tempfile.gettempdir()) / "flowtaskd-logs")
         log_dir = log_dir / d.name / self.run_id  # made when a step first prints
         name, run_id = d.name, self.run_id
-        quiet = {"step_start", "step_done", "running"}
+        # one line per fact: a run's end is logged as done / on_error / cancelled, not again
+        # as completed
+        quiet = {"step_start", "step_done", "running", "completed"}
         actions = self._actions
 
         def emit(event: str, payload: dict[str, Any]) -> None:

@@ -287,7 +287,7 @@ class ExecutorConfig(StrictModel):
 
 
 class LogConfig(StrictModel):
-    format: Literal["auto", "json", "console"] = "auto"
+    format: Literal["auto", "json", "console", "journald"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
