@@ -130,6 +130,7 @@ class Intake:
             params=params,
             source=str(claimed.original),
             inbox_file=str(claimed.spooled),
+            inbox=claimed.inbox,
             on_done=self._done_callback(claimed),
         )
         self.d.runs.submit(req)

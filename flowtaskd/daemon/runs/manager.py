@@ -75,6 +75,7 @@ class RunRequest:
     schedule_id: str | None = None
     overlap: Overlap | None = None  # overrides the task's (a schedule entry may)
     inbox_file: str | None = None
+    inbox: str | None = None  # the inbox's name, for bounded metric labels
     fire_time: float | None = None
     on_done: OnDone | None = None
     run_id: str = field(default_factory=new_run_id)
@@ -164,6 +165,7 @@ class RunManager:
                 "run_id": req.run_id,
                 "trigger": req.trigger,
                 "queued": len(self.queue),
+                "inbox": req.inbox,
             },
         )
         self._wake.set()
