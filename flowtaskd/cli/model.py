@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_graph)
 
     p = sub.add_parser("schema", help="print the JSON Schema (Draft 2020-12) of task files")
+    p.add_argument(
+        "--path", action="store_true", help="print where the packaged copy is, not the schema"
+    )
     p.set_defaults(handler=cmd_schema)
 
 
@@ -114,5 +118,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    if args.path:
+        print(Path(str(resources.files("flowtaskd") / "task.schema.json")).resolve())
+        return 0
     sys.stdout.write(json.dumps(task_schema(), indent=2) + "\n")
     return 0
