@@ -37,6 +37,7 @@ _SENTENCES: dict[str, str | tuple[str, ...]] = {
     "task_loaded": "task {task} loaded from {file}",
     "task_invalid": "task file {file} is invalid",
     "daemon_ready": "daemon ready",
+    "task_folder_missing": "task folder {folder} does not exist (yet): watching for it",
     "daemon_stopping": "daemon stopping",
     "webhook_failed": "webhook to {url} given up after {attempts} attempt(s): {error}",
 }

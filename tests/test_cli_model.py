@@ -36,12 +36,16 @@ BAD_PROBLEMS = [
 ]
 
 
+def _steps(n: int) -> str:
+    return "1 step" if n == 1 else f"{n} steps"
+
+
 def test_the_examples_are_valid_and_in_every_format() -> None:
     assert {p.suffix for p in EXAMPLES} >= {".yaml", ".json", ".toml"}
     run = flowtaskd("validate", "config/tasks", cwd=REPO)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [
-        f"ok config/tasks/{p.name}: task {load_pile(p).name} ({len(load_pile(p))} steps)"
+        f"ok config/tasks/{p.name}: task {load_pile(p).name} ({_steps(len(load_pile(p)))})"
         for p in EXAMPLES
     ]
     assert run.stderr == f"{len(EXAMPLES)} valid, 0 invalid\n"
@@ -137,7 +141,7 @@ def test_validate_with_nothing_to_check_exits_1(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     run = flowtaskd("validate", "empty", cwd=tmp_path)
     assert run.returncode == 1
-    assert run.stderr == "no task files found\n0 valid, 0 invalid\n"
+    assert run.stderr == "flowtaskd: no task files found\n0 valid, 0 invalid\n"
 
 
 @pytest.mark.parametrize("fmt", ["text", "dot", "mermaid"])
@@ -153,7 +157,7 @@ def test_graph_of_an_invalid_file(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(BAD)
     run = flowtaskd("graph", "bad.yaml", cwd=tmp_path)
     assert (run.returncode, run.stdout) == (1, "")
-    assert run.stderr.splitlines() == BAD_PROBLEMS
+    assert run.stderr.splitlines() == [f"flowtaskd: {p}" for p in BAD_PROBLEMS]
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

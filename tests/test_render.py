@@ -34,7 +34,7 @@ def test_order_is_topological_with_file_order_between_ready_steps() -> None:
 
 def test_text() -> None:
     assert render(PILE, "text") == (
-        "task report: 6 steps, 1 groups\n"
+        "task report: 6 steps, 1 group\n"
         "  start (Dummy) (root)\n"
         "  ls (FileList) (root)  [feeds group files]\n"
         "  count (Command) <- ls  [in group files, once per item]\n"

@@ -13,29 +13,54 @@ import json
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowtaskd.core.jsonschema import task_schema
-from flowtaskd.core.loader import TASK_SUFFIXES
-from flowtaskd.core.render import FORMATS, render
-from flowtaskd.errors import FlowtaskError, Problem, TaskNotFound, TaskParseError
-from flowtaskd.tasks import load_pile
+from flowtaskd.cli.errors import EXIT_FAILED, fail, plural
+
+if TYPE_CHECKING:
+    from flowtaskd.errors import Problem
+
+# the task model is imported by the commands: building the parser must stay fast
+TASK_SUFFIXES = (".yaml", ".yml", ".json", ".toml")  # = flowtaskd.core.loader.TASK_SUFFIXES
+GRAPH_FORMATS = ("text", "dot", "mermaid")  # = flowtaskd.core.render.FORMATS
 
 __all__ = ["iter_task_files", "register", "validate_files"]
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("validate", help="check task files (files or folders)")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p = sub.add_parser(
+        "validate",
+        help="check task files (files or folders)",
+        description="Check task files; print each problem as FILE:LINE: KEY: message.",
+        epilog="examples:\n  flowtaskd validate config/tasks\n  flowtaskd validate job.yaml --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="task files, or folders to search"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.set_defaults(handler=cmd_validate)
 
-    p = sub.add_parser("graph", help="show a task's DAG, groups included")
-    p.add_argument("file", type=Path, metavar="FILE")
-    p.add_argument("--format", choices=FORMATS, default="text")
+    p = sub.add_parser(
+        "graph",
+        help="show a task's DAG, groups included",
+        epilog="examples:\n  flowtaskd graph job.yaml\n"
+        "  flowtaskd graph job.yaml --format dot | dot -Tsvg > job.svg",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="a task file")
+    p.add_argument(
+        "--format", choices=GRAPH_FORMATS, default="text", help="text (default), dot or mermaid"
+    )
     p.set_defaults(handler=cmd_graph)
 
-    p = sub.add_parser("schema", help="print the JSON Schema (Draft 2020-12) of task files")
+    p = sub.add_parser(
+        "schema",
+        help="print the JSON Schema (Draft 2020-12) of task files",
+        epilog="examples:\n  flowtaskd schema > task.schema.json\n"
+        '  check-jsonschema --schemafile "$(flowtaskd schema --path)" job.yaml',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--path", action="store_true", help="print where the packaged copy is, not the schema"
     )
@@ -62,6 +87,14 @@ def iter_task_files(paths: list[Path]) -> list[Path]:
 
 def validate_files(paths: list[Path]) -> list[dict[str, Any]]:
     """One result per task file: ``file``, ``valid``, ``problems`` (and ``task``, ``steps``)."""
+    from flowtaskd.errors import (  # noqa: PLC0415
+        FlowtaskError,
+        Problem,
+        TaskNotFound,
+        TaskParseError,
+    )
+    from flowtaskd.tasks import load_pile  # noqa: PLC0415
+
     results: list[dict[str, Any]] = []
     for path in iter_task_files(paths):
         problems: list[Problem] = []
@@ -98,21 +131,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         for r in results:
             if r["valid"]:
-                print(f"ok {r['file']}: task {r['task']} ({r['steps']} steps)")
+                print(f"ok {r['file']}: task {r['task']} ({plural(r['steps'], 'step')})")
             for p in r["problems"]:
                 print(p, file=sys.stderr)
         if not results:
-            print("no task files found", file=sys.stderr)
+            fail("no task files found")
         print(f"{len(results) - bad} valid, {bad} invalid", file=sys.stderr)
     return 1 if bad or not results else 0
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    from flowtaskd.core.render import render  # noqa: PLC0415
+    from flowtaskd.errors import FlowtaskError, TaskParseError  # noqa: PLC0415
+    from flowtaskd.tasks import load_pile  # noqa: PLC0415
+
     try:
         pile = load_pile(args.file)
+    except TaskParseError as exc:
+        return fail([str(p) for p in exc.problems] or [str(exc)], EXIT_FAILED)
     except FlowtaskError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+        return fail(str(exc), EXIT_FAILED)
     sys.stdout.write(render(pile, args.format))
     return 0
 
@@ -121,5 +159,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     if args.path:
         print(Path(str(resources.files("flowtaskd") / "task.schema.json")).resolve())
         return 0
+    from flowtaskd.core.jsonschema import task_schema  # noqa: PLC0415
+
     sys.stdout.write(json.dumps(task_schema(), indent=2) + "\n")
     return 0

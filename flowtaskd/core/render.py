@@ -36,7 +36,8 @@ def order(pile: TaskPile) -> list[str]:
 
 def _text(pile: TaskPile) -> str:
     groups = pile.groups
-    lines = [f"task {pile.name}: {len(pile)} steps, {len(groups)} groups"]
+    steps = f"{len(pile)} step{'' if len(pile) == 1 else 's'}"
+    lines = [f"task {pile.name}: {steps}, {len(groups)} group{'' if len(groups) == 1 else 's'}"]
     for sid in order(pile):
         step = pile[sid]
         ups = pile.upstream(sid)

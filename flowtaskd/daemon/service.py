@@ -288,7 +288,12 @@ class Daemon:
             "daemon_reloaded", {"tasks": len(self.library.tasks), "restart_needed": changed}
         )
         _log.info("daemon_reloaded", tasks=len(self.library.tasks), restart_needed=changed)
-        return {"ok": True, "tasks": len(self.library.tasks), "restart_needed": changed}
+        return {
+            "ok": True,
+            "tasks": len(self.library.tasks),
+            "invalid": len(self.library.invalid),
+            "restart_needed": changed,
+        }
 
     # -- library and schedules --------------------------------------------------------
     def _apply_library(self, changes: list[LibraryChange], startup: bool = False) -> None:
