@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowtaskd.cli.errors import EXIT_FAILED, fail, plural
+from flowtaskd.cli.errors import EXIT_FAILED, EXIT_USAGE, fail, plural
 
 if TYPE_CHECKING:
     from flowtaskd.errors import Problem
@@ -45,10 +45,26 @@ def register(sub: Any) -> None:
         "graph",
         help="show a task's DAG, groups included",
         epilog="examples:\n  flowtaskd graph job.yaml\n"
-        "  flowtaskd graph job.yaml --format dot | dot -Tsvg > job.svg",
+        "  flowtaskd graph job.yaml --format dot | dot -Tsvg > job.svg\n"
+        "  flowtaskd graph --run 019b7c40 --format mermaid   # coloured by that run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", type=Path, metavar="FILE", help="a task file")
+    p.add_argument(
+        "file",
+        type=Path,
+        nargs="?",
+        default=None,
+        metavar="FILE",
+        help="a task file (default with --run: the file the run came from)",
+    )
+    p.add_argument(
+        "--run",
+        default=None,
+        metavar="RUN_ID",
+        help="colour each step by its state in this run (a run id or a unique prefix)",
+    )
+    p.add_argument("--config", type=Path, default=None, help="the daemon's config (for --run)")
+    p.add_argument("--state-dir", type=Path, default=None, help="the daemon's state dir")
     p.add_argument(
         "--format", choices=GRAPH_FORMATS, default="text", help="text (default), dot or mermaid"
     )
@@ -145,14 +161,43 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from flowtaskd.errors import FlowtaskError, TaskParseError  # noqa: PLC0415
     from flowtaskd.tasks import load_pile  # noqa: PLC0415
 
+    states: dict[str, str] | None = None
+    file = args.file
+    if args.run is not None:
+        try:
+            file, states = _run_states(args)
+        except FlowtaskError as exc:
+            return fail(str(exc), EXIT_FAILED)
+    if file is None:
+        return fail("graph needs a FILE, or --run RUN_ID", EXIT_USAGE)
     try:
-        pile = load_pile(args.file)
+        pile = load_pile(file)
     except TaskParseError as exc:
         return fail([str(p) for p in exc.problems] or [str(exc)], EXIT_FAILED)
     except FlowtaskError as exc:
         return fail(str(exc), EXIT_FAILED)
-    sys.stdout.write(render(pile, args.format))
+    sys.stdout.write(render(pile, args.format, states))
     return 0
+
+
+def _run_states(args: argparse.Namespace) -> tuple[Path | None, dict[str, str]]:
+    """The task file of run ``args.run`` (unless FILE is given) and each step's state."""
+    from flowtaskd.cli.daemon import _history_path  # noqa: PLC0415
+    from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415
+    from flowtaskd.errors import FlowtaskError  # noqa: PLC0415
+
+    store = HistoryStore.open_readonly(_history_path(args))
+    found = store.get_run(args.run)
+    if found is None:
+        raise FlowtaskError(f"no run {args.run!r} in the history")
+    run, attempts = found
+    states = {a.step_id: a.status for a in attempts}  # the last attempt wins
+    steps = (run.stats or {}).get("steps") or {}
+    states.update({sid: str(s.get("status")) for sid, s in steps.items() if isinstance(s, dict)})
+    file = args.file if args.file is not None else (Path(run.source) if run.source else None)
+    if file is None:
+        raise FlowtaskError(f"run {run.run_id} has no task file on record: give FILE")
+    return file, states
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
