@@ -23,6 +23,7 @@ stderr instead, so nothing is lost silently.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -140,7 +141,7 @@ class JournalHandler(logging.Handler):
         try:
             self._sock.sendto(entry, self.path)
         except OSError as exc:
-            if exc.errno not in (90, 105):  # EMSGSIZE, ENOBUFS: too big for a datagram
+            if exc.errno not in (errno.EMSGSIZE, errno.ENOBUFS):  # too big for a datagram
                 raise
             self._send_memfd(entry)
 
