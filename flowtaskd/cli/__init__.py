@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for mod in _MODULES:
         mod.register(sub)
+    sub.choices["man"].set_defaults(parser=parser)  # the man page is made from all of it
     return parser
 
 

@@ -14,7 +14,7 @@ from flowtaskd.cli.errors import EXIT_FAILED, EXIT_USAGE, fail
 # The daemon, the store and the config models are imported by the commands that use them:
 # building the parser (--help, --version, completion) must stay fast.
 
-__all__ = ["register", "state_dir_from"]
+__all__ = ["history_path", "register", "state_dir_from"]
 
 
 def register(sub: Any) -> None:
@@ -71,7 +71,7 @@ def state_dir_from(args: argparse.Namespace) -> Any:
     return cfg
 
 
-def _history_path(args: argparse.Namespace) -> Path:
+def history_path(args: argparse.Namespace) -> Path:
     cfg = state_dir_from(args)
     path: Path = (
         cfg.history.path
@@ -96,7 +96,7 @@ def _complete_run_ids(prefix: str, parsed_args: argparse.Namespace, **_: Any) ->
     try:
         from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415
 
-        store = HistoryStore.open_readonly(_history_path(parsed_args))
+        store = HistoryStore.open_readonly(history_path(parsed_args))
         return [r.run_id for r in store.list_runs(None, 50) if r.run_id.startswith(prefix)]
     except Exception:
         return []
@@ -123,7 +123,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from flowtaskd.errors import FlowtaskError  # noqa: PLC0415
 
     try:
-        store = HistoryStore.open_readonly(_history_path(args))
+        store = HistoryStore.open_readonly(history_path(args))
         runs = store.list_runs(args.task, args.n)
     except FlowtaskError as exc:
         return _error(exc)
@@ -153,7 +153,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from flowtaskd.errors import FlowtaskError  # noqa: PLC0415
 
     try:
-        store = HistoryStore.open_readonly(_history_path(args))
+        store = HistoryStore.open_readonly(history_path(args))
         found = store.get_run(args.run_id)
     except FlowtaskError as exc:
         return _error(exc)

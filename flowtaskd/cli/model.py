@@ -182,11 +182,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def _run_states(args: argparse.Namespace) -> tuple[Path | None, dict[str, str]]:
     """The task file of run ``args.run`` (unless FILE is given) and each step's state."""
-    from flowtaskd.cli.daemon import _history_path  # noqa: PLC0415
+    from flowtaskd.cli.daemon import history_path  # noqa: PLC0415
     from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415
     from flowtaskd.errors import FlowtaskError  # noqa: PLC0415
 
-    store = HistoryStore.open_readonly(_history_path(args))
+    store = HistoryStore.open_readonly(history_path(args))
     found = store.get_run(args.run)
     if found is None:
         raise FlowtaskError(f"no run {args.run!r} in the history")
@@ -204,7 +204,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     if args.path:
         print(Path(str(resources.files("flowtaskd") / "task.schema.json")).resolve())
         return 0
+    from flowtaskd.components.registry import registry  # noqa: PLC0415
     from flowtaskd.core.jsonschema import task_schema  # noqa: PLC0415
 
-    sys.stdout.write(json.dumps(task_schema(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(task_schema(registry()), indent=2) + "\n")
     return 0

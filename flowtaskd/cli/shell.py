@@ -46,9 +46,7 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 def cmd_man(args: argparse.Namespace) -> int:
-    from flowtaskd.cli import build_parser  # noqa: PLC0415 - a cycle at import time
-
-    sys.stdout.write(manpage(build_parser()))
+    sys.stdout.write(manpage(args.parser))  # the whole parser, set by build_parser
     return 0
 
 
@@ -75,8 +73,6 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
 
 def manpage(parser: argparse.ArgumentParser) -> str:
     """``flowtaskd.1`` in roff (man(7)): every command, its arguments and its examples."""
-    from flowtaskd.cli import EPILOG  # noqa: PLC0415
-
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help or "" for c in sub._choices_actions}
     lines = [
@@ -95,6 +91,6 @@ def manpage(parser: argparse.ArgumentParser) -> str:
         lines += _options(command)
         if command.epilog:
             lines += [".PP", ".nf", _roff(command.epilog), ".fi"]
-    lines += [".SH EXAMPLES", ".nf", _roff(EPILOG.strip()), ".fi"]
+    lines += [".SH EXAMPLES", ".nf", _roff((parser.epilog or "").strip()), ".fi"]
     lines += [".SH SEE ALSO", "The README of flowtaskd: task files, the config, the events."]
     return "\n".join(lines) + "\n"

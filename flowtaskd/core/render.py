@@ -101,7 +101,7 @@ def _text(pile: TaskPile, states: Mapping[str, str] | None) -> str:
         after = f" <- {', '.join(ups)}" if ups else " (root)"
         extra = f"  [{'; '.join(tags)}]" if tags else ""
         state = f"{states.get(sid, 'pending'):<{width}}  " if states is not None else ""
-        lines.append(f"  {state}{sid} ({step.name}){after}{extra}")
+        lines.append(f"  {state}{sid} ({step.component}){after}{extra}")
     for g in groups.values():
         lines.append(f"group {g.name}: {g.parent} -> each item -> {', '.join(g.members)}")
     return "\n".join(lines) + "\n"
@@ -112,7 +112,7 @@ def _q(text: str) -> str:
 
 
 def _dot_node(step: Step, states: Mapping[str, str] | None) -> str:
-    lines = [step.id, step.name, *_details(step)]
+    lines = [step.id, step.component, *_details(step)]
     label = "\\n".join(_q(line)[1:-1] for line in lines)  # dot's \n: a centred line break
     attrs = f'label="{label}"'
     if states is not None:
@@ -149,7 +149,7 @@ def _m(text: str) -> str:
 
 
 def _mermaid_node(ids: dict[str, str], step: Step) -> str:
-    label = "<br/>".join(_m(line) for line in (step.id, step.name, *_details(step)))
+    label = "<br/>".join(_m(line) for line in (step.id, step.component, *_details(step)))
     return f'{ids[step.id]}["{label}"]'
 
 

@@ -21,13 +21,20 @@ import structlog
 
 from flowtaskd.core.schema import EventAction, TaskDefinition
 from flowtaskd.core.values import resolve
-from flowtaskd.engine.hookpost import DEFAULT_SCHEDULE, Target, deliver_inline, github_signature
+from flowtaskd.engine.hookpost import (
+    DEFAULT_SCHEDULE,
+    Target,
+    WebhookSink,
+    deliver_inline,
+    github_signature,
+)
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.logs import GLOBAL_MASKER
 from flowtaskd.process.spawn import ProcessSpec, run_process
 
 if TYPE_CHECKING:
-    from flowtaskd.tasks.task import Task
+    from flowtaskd.clock import Clock
+    from flowtaskd.components.context import SubRun
 
 __all__ = ["ActionRunner", "sign_body"]
 
@@ -52,9 +59,18 @@ class ActionRunner:
     grace period, then cancels the rest). A failing action is logged, never fatal.
     """
 
-    def __init__(self, definition: TaskDefinition, task: Task) -> None:
+    def __init__(
+        self,
+        definition: TaskDefinition,
+        subrun: SubRun,
+        *,
+        clock: Clock,
+        webhooks: WebhookSink | None = None,
+    ) -> None:
         self.actions = definition.events
-        self.task = task
+        self.subrun = subrun
+        self.clock = clock
+        self.webhooks = webhooks  # the daemon's dispatcher; None: WebHook posts in place
         self._running: set[asyncio.Task[None]] = set()
 
     def __call__(self, event: str, payload: dict[str, Any]) -> None:
@@ -65,7 +81,7 @@ class ActionRunner:
 
     async def _guarded(self, action: EventAction, event: str, payload: dict[str, Any]) -> None:
         try:
-            await _perform(action, event, payload, self.task)
+            await _perform(action, event, payload, self)
         except Exception as exc:  # an action's failure is logged, never fatal to anything
             _log.warning(
                 "action_failed",
@@ -85,7 +101,9 @@ class ActionRunner:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _perform(action: EventAction, event: str, payload: dict[str, Any], task: Task) -> None:
+async def _perform(
+    action: EventAction, event: str, payload: dict[str, Any], runner: ActionRunner
+) -> None:
     p = action.params.model_dump()
     values = _values(payload)
     if action.action == "Log":
@@ -115,14 +133,14 @@ async def _perform(action: EventAction, event: str, payload: dict[str, Any], tas
                 run_id=payload.get("run_id"),
             )
     elif action.action == "RunTask":
-        outcome = await task._subrun(str(p["task"]), dict(p.get("params") or {}))
+        outcome = await runner.subrun(str(p["task"]), dict(p.get("params") or {}))
         if not outcome.ok:
             _log.warning("action_failed", action="RunTask", error=outcome.error)
     elif action.action == "WebHook":
-        await _webhook(p, {"event": event, **payload}, task)
+        await _webhook(p, {"event": event, **payload}, runner)
 
 
-async def _webhook(p: dict[str, Any], payload: dict[str, Any], task: Task) -> None:
+async def _webhook(p: dict[str, Any], payload: dict[str, Any], runner: ActionRunner) -> None:
     """Through the daemon's dispatcher when there is one; else sent here, retried inline."""
     secret = p.get("secret")
     secrets = tuple(secret if isinstance(secret, list) else [secret] if secret else [])
@@ -136,9 +154,8 @@ async def _webhook(p: dict[str, Any], payload: dict[str, Any], task: Task) -> No
         schedule=tuple(schedule) if schedule is not None else DEFAULT_SCHEDULE,
         headers=dict(p.get("headers") or {}),
     )
-    dispatcher = task.kwargs.get("webhooks")
-    if dispatcher is not None:
-        if not dispatcher.submit(target, payload):
+    if runner.webhooks is not None:
+        if not runner.webhooks.submit(target, payload):
             raise FlowtaskError("the webhook queue is full")
         return
-    await deliver_inline(target, payload, task.clock)
+    await deliver_inline(target, payload, runner.clock)

@@ -48,6 +48,7 @@ __all__ = [
     "FinalError",
     "RetryableError",
     "Target",
+    "WebhookSink",
     "deliver_inline",
     "display_url",
     "github_signature",
@@ -218,6 +219,12 @@ async def post(
         after = parse_retry_after(response.headers.get("Retry-After"), now)
         raise RetryableError(f"HTTP {status}", retry_after=after)
     raise FinalError(f"HTTP {status}")
+
+
+class WebhookSink(Protocol):
+    """Where a ``WebHook`` action hands its delivery (the daemon's dispatcher)."""
+
+    def submit(self, target: Target, payload: Mapping[str, Any]) -> bool: ...
 
 
 class _Clock(Protocol):

@@ -46,11 +46,12 @@ from pathlib import Path
 from types import MappingProxyType
 
 from flowtaskd.core.loader import TASK_SUFFIXES
+from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.intake.trust import untrusted_reason
 from flowtaskd.daemon.intake.watcher import is_ignored, watch_until_present
 from flowtaskd.errors import Problem, TaskNotFound, TaskParseError
 from flowtaskd.logs import get_logger
-from flowtaskd.tasks import TaskPile, load_task
+from flowtaskd.tasks import load_task
 
 __all__ = ["Library", "LibraryChange", "LoadedTask"]
 
