@@ -81,9 +81,9 @@ def test_a_failed_run_show_logs_fix_retry(daemon: DaemonProcess) -> None:
     everything = daemon.cli("logs", run_id).stdout
     assert everything.index("==> extract (try 1, stdout) <==") < everything.index("rows-42")
     assert "==> load (try 1, stdout) <==\nloading\n" in everything
-    _one_line_error(daemon.cli("logs", run_id, "lod"), 2, "no step 'lod'", "did you mean 'load'")
-    _one_line_error(daemon.cli("logs", "zzzz"), 2, "no run 'zzzz'")
-    _one_line_error(daemon.cli("show", "zzzz"), 2, "no run 'zzzz'")
+    _one_line_error(daemon.cli("logs", run_id, "lod"), 1, "no step 'lod'", "did you mean 'load'")
+    _one_line_error(daemon.cli("logs", "zzzz"), 1, "no run 'zzzz'")
+    _one_line_error(daemon.cli("show", "zzzz"), 1, "no run 'zzzz'")
 
     marker.write_text("")  # the fix
     retried = daemon.cli("retry", run_id[:12])
@@ -100,8 +100,8 @@ def test_a_failed_run_show_logs_fix_retry(daemon: DaemonProcess) -> None:
     history = {r["run_id"]: r for r in daemon.history()}
     assert history[new_id]["retry_of"] == run_id
     assert f"retry of {run_id}" in daemon.cli("history").stdout
-    _one_line_error(daemon.cli("retry", new_id), 2, "did not fail", "--force")
-    _one_line_error(daemon.cli("retry", run_id, "--from", "lood"), 2, "no step 'lood'")
+    _one_line_error(daemon.cli("retry", new_id), 1, "did not fail", "--force")
+    _one_line_error(daemon.cli("retry", run_id, "--from", "lood"), 1, "no step 'lood'")
 
     assert daemon.stop() == 0  # the history and the logs are read with the daemon stopped
     assert daemon.cli("logs", run_id, "load", "--stderr").stdout == "disk full\n"
@@ -132,7 +132,7 @@ def test_retry_keeps_the_definition_the_run_used(daemon: DaemonProcess) -> None:
     daemon.put_task("t.yaml", _task("t", _sh("renamed", "true"), _sh("more", "true")))
     mark = daemon.mark()
     daemon.wait_log(event("task_loaded", task="t", reloaded=True), since=mark)
-    _one_line_error(daemon.cli("retry", bad, "--current"), 2, "'only'", "no longer has it")
+    _one_line_error(daemon.cli("retry", bad, "--current"), 1, "'only'", "no longer has it")
 
 
 def test_pause_skips_fires_survives_a_restart_and_catches_up(daemon: DaemonProcess) -> None:
@@ -143,8 +143,8 @@ def test_pause_skips_fires_survives_a_restart_and_catches_up(daemon: DaemonProce
     daemon.start()
     paused = daemon.cli("pause", "tick")
     assert paused.returncode == 0 and paused.stdout.strip() == "task tick paused", paused.stderr
-    _one_line_error(daemon.cli("pause", "tick"), 2, "task tick is already paused")
-    _one_line_error(daemon.cli("pause", "tikc"), 2, "no task 'tikc'", "did you mean 'tick'")
+    _one_line_error(daemon.cli("pause", "tick"), 1, "task tick is already paused")
+    _one_line_error(daemon.cli("pause", "tikc"), 1, "no task 'tikc'", "did you mean 'tick'")
     mark = daemon.mark()
     daemon.wait_log(event("run_skipped", task="tick", reason="paused"), since=mark, count=2)
     assert _json(daemon.cli("status", "--json"))["paused"] == ["task:tick"]
@@ -167,7 +167,7 @@ def test_pause_skips_fires_survives_a_restart_and_catches_up(daemon: DaemonProce
     )  # the fires missed while paused follow catchup: latest
     assert all(r["logical_time"] for r in daemon.history() if r["trigger"] == "catchup")
     assert "paused: task:tick" not in daemon.cli("status").stdout
-    _one_line_error(daemon.cli("unpause", "tick"), 2, "task tick is not paused")
+    _one_line_error(daemon.cli("unpause", "tick"), 1, "task tick is not paused")
 
     assert daemon.stop() == 0  # with the daemon stopped, a pause goes straight to the history
     offline = daemon.cli("pause", "tick")
@@ -209,10 +209,10 @@ def test_backfill_runs_each_day_at_its_logical_time(daemon: DaemonProcess) -> No
     assert sorted(r["logical_time"] for r in runs)[0] == 1767234600.0  # 2026-01-01T02:30Z
     _one_line_error(
         daemon.cli("backfill", "daily", "--from", "2026-01-05", "--to", "2026-01-01"),
-        2,
+        1,
         "before --from",
     )
-    _one_line_error(daemon.cli("backfill", "--cancel", "bf-nope"), 2, "unknown backfill")
+    _one_line_error(daemon.cli("backfill", "--cancel", "bf-nope"), 1, "unknown backfill")
 
 
 def test_backfill_cancelled_as_a_whole(daemon: DaemonProcess) -> None:
@@ -243,7 +243,7 @@ def test_next_takes_intervals_and_task_names(daemon: DaemonProcess, tmp_path: Pa
     [sched] = reply["schedules"]
     assert sched["id"] == "task:n:0" and sched["paused"] is False
     assert sched["next"][0].endswith("T03:00:00+00:00")
-    _one_line_error(daemon.cli("next", "nope"), 2, "no task named 'nope'")
+    _one_line_error(daemon.cli("next", "nope"), 1, "no task named 'nope'")
 
 
 def test_logs_follow_a_running_run_to_its_end(daemon: DaemonProcess) -> None:

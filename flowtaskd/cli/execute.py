@@ -10,25 +10,31 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from flowtaskd.errors import FlowtaskError, TaskParseError
+from flowtaskd.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, fail
 
 if TYPE_CHECKING:
     from flowtaskd.engine.stats import TaskMonitor
 
 __all__ = ["parse_params", "register"]
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+# the engine is imported by the commands: building the parser must stay fast
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("exec", help="run one task file in the foreground")
-    p.add_argument("file", type=Path)
+    p = sub.add_parser(
+        "exec",
+        help="run one task file in the foreground",
+        description="Run one task file now, without a daemon; exit 0 if it ends done.",
+        epilog="examples:\n  flowtaskd exec config/tasks/hello.yaml -p who=you\n"
+        "  flowtaskd exec job.yaml --json > stats.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="a task file (.yaml .yml .json .toml)")
     p.add_argument(
         "-p",
         "--param",
@@ -81,6 +87,7 @@ async def _exec(
 ) -> TaskMonitor:
     # the engine and the view are imported by the command that runs them (a fast CLI start)
     import asyncio  # noqa: PLC0415 - lazy
+    import signal  # noqa: PLC0415 - lazy
 
     from rich.console import Console  # noqa: PLC0415 - lazy
 
@@ -150,33 +157,29 @@ class _PlainOutput:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    import asyncio  # noqa: PLC0415 - lazy: the other commands run no loop
+    import asyncio  # noqa: PLC0415
 
     from flowtaskd.cli.plan import dry_run  # noqa: PLC0415 - lazy
     from flowtaskd.core.rules import TaskStatus  # noqa: PLC0415 - lazy
+    from flowtaskd.errors import FlowtaskError, TaskParseError  # noqa: PLC0415 - lazy
     from flowtaskd.logs import configure_logging  # noqa: PLC0415 - lazy
 
-    configure_logging("auto", args.log_level)
     try:
+        configure_logging("auto", args.log_level)
         params = parse_params(args.param)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return fail(str(exc), EXIT_USAGE)
     if args.dry_run:
         return dry_run(args.file, params, args.at, args.json)
     interrupted = _Interrupted
     try:
         stats = asyncio.run(_exec(args, params, interrupted))
     except TaskParseError as exc:
-        for problem in exc.problems:
-            print(f"error {problem}", file=sys.stderr)
-        return EXIT_INVALID
+        return fail([str(p) for p in exc.problems] or [str(exc)], EXIT_FAILED)
     except FlowtaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return fail(str(exc), EXIT_FAILED)
     if args.output is not None and args.output not in stats.steps:
-        print(f"error: --output: task {stats.task} has no step {args.output!r}", file=sys.stderr)
-        return EXIT_INVALID
+        return fail(f"--output: task {stats.task} has no step {args.output!r}", EXIT_USAGE)
     if args.json:
         json.dump(stats.to_dict(), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -213,4 +216,4 @@ def _summary(stats: TaskMonitor, out: TextIO) -> None:
         took = f"{s['duration']:.2f}s" if s["duration"] is not None else "-"
         out.write(f"  {s['status']:<16} {sid:<30} {took:>8}  {extra}\n")
     if d["error"]:
-        out.write(f"error: {d['error']}\n")
+        out.write(f"flowtaskd: {d['error']}\n")

@@ -4,9 +4,10 @@
 Each parses its arguments, calls one operation of :mod:`flowtaskd.daemon.ops` (directly
 over the history when that works with the daemon stopped: ``show``, ``logs``, ``pause``
 while it is down; through the control socket otherwise) and formats the answer; ``--json``
-prints the operation's own result. Exit codes: 0 success; 1 the run (or a backfill run)
-failed or was cancelled; 2 a refused request or bad input (unknown run, ambiguous prefix,
-unknown step, paused twice, daemon unreachable), one line on stderr; 130 Ctrl-C.
+prints the operation's own result. Exit codes (:mod:`flowtaskd.cli.errors`): 0 success;
+1 the run (or a backfill run) failed or was cancelled, or a refused request (unknown run,
+ambiguous prefix, unknown step, paused twice); 2 bad arguments; 3 the daemon cannot be
+reached; 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from flowtaskd.cli.control import (
     socket_path,
 )
 from flowtaskd.cli.daemon import history_path, where_options
+from flowtaskd.cli.errors import EXIT_FAILED, EXIT_OK, fail
 from flowtaskd.cli.follow import follow_backfill, follow_run
 from flowtaskd.daemon import ops
 from flowtaskd.daemon.ops.schedules import is_schedule
@@ -38,7 +40,6 @@ from flowtaskd.errors import FlowtaskError
 
 __all__ = ["register"]
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 _FOLLOW_POLL = 0.2  # seconds between looks at a followed run's log files
 
 
@@ -112,11 +113,9 @@ def _guard(command: Any) -> Any:
         try:
             code: int = command(args)
         except CliError as exc:
-            print(f"flowtaskd: {exc}", file=sys.stderr)
-            return exc.code
-        except FlowtaskError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+            return fail(str(exc), exc.code)
+        except FlowtaskError as exc:  # a refusal: unknown run or step, paused twice, ...
+            return fail(str(exc), EXIT_FAILED)
         return code
 
     return handler

@@ -3,7 +3,7 @@
 Every step with its resolved parameters (argv for commands), env, cwd and precondition,
 masks at ``--at`` (default now), secrets as ``***``, step outputs as ``<output of x>``;
 the order (levels of the DAG, groups with their members); retry and timeout policies.
-Exit 0, or 2 for an invalid file or a step whose placeholders do not resolve.
+Exit 0, or 1 for an invalid file or a step whose placeholders do not resolve.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flowtaskd.cli.errors import EXIT_FAILED, EXIT_USAGE, fail
 from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.plan import plan_run
 from flowtaskd.daemon.ops import OpError, parse_moment
@@ -52,8 +53,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     for item in args.param:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            print(f"error: bad param {item!r}: expected KEY=VALUE", file=sys.stderr)
-            return 2
+            return fail(f"bad param {item!r}: expected KEY=VALUE", EXIT_USAGE)
         params[key.strip()] = value
     return dry_run(args.file, params, args.at, args.json)
 
@@ -64,21 +64,18 @@ def dry_run(file: Path, params: dict[str, str], at: str | None, as_json: bool) -
         tz = pile.definition.header.timezone or "UTC"
         when = parse_moment(at, tz) if at else datetime.now(UTC)
     except TaskParseError as exc:
-        for problem in exc.problems:
-            print(f"error {problem}", file=sys.stderr)
-        return 2
+        return fail([str(p) for p in exc.problems] or [str(exc)], EXIT_FAILED)
     except (FlowtaskError, OpError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc), EXIT_FAILED)
     plan = plan_run(pile, params, when, os.environ)
     if as_json:
         sys.stdout.write(json.dumps(plan, indent=2, default=str) + "\n")
     else:
         sys.stdout.write(format_plan(plan))
     errors = [s for s in plan["steps"] if s["error"]]
-    for s in errors:
-        print(f"error: {s['error']}", file=sys.stderr)
-    return 2 if errors else 0
+    if errors:
+        return fail([str(s["error"]) for s in errors], EXIT_FAILED)
+    return 0
 
 
 def _policy(step: dict[str, Any]) -> str:

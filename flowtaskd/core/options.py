@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from flowtaskd.core.cron import CronError, parse_every
 from flowtaskd.core.rules import SkipError, TriggerRule
@@ -241,10 +241,28 @@ class RunTaskAction(StrictModel):
 
 
 class WebHookAction(StrictModel):
+    """The same delivery as a ``webhooks:`` entry of the daemon config (see README)."""
+
     url: str = Field(pattern=r"^https?://")
-    secret: str | None = None
+    secret: str | list[str] | None = Field(
+        default=None, description="standard: whsec_<base64> (a list for rotation); github: any."
+    )
+    signing: Literal["standard", "github"] = "standard"
     timeout: Timeout = 10.0
+    retry_schedule: list[Duration] | None = Field(
+        default=None, description="Waits before each retry; null: 5s, 5m, 30m, 2h, 5h, 10h."
+    )
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _secrets_fit_signing(self) -> WebHookAction:
+        secrets = self.secret if isinstance(self.secret, list) else [self.secret or ""]
+        if self.signing == "standard" and any(s and not s.startswith("whsec_") for s in secrets):
+            raise ValueError(
+                "secret: a Standard Webhooks secret starts with whsec_ "
+                "(for a plain HMAC key, set signing: github)"
+            )
+        return self
 
 
 EVENT_ACTION_MODELS: dict[str, type[StrictModel]] = {

@@ -93,12 +93,15 @@ class Daemon:
         # webhooks and metrics import httpx / prometheus_client: only when configured
         self.webhooks: WebhookDispatcher | None = None
         # webhook secrets are secrets: masked in every log line and event like task secrets
-        GLOBAL_MASKER.update(h.secret for h in config.webhooks if h.secret)
-        if config.webhooks:
-            from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher  # noqa: PLC0415
+        for h in config.webhooks:
+            GLOBAL_MASKER.update(h.secret if isinstance(h.secret, list) else [h.secret or ""])
+        # always made (cheap: httpx is imported at the first delivery): the task files'
+        # WebHook actions go through it too
+        from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher  # noqa: PLC0415
 
-            self.webhooks = WebhookDispatcher(self.bus, config.webhooks)
-            self.extensions.append(self.webhooks)
+        self.webhooks = WebhookDispatcher(self.bus, config.webhooks, pending_dir=state / "webhooks")
+        self.runs.webhooks = self.webhooks
+        self.extensions.append(self.webhooks)
         self.metrics: DaemonMetrics | None = None
         if config.metrics.address is not None:
             from flowtaskd.daemon.outputs.metrics import DaemonMetrics  # noqa: PLC0415
@@ -296,7 +299,12 @@ class Daemon:
             "daemon_reloaded", {"tasks": len(self.library.tasks), "restart_needed": changed}
         )
         _log.info("daemon_reloaded", tasks=len(self.library.tasks), restart_needed=changed)
-        return {"ok": True, "tasks": len(self.library.tasks), "restart_needed": changed}
+        return {
+            "ok": True,
+            "tasks": len(self.library.tasks),
+            "invalid": len(self.library.invalid),
+            "restart_needed": changed,
+        }
 
     # -- library and schedules --------------------------------------------------------
     def _apply_library(self, changes: list[LibraryChange], startup: bool = False) -> None:

@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 from flowtaskd.clock import Clock
 from flowtaskd.components.context import Executor
 from flowtaskd.engine.events import EventBus
+from flowtaskd.engine.hookpost import WebhookSink
 from flowtaskd.engine.runner import Kept
 
 __all__ = ["TaskOptions", "inherited"]
@@ -47,12 +48,14 @@ class TaskOptions(TypedDict, total=False):
     """An aware time the masks evaluate at (a schedule's fire time, a backfill's date)."""
     kept: Mapping[str, Kept] | None
     """Step id -> how it ended in the run retried: the steps a retry does not run again."""
+    webhooks: WebhookSink | None
+    """Where ``WebHook`` actions go (the daemon's dispatcher); None: posted in place."""
 
 
 def inherited(options: TaskOptions) -> TaskOptions:
     """The options a sub-run (``RunTask``) takes over from its parent."""
     keep = TaskOptions()
-    for key in ("log_dir", "kill_grace", "python_allow", "resolve_task", "tasks_dir"):
+    for key in ("log_dir", "kill_grace", "python_allow", "resolve_task", "tasks_dir", "webhooks"):
         if key in options:
             keep[key] = options[key]
     if "base_env" in options:

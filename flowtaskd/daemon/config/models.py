@@ -35,6 +35,7 @@ from pydantic_core import PydanticCustomError
 from flowtaskd.core.cron import parse_cron, validate_timezone
 from flowtaskd.core.events import ALL_EVENTS
 from flowtaskd.core.options import Argv, Duration, Overlap, StrictModel
+from flowtaskd.engine.hookpost import standard_key
 from flowtaskd.errors import format_path
 
 __all__ = [
@@ -287,7 +288,7 @@ class ExecutorConfig(StrictModel):
 
 
 class LogConfig(StrictModel):
-    format: Literal["auto", "json", "console"] = "auto"
+    format: Literal["auto", "json", "console", "journald"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -346,9 +347,39 @@ class WebhookConfig(StrictModel):
     url: str = Field(repr=False)  # may hold a token or password
     events: list[_EventName] | None = Field(default=None, description="null: every event.")
     tasks: list[str] | None = Field(default=None, description="null: every task.")
-    secret: str | None = Field(default=None, repr=False, description="HMAC-SHA256 key.")
+    secret: str | list[str] | None = Field(
+        default=None,
+        repr=False,
+        description="signing: standard: whsec_<base64> (a list: several, for rotation); "
+        "signing: github: any string.",
+    )
+    signing: Literal["standard", "github"] = Field(
+        default="standard",
+        description="standard: Standard Webhooks; github: X-Flowtaskd-Signature.",
+    )
     timeout: Duration = 10.0
-    retries: int = Field(default=5, ge=0)
+    retry_schedule: list[Duration] | None = Field(
+        default=None, description="Waits before each retry; null: 5s, 5m, 30m, 2h, 5h, 10h."
+    )
+    retries: int | None = Field(
+        default=None, ge=0, description="How many retries; null: one per retry_schedule entry."
+    )
+
+    @model_validator(mode="after")
+    def _secrets_fit_signing(self) -> WebhookConfig:
+        secrets = self.secret if isinstance(self.secret, list) else [self.secret or ""]
+        secrets = [s for s in secrets if s]
+        if self.signing == "github" and len(secrets) > 1:
+            raise _problem("signing: github takes one secret", "secret")
+        if self.signing == "standard":
+            for s in secrets:
+                try:
+                    standard_key(s)
+                except ValueError as exc:
+                    raise _problem(
+                        f"{exc} (for a plain HMAC key, set signing: github)", "secret"
+                    ) from None
+        return self
 
     @field_validator("url")
     @classmethod

@@ -88,6 +88,7 @@ class RunManager:
         self.max_runs, self.max_queued = max_runs, max_queued
         self.kill_grace, self.python_allow = kill_grace, python_allow
         self.resolve_task = resolve_task
+        self.webhooks: Any = None  # the daemon's WebhookDispatcher, for WebHook actions
         self.queue: deque[RunRequest] = deque()
         self.active: dict[str, _Active] = {}
         self.completed = 0
@@ -137,6 +138,7 @@ class RunManager:
                 "run_id": req.run_id,
                 "trigger": req.trigger,
                 "queued": len(self.queue),
+                "inbox": req.inbox,
             },
         )
         self._wake.set()
@@ -249,6 +251,7 @@ class RunManager:
             resolve_task=self.resolve_task,
             logical_time=_aware(req.logical, req.pile),
             kept=req.kept,
+            webhooks=self.webhooks,
         )
         self.active[req.run_id] = _Active(req, task, self.clock.time())
         self._finishing.add(req.run_id)
