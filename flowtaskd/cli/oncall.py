@@ -13,14 +13,13 @@ reached; 130 Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import socket
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowtaskd.cli.control import (
     Client,
@@ -31,12 +30,14 @@ from flowtaskd.cli.control import (
     socket_path,
 )
 from flowtaskd.cli.daemon import history_path, where_options
-from flowtaskd.cli.errors import EXIT_FAILED, EXIT_OK, fail
-from flowtaskd.cli.follow import follow_backfill, follow_run
-from flowtaskd.daemon import ops
-from flowtaskd.daemon.ops.schedules import is_schedule
-from flowtaskd.daemon.runs.store import HistoryStore
+from flowtaskd.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
 from flowtaskd.errors import FlowtaskError
+
+if TYPE_CHECKING:
+    from flowtaskd.daemon.runs.store import HistoryStore
+
+# the daemon's operations, the history and the live view are imported by the commands that
+# use them: building the parser (--help, completion) must stay fast
 
 __all__ = ["register"]
 
@@ -44,13 +45,23 @@ _FOLLOW_POLL = 0.2  # seconds between looks at a followed run's log files
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("show", help="show one run: every step, tries, output heads, log paths")
+    p = sub.add_parser(
+        "show",
+        help="show one run: every step, tries, output heads, log paths",
+        epilog="example:\n  flowtaskd show 019b7c40",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_id", help="a run id or a unique prefix")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     where_options(p)
     p.set_defaults(handler=_guard(_cmd_show))
 
-    p = sub.add_parser("logs", help="what a run's steps printed (works with the daemon stopped)")
+    p = sub.add_parser(
+        "logs",
+        help="what a run's steps printed (works with the daemon stopped)",
+        epilog=("examples:\n  flowtaskd logs 019b7c40 load --stderr\n  flowtaskd logs 019b7c40 -f"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix")
     p.add_argument("step", nargs="?", default=None, metavar="STEP", help="one step (or step[i])")
     p.add_argument("--attempt", type=int, default=None, metavar="N", help="that try (from 1)")
@@ -59,7 +70,7 @@ def register(sub: Any) -> None:
     which.add_argument("--all", action="store_true", help="stdout and stderr")
     p.add_argument("-f", "--follow", action="store_true", help="follow until the run ends")
     p.add_argument("--tail", type=int, default=None, metavar="N", help="the last N lines of each")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     where_options(p)
     p.set_defaults(handler=_guard(_cmd_logs))
 
@@ -68,9 +79,20 @@ def register(sub: Any) -> None:
 
 
 def _register_operations(sub: Any) -> None:
-    p = sub.add_parser("retry", help="run a failed run again, keeping the steps that were done")
+    p = sub.add_parser(
+        "retry",
+        help="run a failed run again, keeping the steps that were done",
+        epilog=(
+            "examples:\n"
+            "  flowtaskd retry 019b7c40\n"
+            "  flowtaskd retry 019b7c40 --from load --current"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix")
-    p.add_argument("--from", dest="from_step", default=None, metavar="STEP")
+    p.add_argument(
+        "--from", dest="from_step", default=None, metavar="STEP", help="that step and downstream"
+    )
     p.add_argument("--failed-only", action="store_true", help="not the done steps downstream")
     p.add_argument("--current", action="store_true", help="the task file as it is now")
     p.add_argument("--force", action="store_true", help="also a run that did not fail")
@@ -79,28 +101,56 @@ def _register_operations(sub: Any) -> None:
     p.set_defaults(handler=_guard(_cmd_retry))
 
     for name, doc in (("pause", "skip a task's schedule fires"), ("unpause", "resume them")):
-        p = sub.add_parser(name, help=doc)
-        p.add_argument("task", nargs="?", default=None, metavar="TASK")
+        p = sub.add_parser(
+            name,
+            help=doc,
+            epilog=f"examples:\n  flowtaskd {name} nightly\n  flowtaskd {name} --schedule tick-1s",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument("task", nargs="?", default=None, metavar="TASK", help="a loaded task")
         p.add_argument("--schedule", default=None, metavar="ID", help="one schedule instead")
         p.add_argument("--state-dir", type=Path, default=None, help="with the daemon stopped")
         common_options(p)
         p.set_defaults(handler=_guard(_cmd_pause), paused=name == "pause")
 
-    p = sub.add_parser("backfill", help="one run per fire time of a past range")
-    p.add_argument("task", nargs="?", default=None, metavar="TASK")
-    p.add_argument("--from", dest="start", default=None, metavar="DATE")
-    p.add_argument("--to", dest="end", default=None, metavar="DATE")
+    p = sub.add_parser(
+        "backfill",
+        help="one run per fire time of a past range",
+        epilog=(
+            "examples:\n"
+            "  flowtaskd backfill nightly --from 2026-01-01 --to 2026-01-31 --max-active 2\n"
+            "  flowtaskd backfill --cancel bf-1a2b3c4d"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("task", nargs="?", default=None, metavar="TASK", help="a loaded task")
+    p.add_argument("--from", dest="start", default=None, metavar="DATE", help="first day")
+    p.add_argument("--to", dest="end", default=None, metavar="DATE", help="last day (included)")
     p.add_argument("--every", default=None, metavar="INTERVAL", help="instead of the schedule")
     p.add_argument("--max-active", type=int, default=1, metavar="N", help="runs at once")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a run param"
+    )
     p.add_argument("--dry-run", action="store_true", help="list the fire times; run nothing")
     p.add_argument("--no-wait", action="store_true", help="return once the runs are planned")
     p.add_argument("--cancel", default=None, metavar="BACKFILL_ID", help="cancel a backfill")
     common_options(p)
     p.set_defaults(handler=_guard(_cmd_backfill))
 
-    p = sub.add_parser("next", help="next fire times of a cron expression, interval or task")
-    p.add_argument("cron", metavar="CRON|INTERVAL|TASK")
+    p = sub.add_parser(
+        "next",
+        help="next fire times of a cron expression, interval or task",
+        epilog=(
+            "examples:\n"
+            "  flowtaskd next '0 3 * * 1-5' --tz Europe/Berlin -n 3\n"
+            "  flowtaskd next 5m\n"
+            "  flowtaskd next nightly"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "cron", metavar="CRON|INTERVAL|TASK", help="'0 3 * * *', @daily, 5m, or a loaded task"
+    )
     p.add_argument("--tz", default="UTC", help="IANA time zone (default UTC)")
     p.add_argument("--after", default=None, help="ISO 8601 start (default: now)")
     p.add_argument("-n", type=int, default=5, help="how many (default 5)")
@@ -122,6 +172,8 @@ def _guard(command: Any) -> Any:
 
 
 def _store(args: argparse.Namespace) -> HistoryStore:
+    from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415 - lazy
+
     return HistoryStore.open_readonly(history_path(args))
 
 
@@ -141,6 +193,8 @@ def _took(seconds: float | None) -> str:
 
 # -- show -------------------------------------------------------------------------------
 def _cmd_show(args: argparse.Namespace) -> int:
+    from flowtaskd.daemon import ops  # noqa: PLC0415 - lazy
+
     out = ops.describe_run(_store(args), args.run_id)
     if args.json:
         _dump(out)
@@ -202,6 +256,8 @@ def _show_step(s: dict[str, Any]) -> None:
 
 # -- logs -------------------------------------------------------------------------------
 def _cmd_logs(args: argparse.Namespace) -> int:
+    from flowtaskd.daemon import ops  # noqa: PLC0415 - lazy
+
     store = _store(args)
     stream = "all" if args.all else ("err" if args.stderr else "out")
     kwargs: dict[str, Any] = {"attempt": args.attempt, "stream": stream, "tail": args.tail}
@@ -241,12 +297,16 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 # -- trigger ----------------------------------------------------------------------------
 def _cmd_trigger(args: argparse.Namespace) -> int:
+    from flowtaskd.cli.follow import follow_run  # noqa: PLC0415 - lazy
+
     request = {"cmd": "trigger", "task": args.task, "params": parse_params(args.param)}
     return follow_run(args, request, wait=args.wait)
 
 
 # -- retry ------------------------------------------------------------------------------
 def _cmd_retry(args: argparse.Namespace) -> int:
+    from flowtaskd.cli.follow import follow_run  # noqa: PLC0415 - lazy
+
     request: dict[str, Any] = {"cmd": "retry", "run_id": args.run_id}
     for key, value in (
         ("from", args.from_step),
@@ -272,6 +332,10 @@ def _cmd_retry(args: argparse.Namespace) -> int:
 
 # -- pause ------------------------------------------------------------------------------
 def _cmd_pause(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - lazy
+
+    from flowtaskd.daemon import ops  # noqa: PLC0415 - lazy
+
     target = ops.pause_target(args.task, args.schedule)
     request: dict[str, Any] = {"cmd": "pause" if args.paused else "unpause"}
     request["task" if args.task else "schedule"] = args.task or args.schedule
@@ -294,6 +358,9 @@ def _cmd_pause(args: argparse.Namespace) -> int:
 
 
 async def _pause_offline(args: argparse.Namespace, target: str) -> dict[str, Any]:
+    from flowtaskd.daemon import ops  # noqa: PLC0415 - lazy
+    from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415 - lazy
+
     store = HistoryStore(history_path(args))
     await store.open()
     try:
@@ -318,6 +385,8 @@ def _daemon_up(path: Path) -> bool:
 
 # -- backfill ---------------------------------------------------------------------------
 def _cmd_backfill(args: argparse.Namespace) -> int:
+    from flowtaskd.cli.follow import follow_backfill  # noqa: PLC0415 - lazy
+
     if args.cancel:
         with Client(socket_path(args)) as client:
             reply = client.request({"cmd": "backfill_cancel", "backfill_id": args.cancel})
@@ -355,12 +424,17 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 # -- next -------------------------------------------------------------------------------
 def _cmd_next(args: argparse.Namespace) -> int:
+    from flowtaskd.daemon import ops  # noqa: PLC0415 - lazy
+    from flowtaskd.daemon.ops.schedules import is_schedule  # noqa: PLC0415 - lazy
+
     if is_schedule(args.cron):
         try:
             after = datetime.fromisoformat(args.after) if args.after else datetime.now(UTC)
+            times = ops.next_times(args.cron, after, args.n, args.tz)
         except ValueError:
-            raise ops.OpError(f"--after {args.after!r} is not an ISO 8601 time") from None
-        times = ops.next_times(args.cron, after, args.n, args.tz)
+            raise CliError(f"--after {args.after!r} is not an ISO 8601 time", EXIT_USAGE) from None
+        except ops.OpError as exc:  # a bad expression is a usage error
+            raise CliError(str(exc), EXIT_USAGE) from None
         if args.json:
             _dump([t.isoformat() for t in times])
         else:

@@ -14,21 +14,25 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowtaskd.cli.errors import EXIT_FAILED, EXIT_USAGE, fail
-from flowtaskd.core.pile import TaskPile
-from flowtaskd.core.plan import plan_run
-from flowtaskd.daemon.ops import OpError, parse_moment
 from flowtaskd.errors import FlowtaskError, TaskParseError
-from flowtaskd.tasks import load_pile
+
+if TYPE_CHECKING:
+    from flowtaskd.core.pile import TaskPile
 
 __all__ = ["attempts_of", "dry_run", "register"]
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("render", help="show what a run of a task file would do (runs nothing)")
-    p.add_argument("file", type=Path, metavar="FILE")
+    p = sub.add_parser(
+        "render",
+        help="show what a run of a task file would do (runs nothing)",
+        epilog="example:\n  flowtaskd render nightly.yaml -p day=2026-01-01 --at 2026-01-02",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="a task file")
     p.add_argument(
         "-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a run param"
     )
@@ -59,6 +63,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def dry_run(file: Path, params: dict[str, str], at: str | None, as_json: bool) -> int:
+    from flowtaskd.core.plan import plan_run  # noqa: PLC0415 - lazy
+    from flowtaskd.daemon.ops import OpError, parse_moment  # noqa: PLC0415 - lazy
+    from flowtaskd.tasks import load_pile  # noqa: PLC0415 - lazy
+
     try:
         pile = load_pile(file)
         tz = pile.definition.header.timezone or "UTC"
