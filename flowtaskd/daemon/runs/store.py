@@ -253,6 +253,46 @@ class HistoryStore:
             rows = conn.execute(sql, [*args, limit if limit > 0 else -1]).fetchall()
         return [_run_from_row(row) for row in rows]
 
+    def find_runs(
+        self,
+        *,
+        task: str | None = None,
+        status: str | None = None,
+        trigger: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[RunRecord], int]:
+        """A page of runs matching every given filter, newest first, and how many match."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("task", task), ("status", status), ("trigger", trigger)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("COALESCE(started_at, queued_at, finished_at) >= ?")
+            args.append(since)
+        cond = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"{_SELECT_RUN} {cond} ORDER BY {_NEWEST_FIRST} LIMIT ? OFFSET ?"
+        with self._reading() as conn:
+            total = conn.execute(f"SELECT count(*) FROM runs {cond}", args).fetchone()[0]
+            rows = conn.execute(sql, [*args, limit, offset]).fetchall()
+        return [_run_from_row(row) for row in rows], int(total)
+
+    def recent_statuses(self, n: int) -> dict[str, list[tuple[str, str]]]:
+        """The newest ``n`` runs of every task as (run_id, status), newest first."""
+        sql = (
+            "SELECT task, run_id, status FROM (SELECT task, run_id, status, ROW_NUMBER()"
+            f" OVER (PARTITION BY task ORDER BY {_NEWEST_FIRST}) AS n FROM runs) WHERE n <= ?"
+            " ORDER BY task, n"
+        )
+        out: dict[str, list[tuple[str, str]]] = {}
+        with self._reading() as conn:
+            for task, run_id, status in conn.execute(sql, (n,)):
+                out.setdefault(task, []).append((run_id, status))
+        return out
+
     def get_run(self, run_id: str) -> tuple[RunRecord, list[AttemptRecord]] | None:
         """A run and its attempts, by full id or unique prefix; StoreError if ambiguous."""
         if not run_id:

@@ -1,0 +1,81 @@
+"""Server-Sent Events: every bus event numbered, kept in a bounded backlog, fanned out.
+
+:class:`EventLog` is one cheap synchronous bus receiver: it numbers each event, encodes it
+once as an SSE frame (``id``, ``event``, ``data``), keeps the newest ``backlog`` frames and
+puts the frame in the queue of every client whose filter (event names, task) matches. A
+client that reconnects with ``Last-Event-ID`` first gets the frames it missed, if the
+backlog still holds them; otherwise a ``reset`` event tells it to reload. A client whose
+queue is full (it stopped reading) is dropped: its stream ends, the run never waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from flowtaskd.engine.events import Payload
+
+__all__ = ["EventLog", "SseClient", "frame"]
+
+
+def frame(event_id: int | None, name: str, data: object) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
+
+
+@dataclass(eq=False)
+class SseClient:
+    events: frozenset[str] | None
+    task: str | None
+    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(1000))
+    dropped: bool = False
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wants(self, name: str, task: object) -> bool:
+        if self.events is not None and name not in self.events:
+            return False
+        return self.task is None or task == self.task
+
+
+class EventLog:
+    """The numbered, bounded backlog and the attached clients; see the module doc."""
+
+    def __init__(self, backlog: int = 2000) -> None:
+        self.last_id = 0
+        self._backlog: deque[tuple[int, str, object, bytes]] = deque(maxlen=backlog)
+        self.clients: set[SseClient] = set()
+        self.dropped = 0
+
+    def __call__(self, payload: Payload) -> None:
+        self.last_id += 1
+        name = str(payload.get("event"))
+        task = payload.get("task")
+        data = frame(self.last_id, name, payload)
+        self._backlog.append((self.last_id, name, task, data))
+        for client in self.clients:
+            if client.dropped or not client.wants(name, task):
+                continue
+            try:
+                client.queue.put_nowait(data)
+            except asyncio.QueueFull:
+                client.dropped = True
+                self.dropped += 1
+                client.gone.set()
+
+    def since(self, last_id: int, client: SseClient) -> Iterator[bytes] | None:
+        """The frames after ``last_id`` that ``client`` wants; None if some are gone."""
+        if last_id >= self.last_id:
+            return iter(())
+        oldest = self._backlog[0][0] if self._backlog else self.last_id + 1
+        if last_id + 1 < oldest:
+            return None
+        return (d for i, n, t, d in self._backlog if i > last_id and client.wants(n, t))
+
+    def recent(self, n: int) -> list[Payload]:
+        """The newest ``n`` events (for the Live page's first paint)."""
+        items = list(self._backlog)[-n:]
+        return [orjson.loads(d.split(b"data: ", 1)[1]) for _, _, _, d in items]
