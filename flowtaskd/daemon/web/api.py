@@ -23,6 +23,7 @@ from flowtaskd.daemon.web.logfile import log_path, read_chunks
 from flowtaskd.daemon.web.ops import ApiError
 from flowtaskd.daemon.web.sse import SseClient, frame
 from flowtaskd.daemon.web.views import run_detail, run_row, task_detail, task_list
+from flowtaskd.logs import GLOBAL_MASKER
 
 if TYPE_CHECKING:
     from flowtaskd.daemon.web.server import WebServer
@@ -153,7 +154,7 @@ class _Api:
         more = offset + len(rows) < total
         return json_response(
             {
-                "runs": [run_row(r) for r in rows],
+                "runs": GLOBAL_MASKER.mask_obj([run_row(r) for r in rows]),
                 "total": total,
                 "offset": offset,
                 "next_offset": offset + len(rows) if more else None,
@@ -265,31 +266,29 @@ class _Api:
         return resp
 
     async def _pump(self, resp: web.StreamResponse, client: SseClient) -> None:
+        """Write what is pending, wait for more (a comment line every 15 s keeps proxies
+        from closing an idle stream), until the client is dropped or the server stops."""
         closing = self.s.closing
         while not client.dropped:
-            if client.queue.empty():
-                getter = asyncio.ensure_future(client.queue.get())
-                ender = asyncio.ensure_future(closing.wait())
-                try:
-                    done, _ = await asyncio.wait(
-                        {getter, ender}, timeout=15, return_when="FIRST_COMPLETED"
-                    )
-                finally:
-                    getter.cancel()
-                    ender.cancel()
-                    await asyncio.gather(getter, ender, return_exceptions=True)
-                if getter in done and not getter.cancelled():
-                    client.queue.put_nowait(getter.result())
-                elif not done:
-                    await resp.write(b": ping\n\n")
-                    continue
-            batch = []
-            while not client.queue.empty():
-                batch.append(client.queue.get_nowait())
-            if batch:
-                await resp.write(b"".join(batch))
+            data = client.take()
+            if data:
+                await resp.write(data)
             if closing.is_set():
                 return
+            if client.pending:
+                continue
+            ender = asyncio.ensure_future(closing.wait())
+            waker = asyncio.ensure_future(client.wake.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {ender, waker}, timeout=15, return_when="FIRST_COMPLETED"
+                )
+            finally:
+                ender.cancel()
+                waker.cancel()
+                await asyncio.gather(ender, waker, return_exceptions=True)
+            if not done:
+                await resp.write(b": ping\n\n")
 
     async def openapi(self, request: web.Request) -> web.Response:
         from flowtaskd.daemon.web.openapi import spec  # noqa: PLC0415 - built on first use

@@ -29,11 +29,28 @@ def frame(event_id: int | None, name: str, data: object) -> bytes:
 
 @dataclass(eq=False)
 class SseClient:
+    """One attached stream: its filter, the frames not yet written, a wake-up."""
+
     events: frozenset[str] | None
     task: str | None
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(1000))
+    most: int = 1000
+    pending: deque[bytes] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: bool = False
-    gone: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def put(self, data: bytes) -> bool:
+        if len(self.pending) >= self.most:
+            return False
+        self.pending.append(data)
+        self.wake.set()
+        return True
+
+    def take(self) -> bytes:
+        """Every frame pending, in order, as one write."""
+        self.wake.clear()
+        out = b"".join(self.pending)
+        self.pending.clear()
+        return out
 
     def wants(self, name: str, task: object) -> bool:
         if self.events is not None and name not in self.events:
@@ -59,12 +76,10 @@ class EventLog:
         for client in self.clients:
             if client.dropped or not client.wants(name, task):
                 continue
-            try:
-                client.queue.put_nowait(data)
-            except asyncio.QueueFull:
+            if not client.put(data):
                 client.dropped = True
+                client.wake.set()
                 self.dropped += 1
-                client.gone.set()
 
     def since(self, last_id: int, client: SseClient) -> Iterator[bytes] | None:
         """The frames after ``last_id`` that ``client`` wants; None if some are gone."""
