@@ -132,6 +132,19 @@ function setStep(sid, s, payload) {
 
 const STEP_STATE = {step_start: "running", step_retry: "running"};
 
+// redraw the parts of this page that the server computes (timeline, figures), in place
+async function refresh() {
+  const resp = await fetch(location.pathname, {credentials: "same-origin"});
+  if (!resp.ok) return;
+  const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+  for (const id of ["run-facts", "timeline", "steps-table"]) {
+    const fresh = doc.getElementById(id);
+    const old = document.getElementById(id);
+    if (fresh && old) old.replaceWith(document.importNode(fresh, true));
+  }
+  document.body.dataset.refreshed = "true";
+}
+
 if (page === "run") {
   const runId = document.body.dataset.run;
   const task = document.body.dataset.task;
@@ -148,6 +161,7 @@ if (page === "run") {
       document.getElementById("cancel")?.setAttribute("hidden", "");
       document.getElementById("retry")?.removeAttribute("hidden");
       for (const [sid, s] of Object.entries((e.stats && e.stats.steps) || {})) setStep(sid, s.status, s);
+      refresh();
     }
   });
   initLog(runId);
