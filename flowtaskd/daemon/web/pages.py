@@ -17,7 +17,7 @@ import jinja2
 from aiohttp import web
 
 from flowtaskd.daemon.web.dag import ICONS, svg
-from flowtaskd.daemon.web.views import run_detail, task_detail, task_list
+from flowtaskd.daemon.web.views import add_recent, run_detail, task_detail, task_list
 
 if TYPE_CHECKING:
     from flowtaskd.daemon.web.server import WebServer
@@ -121,7 +121,7 @@ class _Pages:
         return web.Response(status=303, headers={"Location": "/tasks"})
 
     async def tasks(self, request: web.Request) -> web.Response:
-        data = await task_list(self.d, self.ops)
+        data = await task_list(self.d, self.ops, recent=False)
         q = request.query.get("q", "").strip()
         tasks = [t for t in data["tasks"] if q.lower() in t["name"].lower()]
         try:
@@ -130,6 +130,7 @@ class _Pages:
             page = 1
         pages = max(1, -(-len(tasks) // _PAGE))
         shown = tasks[(page - 1) * _PAGE : page * _PAGE]
+        await add_recent(self.d, shown)
         ctx = self._ctx(
             request,
             "tasks",

@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     from flowtaskd.daemon.runs.store import RunRecord
     from flowtaskd.daemon.service import Daemon
 
-__all__ = ["cron_words", "problem_text", "run_detail", "run_row", "task_detail", "task_list"]
+__all__ = [
+    "add_recent",
+    "cron_words",
+    "problem_text",
+    "run_detail",
+    "run_row",
+    "task_detail",
+    "task_list",
+]
 
 RECENT = 20
 _GOING = ("pending", "running")
@@ -71,9 +79,8 @@ def problem_text(p: Mapping[str, Any]) -> str:
 
 
 def run_row(run: RunRecord) -> dict[str, Any]:
-    row = dataclasses.asdict(run)
-    del row["stats"]
-    return row
+    """A run's columns but its stats (shallow: ``asdict`` would deep-copy the stats too)."""
+    return {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "stats"}
 
 
 def _next_fires(d: Daemon) -> dict[str, list[str]]:
@@ -84,16 +91,24 @@ def _next_fires(d: Daemon) -> dict[str, list[str]]:
     return out
 
 
-async def task_list(d: Daemon, ops: Ops) -> dict[str, Any]:
-    """``tasks``, with each task's next fire time and newest runs (one query for all)."""
+async def add_recent(d: Daemon, tasks: list[dict[str, Any]]) -> None:
+    """Set each task's ``recent``: its newest runs, as (run_id, status)."""
+    names = [t["name"] for t in tasks]
+    recent = await asyncio.to_thread(d.store.recent_statuses, RECENT, names)
+    for t in tasks:
+        t["recent"] = [{"run_id": r, "status": s} for r, s in recent.get(t["name"], [])]
+
+
+async def task_list(d: Daemon, ops: Ops, *, recent: bool = True) -> dict[str, Any]:
+    """``tasks``, with each task's next fire time and (with ``recent``) newest runs."""
     reply = await ops.call("tasks")
-    recent = await asyncio.to_thread(d.store.recent_statuses, RECENT)
     fires = _next_fires(d)
     for t in reply["tasks"]:
         t["next_fire"] = min(fires.get(t["name"], []), default=None)
         t["schedule_words"] = [cron_words(s) for s in t["schedules"]]
-        t["recent"] = [{"run_id": r, "status": s} for r, s in recent.get(t["name"], [])]
         t.setdefault("paused", False)
+    if recent:
+        await add_recent(d, reply["tasks"])
     for f in reply["invalid"]:
         f["lines"] = [problem_text(p) for p in f["problems"]]
     return reply
@@ -111,8 +126,9 @@ def _steps_of(d: Daemon, name: str) -> list[dict[str, Any]]:
 
 
 async def task_detail(d: Daemon, ops: Ops, name: str, *, grid: int = 25) -> dict[str, Any]:
-    listing = await task_list(d, ops)
+    listing = await task_list(d, ops, recent=False)
     found = [t for t in listing["tasks"] if t["name"] == name]
+    await add_recent(d, found)
     loaded = d.library.get(name)
     if not found or loaded is None:
         raise ApiError(404, f"no task named {name!r} is loaded", {"task": name})
