@@ -277,17 +277,10 @@ class _Api:
                 return
             if client.pending:
                 continue
-            ender = asyncio.ensure_future(closing.wait())
-            waker = asyncio.ensure_future(client.wake.wait())
-            try:
-                done, _ = await asyncio.wait(
-                    {ender, waker}, timeout=15, return_when="FIRST_COMPLETED"
-                )
-            finally:
-                ender.cancel()
-                waker.cancel()
-                await asyncio.gather(ender, waker, return_exceptions=True)
-            if not done:
+            try:  # the server's stop wakes every client too
+                async with asyncio.timeout(15):
+                    await client.wake.wait()
+            except TimeoutError:
                 await resp.write(b": ping\n\n")
 
     async def openapi(self, request: web.Request) -> web.Response:

@@ -114,6 +114,8 @@ class WebServer:
                 await stop.wait()
         finally:
             self.closing.set()
+            for client in self.events.clients:
+                client.wake.set()
             await runner.cleanup()
             disconnect()
             _log.info("web_closed", listen=self.cfg.listen)
