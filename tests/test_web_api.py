@@ -46,6 +46,12 @@ name: fail
 steps:
   - Command: {name: boom, command: [sh, -c, "exit 3"]}
 """
+QUEUE = """\
+name: queue
+overlap: queue
+steps:
+  - Command: {name: nap, command: [sleep, "30"]}
+"""
 BROKEN = "name: broken\nsteps:\n  - NoSuchThing: {}\n"
 
 
@@ -53,6 +59,7 @@ BROKEN = "name: broken\nsteps:\n  - NoSuchThing: {}\n"
 def wd() -> Iterator[WebDaemon]:
     tasks = {"hello.yaml": HELLO, "slow.yaml": SLOW, "secret.yaml": SECRET, "fail.yaml": FAIL}
     tasks["broken.yaml"] = BROKEN
+    tasks["queue.yaml"] = QUEUE
     with web_daemon(tasks) as d:
         yield d
 
@@ -149,7 +156,7 @@ def test_extra_tokens_from_config(tmp_path: Path) -> None:
 def test_tasks_and_task(wd: WebDaemon) -> None:
     body = wd.api("GET", "/tasks").json()
     names = [t["name"] for t in body["tasks"]]
-    assert names == ["fail", "hello", "secret", "slow"]
+    assert names == ["fail", "hello", "queue", "secret", "slow"]
     hello = next(t for t in body["tasks"] if t["name"] == "hello")
     assert hello["schedule_words"] == ["every day at 04:30"]
     assert hello["next_fire"].endswith("04:30:00+00:00")
@@ -263,7 +270,7 @@ def test_secrets_are_masked_in_every_response(wd: WebDaemon) -> None:
 
 
 def test_reload_and_openapi(wd: WebDaemon) -> None:
-    assert wd.api("POST", "/reload").json()["tasks"] == 4
+    assert wd.api("POST", "/reload").json()["tasks"] == 5
     spec = wd.api("GET", "/openapi.json").json()
     assert spec["openapi"] == "3.1.0"
     for path in ("/tasks/{name}/runs", "/runs", "/runs/{run_id}/steps/{step}/log", "/events"):
@@ -361,3 +368,15 @@ def test_web_false_serves_nothing_and_imports_nothing() -> None:
             assert "aiohttp" not in maps  # its C extensions are not loaded
         finally:
             proc.close()
+
+
+def test_a_queued_run_has_a_page_and_can_be_cancelled(wd: WebDaemon) -> None:
+    first = wd.api("POST", "/tasks/queue/runs").json()["run_id"]
+    second = wd.api("POST", "/tasks/queue/runs").json()["run_id"]
+    body = wd.api("GET", f"/runs/{second}").json()
+    assert body["run"]["status"] == "queued" and body["run"]["started_at"] is None
+    page = wd.client.get(f"/runs/{second}")  # a page, with the bearer token
+    assert page.status_code == 200 and "queued" in page.text
+    assert wd.api("POST", f"/runs/{second}/cancel").json()["was"] == "queued"
+    assert wd.api("POST", f"/runs/{first}/cancel").json()["was"] == "running"
+    assert _wait_run(wd, first)["run"]["status"] == "cancelled"

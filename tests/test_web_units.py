@@ -10,12 +10,12 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.config.load import ConfigError, load_config
 from flowtaskd.daemon.web.auth import FailedLogins, Sessions, TokenSet, ensure_token_file
 from flowtaskd.daemon.web.dag import layout, svg
 from flowtaskd.daemon.web.sse import EventLog, SseClient
 from flowtaskd.daemon.web.views import cron_words
+from flowtaskd.tasks import TaskPile
 from tests.conftest import FakeClock, write
 
 

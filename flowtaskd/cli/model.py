@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flowtaskd.components.registry import registry
 from flowtaskd.core.jsonschema import task_schema
 from flowtaskd.core.loader import TASK_SUFFIXES
 from flowtaskd.core.render import FORMATS, render
@@ -114,5 +115,5 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    sys.stdout.write(json.dumps(task_schema(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(task_schema(registry()), indent=2) + "\n")
     return 0

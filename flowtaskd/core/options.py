@@ -24,7 +24,6 @@ from flowtaskd.core.rules import SkipError, TriggerRule
 
 __all__ = [
     "EVENT_ACTION_MODELS",
-    "EVENT_NAMES",
     "STEP_ID_PATTERN",
     "STEP_OPTION_KEYS",
     "Argv",
@@ -34,6 +33,7 @@ __all__ = [
     "EnvMap",
     "EventAction",
     "LogAction",
+    "NoParams",
     "Overlap",
     "RetryPolicy",
     "RunTaskAction",
@@ -52,6 +52,10 @@ class StrictModel(BaseModel):
     """Unknown keys are errors; values are not silently coerced from the wrong type."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class NoParams(StrictModel):
+    """A component that takes no parameters of its own."""
 
 
 _DECIMAL = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ms|s|m|h|d|)")
@@ -219,22 +223,6 @@ STEP_OPTION_KEYS: frozenset[str] = frozenset(StepOptions.model_fields)
 
 
 # --- the task file's ``events:`` block --------------------------------------------------------
-
-EVENT_NAMES: tuple[str, ...] = (
-    "start",
-    "running",
-    "done",
-    "on_error",
-    "exception",
-    "completed",
-    "cancelled",
-    "step_start",
-    "step_done",
-    "step_error",
-    "step_retry",
-    "step_skipped",
-)
-"""Events a task file's ``events:`` block may name (the run's task and step events)."""
 
 
 class LogAction(StrictModel):

@@ -17,7 +17,7 @@ from flowtaskd.daemon.web.ops import ApiError, Ops
 from flowtaskd.logs import GLOBAL_MASKER
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.runs.store import RunRecord
+    from flowtaskd.daemon.runs.records import RunRecord
     from flowtaskd.daemon.service import Daemon
 
 __all__ = [
@@ -32,6 +32,22 @@ __all__ = [
 
 RECENT = 20
 _GOING = ("pending", "running")
+_RUN_FIELDS = (
+    "run_id",
+    "task",
+    "trigger",
+    "status",
+    "source",
+    "params",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "duration",
+    "error",
+    "log_dir",
+    "inbox_file",
+    "schedule_id",
+)
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 _MACROS = {
     "@hourly": "every hour",
@@ -174,8 +190,9 @@ async def run_detail(d: Daemon, run_id: str) -> dict[str, Any]:
         if not queued:
             raise ApiError(404, f"no run {run_id!r}", {"run_id": run_id})
         r = queued[0]
-        run: dict[str, Any] = {"run_id": r.run_id, "task": r.task, "status": "queued"}
-        run.update({"trigger": r.trigger, "queued_at": r.queued_at, "params": {}})
+        run: dict[str, Any] = dict.fromkeys(_RUN_FIELDS)
+        run.update({"run_id": r.run_id, "task": r.task, "status": "queued", "params": {}})
+        run.update({"trigger": r.trigger, "queued_at": r.queued_at})
         return {"run": GLOBAL_MASKER.mask_obj(run), "steps": {}, "live": True}
     stats: dict[str, Any] | None = None
     if found is not None:
@@ -186,8 +203,10 @@ async def run_detail(d: Daemon, run_id: str) -> dict[str, Any]:
         mon = active.task.stats.to_dict()
         mon.pop("params", None)
         stats = mon
-        if found is None:
-            run = {"run_id": run_id, "task": active.request.task, "status": "running"}
+        if found is None:  # started, its row not written yet
+            run = dict.fromkeys(_RUN_FIELDS)
+            run.update({"run_id": active.request.run_id, "task": active.request.task})
+            run.update({"status": "running", "trigger": active.request.trigger, "params": {}})
     steps: dict[str, Any] = dict((stats or {}).get("steps") or {})
     for s in _steps_of(d, run["task"]):
         steps.setdefault(s["id"], {"status": "pending", "tries": [], "attempts": 0})
