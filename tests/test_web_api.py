@@ -51,6 +51,7 @@ name: queue
 overlap: queue
 steps:
   - Command: {name: nap, command: [sleep, "30"]}
+  - Dummy: {name: later, depends: [nap]}
 """
 BROKEN = "name: broken\nsteps:\n  - NoSuchThing: {}\n"
 
@@ -377,6 +378,12 @@ def test_a_queued_run_has_a_page_and_can_be_cancelled(wd: WebDaemon) -> None:
     assert body["run"]["status"] == "queued" and body["run"]["started_at"] is None
     page = wd.client.get(f"/runs/{second}")  # a page, with the bearer token
     assert page.status_code == 200 and "queued" in page.text
+    deadline = time.monotonic() + 10
+    while "nap" not in wd.api("GET", f"/runs/{first}").json()["steps"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    going = wd.client.get(f"/runs/{first}")  # a step that has not started has a row too
+    assert going.status_code == 200 and 'data-step="later" data-state="pending"' in going.text
     assert wd.api("POST", f"/runs/{second}/cancel").json()["was"] == "queued"
     assert wd.api("POST", f"/runs/{first}/cancel").json()["was"] == "running"
     assert _wait_run(wd, first)["run"]["status"] == "cancelled"

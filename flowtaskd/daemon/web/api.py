@@ -4,8 +4,9 @@ A handler parses the path, query and body, calls the operation (a control reques
 :class:`~flowtaskd.daemon.web.ops.Ops`, or a history read through
 :mod:`~flowtaskd.daemon.web.views`) and formats the reply. Operations the control socket
 answers with its request fields as they are (retry, pause, unpause, backfill, ...) are rows
-of :data:`PASS_THROUGH`: adding one is one line there. Errors are ``{"error", "detail"}``
-with a proper status (400 naming the field, 401/403, 404, 409, 501).
+of :data:`~flowtaskd.daemon.web.routes.PASS_THROUGH`: adding one is one line there.
+Errors are ``{"error", "detail"}`` with a proper status (400 naming the field, 401/403,
+404, 409, 501).
 """
 
 from __future__ import annotations
@@ -21,26 +22,17 @@ from aiohttp import web
 from flowtaskd.daemon.control.requests import BadRequest, subscribe_filters
 from flowtaskd.daemon.web.logfile import log_path, read_chunks
 from flowtaskd.daemon.web.ops import ApiError
+from flowtaskd.daemon.web.routes import PASS_THROUGH, RUN_STATUSES
 from flowtaskd.daemon.web.sse import SseClient, frame
 from flowtaskd.daemon.web.views import run_detail, run_row, task_detail, task_list
 from flowtaskd.logs import GLOBAL_MASKER
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.web.server import WebServer
+    from flowtaskd.daemon.web.state import WebState
 
-__all__ = ["PASS_THROUGH", "RUN_STATUSES", "add_routes", "json_response"]
+__all__ = ["add_routes", "json_response"]
 
-RUN_STATUSES = ("pending", "running", "done", "failed", "cancelled", "interrupted")
 _FINISHED = ("done", "failed", "cancelled", "interrupted")
-
-PASS_THROUGH: tuple[tuple[str, str, str, str], ...] = (
-    # (method, path under /api/v1, control request, the path parameter's request field)
-    ("POST", "/runs/{run_id}/retry", "retry", "run_id"),
-    ("POST", "/tasks/{name}/pause", "pause", "task"),
-    ("POST", "/tasks/{name}/unpause", "unpause", "task"),
-    ("POST", "/tasks/{name}/backfill", "backfill", "task"),
-)
-"""Routes whose JSON body goes to the control request as its fields, unchanged."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -103,7 +95,7 @@ def _since(raw: str | None) -> float | None:
 
 
 class _Api:
-    def __init__(self, server: WebServer) -> None:
+    def __init__(self, server: WebState) -> None:
         self.s = server
         self.d = server.d
         self.ops = server.ops
@@ -289,7 +281,7 @@ class _Api:
         return json_response(spec())
 
 
-def add_routes(app: web.Application, server: WebServer) -> None:
+def add_routes(app: web.Application, server: WebState) -> None:
     api = _Api(server)
     r = app.router
     v1 = "/api/v1"

@@ -8,12 +8,12 @@ The models here are the bodies the API takes and the shapes it returns; their JS
 from __future__ import annotations
 
 import functools
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from flowtaskd.daemon.control.requests import _version
-from flowtaskd.daemon.web.api import PASS_THROUGH, RUN_STATUSES
+from flowtaskd.daemon.web.routes import PASS_THROUGH, RUN_STATUSES
 
 __all__ = ["spec"]
 
@@ -145,6 +145,13 @@ def _op(op_id: str, summary: str, ok: dict[str, Any], *params: dict[str, Any], *
         "responses": {**ok, **_ERRORS},
         **more,
     }
+
+
+def _version() -> str:
+    try:
+        return version("flowtaskd")
+    except PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "unknown"
 
 
 @functools.cache

@@ -20,7 +20,7 @@ from flowtaskd.daemon.web.dag import ICONS, svg
 from flowtaskd.daemon.web.views import add_recent, run_detail, task_detail, task_list
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.web.server import WebServer
+    from flowtaskd.daemon.web.state import WebState
 
 __all__ = ["add_pages", "render"]
 
@@ -34,7 +34,7 @@ _env = jinja2.Environment(
 
 
 def _when(ts: float | str | None) -> str:
-    if ts is None:
+    if not isinstance(ts, int | float | str):  # None, or a key the data lacks
         return "—"
     if isinstance(ts, str):
         ts = datetime.fromisoformat(ts).timestamp()
@@ -42,7 +42,7 @@ def _when(ts: float | str | None) -> str:
 
 
 def _secs(value: float | None) -> str:
-    if value is None:
+    if not isinstance(value, int | float):  # None, or a key the data lacks
         return "—"
     if value < 1:
         return f"{value * 1000:.0f} ms"
@@ -103,7 +103,7 @@ def gantt(steps: Mapping[str, Any], start: float | None) -> str:
 
 
 class _Pages:
-    def __init__(self, server: WebServer) -> None:
+    def __init__(self, server: WebState) -> None:
         self.s = server
         self.d = server.d
         self.ops = server.ops
@@ -184,7 +184,7 @@ class _Pages:
         return render("docs.html", self._ctx(request, "docs", spec=spec()))
 
 
-def add_pages(app: web.Application, server: WebServer) -> None:
+def add_pages(app: web.Application, server: WebState) -> None:
     p = _Pages(server)
     r = app.router
     r.add_get("/", p.home)

@@ -33,7 +33,7 @@ from flowtaskd.errors import FlowtaskError
 from flowtaskd.logs import GLOBAL_MASKER
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.service import Daemon
+    from flowtaskd.daemon.control.requests import ControlHost
 
 __all__ = ["COOKIE", "WebServer"]
 
@@ -59,7 +59,7 @@ class WebServer:
 
     def __init__(
         self,
-        daemon: Daemon,
+        daemon: ControlHost,
         requests: RequestAnswerer,
         *,
         clock: Callable[[], float] = time.monotonic,

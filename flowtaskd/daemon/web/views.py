@@ -17,8 +17,8 @@ from flowtaskd.daemon.web.ops import ApiError, Ops
 from flowtaskd.logs import GLOBAL_MASKER
 
 if TYPE_CHECKING:
+    from flowtaskd.daemon.control.requests import ControlHost
     from flowtaskd.daemon.runs.records import RunRecord
-    from flowtaskd.daemon.service import Daemon
 
 __all__ = [
     "add_recent",
@@ -32,6 +32,10 @@ __all__ = [
 
 RECENT = 20
 _GOING = ("pending", "running")
+_NOT_STARTED: dict[str, Any] = {"status": "pending", "attempts": 0} | dict.fromkeys(
+    ("exit_code", "started_at", "finished_at", "duration", "output", "error", "reason", "items",
+     "cpu_user", "cpu_system", "max_rss_kb", "bytes_out")
+)  # fmt: skip
 _RUN_FIELDS = (
     "run_id",
     "task",
@@ -99,7 +103,7 @@ def run_row(run: RunRecord) -> dict[str, Any]:
     return {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "stats"}
 
 
-def _next_fires(d: Daemon) -> dict[str, list[str]]:
+def _next_fires(d: ControlHost) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for job, when in d.scheduler.next_fire_times().items():
         if job.startswith("task:") and when:
@@ -107,7 +111,7 @@ def _next_fires(d: Daemon) -> dict[str, list[str]]:
     return out
 
 
-async def add_recent(d: Daemon, tasks: list[dict[str, Any]]) -> None:
+async def add_recent(d: ControlHost, tasks: list[dict[str, Any]]) -> None:
     """Set each task's ``recent``: its newest runs, as (run_id, status)."""
     names = [t["name"] for t in tasks]
     recent = await asyncio.to_thread(d.store.recent_statuses, RECENT, names)
@@ -115,7 +119,7 @@ async def add_recent(d: Daemon, tasks: list[dict[str, Any]]) -> None:
         t["recent"] = [{"run_id": r, "status": s} for r, s in recent.get(t["name"], [])]
 
 
-async def task_list(d: Daemon, ops: Ops, *, recent: bool = True) -> dict[str, Any]:
+async def task_list(d: ControlHost, ops: Ops, *, recent: bool = True) -> dict[str, Any]:
     """``tasks``, with each task's next fire time and (with ``recent``) newest runs."""
     reply = await ops.call("tasks")
     fires = _next_fires(d)
@@ -130,7 +134,7 @@ async def task_list(d: Daemon, ops: Ops, *, recent: bool = True) -> dict[str, An
     return reply
 
 
-def _steps_of(d: Daemon, name: str) -> list[dict[str, Any]]:
+def _steps_of(d: ControlHost, name: str) -> list[dict[str, Any]]:
     loaded = d.library.get(name)
     if loaded is None:
         return []
@@ -141,7 +145,7 @@ def _steps_of(d: Daemon, name: str) -> list[dict[str, Any]]:
     ]
 
 
-async def task_detail(d: Daemon, ops: Ops, name: str, *, grid: int = 25) -> dict[str, Any]:
+async def task_detail(d: ControlHost, ops: Ops, name: str, *, grid: int = 25) -> dict[str, Any]:
     listing = await task_list(d, ops, recent=False)
     found = [t for t in listing["tasks"] if t["name"] == name]
     await add_recent(d, found)
@@ -176,7 +180,7 @@ def _step_states(stats: Mapping[str, Any] | None) -> dict[str, str]:
     return {sid: str(s.get("status")) for sid, s in steps.items()}
 
 
-async def run_detail(d: Daemon, run_id: str) -> dict[str, Any]:
+async def run_detail(d: ControlHost, run_id: str) -> dict[str, Any]:
     """A run from the history, its steps and attempts; live for a run still going."""
     found = await asyncio.to_thread(d.store.get_run, run_id)
     active = d.runs.active.get(found[0].run_id if found else run_id)
@@ -209,7 +213,7 @@ async def run_detail(d: Daemon, run_id: str) -> dict[str, Any]:
             run.update({"status": "running", "trigger": active.request.trigger, "params": {}})
     steps: dict[str, Any] = dict((stats or {}).get("steps") or {})
     for s in _steps_of(d, run["task"]):
-        steps.setdefault(s["id"], {"status": "pending", "tries": [], "attempts": 0})
+        steps.setdefault(s["id"], {**_NOT_STARTED, "component": s["component"], "tries": []})
     detail = {"run": run, "steps": steps, "live": active is not None}
     masked: dict[str, Any] = GLOBAL_MASKER.mask_obj(detail)
     return masked
