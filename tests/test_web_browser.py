@@ -25,6 +25,7 @@ pytestmark = [
 playwright_sync = pytest.importorskip("playwright.sync_api")
 Page = playwright_sync.Page
 expect = playwright_sync.expect
+expect.set_options(timeout=15_000)  # a busy 2-core machine: conditions, not sleeps, so cheap
 
 ARGS = [
     "--headless",
