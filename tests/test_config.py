@@ -517,12 +517,14 @@ def test_shipped_config_names_every_option() -> None:
         cfg.log,
         cfg.security,
         cfg.metrics,
+        cfg.web,
         cfg.inboxes[0],
         ScheduleConfig(task="a", every=1),
     ]
     keys = {key for model in models for key in type(model).model_fields}
     keys |= {"n_workers", "threads_per_worker", "url", "events", "secret", "retries"}
     keys |= {"signing", "retry_schedule"}
+    keys |= {"sha256", "file"}
     assert [key for key in sorted(keys) if f"{key}:" not in text] == []
 
 

@@ -79,7 +79,7 @@ def config_file(tmp_path: Path, sock_dir: Path) -> Path:
         (
             f"state_dir: {tmp_path / 'var'}\ntasks: [{tasks}]\n"
             f"control: {{socket: {sock_dir / 'control.sock'}, mode: '0640'}}\n"
-            "log: {level: warning}\nshutdown_grace: 2\nkill_grace: 1\n"
+            "log: {level: warning}\nshutdown_grace: 2\nkill_grace: 1\nweb: false\n"
         ),
     )
 

@@ -24,6 +24,7 @@ import structlog
 if TYPE_CHECKING:
     from flowtaskd.daemon.outputs.metrics import DaemonMetrics
     from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher
+    from flowtaskd.daemon.web.server import WebServer
 
 from flowtaskd.clock import Clock, SystemClock
 from flowtaskd.components.context import Executor
@@ -88,7 +89,8 @@ class Daemon:
         self._state_lock = StateLock(config.state_dir)
         self._signals = 0
         self.extensions: list[Any] = []  # control socket, webhooks, metrics (see events issue)
-        self.extensions.append(ControlServer(self))
+        control = ControlServer(self)
+        self.extensions.append(control)
         self.subscriber_errors: list[str] = []  # plugin subscribers: loaded at the top of _run
         # webhooks and metrics import httpx / prometheus_client: only when configured
         self.webhooks: WebhookDispatcher | None = None
@@ -114,6 +116,13 @@ class Daemon:
                 webhooks=self.webhooks,
             )
             self.extensions.append(self.metrics)
+        # the HTTP API and dashboard import aiohttp and jinja2: only when enabled
+        self.web: WebServer | None = None
+        if config.web.enabled:
+            from flowtaskd.daemon.web.server import WebServer  # noqa: PLC0415
+
+            self.web = WebServer(self, control.requests)
+            self.extensions.append(self.web)
 
     # -- process life -----------------------------------------------------------------
     def request_stop(self) -> None:
@@ -283,6 +292,7 @@ class Daemon:
                 "metrics",
                 "webhooks",
                 "subscribers",
+                "web",
             )
             for key in restart_keys:
                 if getattr(new, key) != getattr(self.config, key):

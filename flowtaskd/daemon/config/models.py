@@ -12,6 +12,7 @@ on disk.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import shlex
@@ -50,6 +51,8 @@ __all__ = [
     "MetricsConfig",
     "ScheduleConfig",
     "SecurityConfig",
+    "WebConfig",
+    "WebToken",
     "WebhookConfig",
 ]
 
@@ -397,3 +400,71 @@ class MetricsConfig(StrictModel):
     def address(self) -> tuple[str, int] | None:
         match = _LISTEN.fullmatch(self.listen) if self.listen else None
         return (match["v6"] or match["host"], int(match["port"])) if match else None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class WebToken(StrictModel):
+    """One more login token for the web API: its SHA-256 (hex), or a file holding it."""
+
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$", repr=False)
+    file: AbsPath | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> WebToken:
+        if (self.sha256 is None) == (self.file is None):
+            raise _problem("give `sha256` (of the token, hex) or `file` (holding it), not both")
+        return self
+
+
+class WebConfig(StrictModel):
+    """The HTTP API and dashboard: on by default on loopback; ``web: false`` turns it off."""
+
+    enabled: bool = True
+    listen: _Listen = Field(default="127.0.0.1:8470", description="host:port; port 0: any.")
+    insecure_http: bool = Field(default=False, description="Allow plain HTTP off loopback.")
+    tls_cert: AbsPath | None = None
+    tls_key: AbsPath | None = None
+    token_file: AbsPath | None = Field(default=None, description="Default <state_dir>/web-token.")
+    tokens: list[WebToken] = Field(default_factory=list)
+    public_url: str | None = Field(default=None, description="The URL users open (a proxy's).")
+    session_hours: float = Field(default=12.0, gt=0)
+    login_failures: int = Field(default=10, ge=1, description="Per client per minute, then 429.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, data: Any) -> Any:
+        if isinstance(data, bool):
+            return {"enabled": data}
+        return {} if data is None else data
+
+    @property
+    def address(self) -> tuple[str, int]:
+        match = _LISTEN.fullmatch(self.listen)
+        assert match is not None  # checked by the field
+        return (match["v6"] or match["host"], int(match["port"]))
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @model_validator(mode="after")
+    def _safe(self) -> WebConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise _problem("TLS needs both `tls_cert` and `tls_key`", missing)
+        exposed = self.enabled and not _is_loopback(self.address[0])
+        if exposed and not self.tls and not self.insecure_http:
+            raise _problem(
+                f"'{self.listen}' is not a loopback address: set `tls_cert` and `tls_key`,"
+                " or `insecure_http: true` (behind a TLS reverse proxy)",
+                "listen",
+            )
+        return self

@@ -39,6 +39,12 @@ class Session(Protocol):
         """Write one reply now (before the handler returns its last one)."""
 
 
+class WebView(Protocol):
+    """The web server, as ``status`` reports it."""
+
+    def summary(self) -> Payload: ...
+
+
 class ControlHost(Protocol):
     """What the control socket reads and does of the daemon (the composition root is one)."""
 
@@ -71,6 +77,9 @@ class ControlHost(Protocol):
 
     @property
     def backfills(self) -> Backfills: ...
+
+    @property
+    def web(self) -> WebView | None: ...
 
     def trigger(self, name: str, params: Mapping[str, Any]) -> str | None:
         """Start a run of a loaded task now; its run id, or None when it was skipped."""

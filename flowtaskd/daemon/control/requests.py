@@ -218,6 +218,7 @@ class Requests:
             "next_fire_times": d.scheduler.next_fire_times(),
             "paused": sorted(d.scheduler.paused),
             "control": self.server.summary(),
+            "web": d.web.summary() if d.web is not None else {"enabled": False},
         }
 
     async def _tasks(self, session: Session, req: dict[str, Any]) -> Payload:

@@ -11,7 +11,7 @@ event loop by their callers (``asyncio.to_thread``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -104,6 +104,25 @@ class RunStore(Protocol):
 
     def get_run(self, run_id: str) -> tuple[RunRecord, list[AttemptRecord]] | None:
         """A run by id or unique prefix, with its attempts; None when there is none."""
+        ...
+
+    def find_runs(
+        self,
+        *,
+        task: str | None = None,
+        status: str | None = None,
+        trigger: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[RunRecord], int]:
+        """A page of matching runs, newest first, without stats; and how many match."""
+        ...
+
+    def recent_statuses(
+        self, n: int, tasks: Sequence[str] | None = None
+    ) -> dict[str, list[tuple[str, str]]]:
+        """The newest ``n`` (run_id, status) of each task, newest first."""
         ...
 
     # -- for operating runs (retry, pause; see flowtaskd.daemon.runs.extras) ------------

@@ -6,7 +6,7 @@ its version on (``UPGRADES[1]`` takes version 1 to 2).
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "UPGRADES"]
+__all__ = ["INDEXES", "SCHEMA", "SCHEMA_VERSION", "UPGRADES"]
 
 SCHEMA_VERSION = 2
 _V1_TO_V2 = (
@@ -39,3 +39,8 @@ SCHEMA = (
     *_V1_TO_V2,
 )
 UPGRADES: dict[int, tuple[str, ...]] = {1: _V1_TO_V2}
+_NEWEST_KEY = "COALESCE(started_at, queued_at, finished_at)"
+INDEXES = (  # made in every history, old ones too: no schema version needed
+    f"CREATE INDEX IF NOT EXISTS runs_newest ON runs ({_NEWEST_KEY})",
+    f"CREATE INDEX IF NOT EXISTS runs_task_newest ON runs (task, {_NEWEST_KEY})",
+)

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from flowtaskd.daemon.runs.extras import OperatingTables
 from flowtaskd.daemon.runs.records import AttemptRecord, RunRecord
-from flowtaskd.daemon.runs.schema import SCHEMA, SCHEMA_VERSION, UPGRADES
+from flowtaskd.daemon.runs.schema import INDEXES, SCHEMA, SCHEMA_VERSION, UPGRADES
 from flowtaskd.daemon.runs.writer import SerialWriter, store_error
 from flowtaskd.errors import StoreError
 
@@ -51,6 +51,7 @@ _ATTEMPT_COLS = tuple(f.name for f in dataclasses.fields(AttemptRecord))
 _JSON_COLS = frozenset({"params", "stats"})
 _UPDATABLE = frozenset(_RUN_COLS) - {"run_id"}
 _SELECT_RUN = f"SELECT {', '.join(_RUN_COLS)} FROM runs"
+_SELECT_RUN_BRIEF = _SELECT_RUN.replace(" stats,", " NULL AS stats,")
 _SELECT_ATTEMPT = f"SELECT {', '.join(_ATTEMPT_COLS)} FROM step_attempts"
 
 
@@ -208,6 +209,54 @@ class HistoryStore(OperatingTables):
             rows = conn.execute(sql, [*args, limit if limit > 0 else -1]).fetchall()
         return [_run_from_row(row) for row in rows]
 
+    def find_runs(
+        self,
+        *,
+        task: str | None = None,
+        status: str | None = None,
+        trigger: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[RunRecord], int]:
+        """A page of runs matching every given filter, newest first, and how many match.
+        The records have no stats (None): a list never shows them, and they are most of
+        a row."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("task", task), ("status", status), ("trigger", trigger)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("COALESCE(started_at, queued_at, finished_at) >= ?")
+            args.append(since)
+        cond = f"WHERE {' AND '.join(where)}" if where else ""
+        # sort row ids only (a sort of whole rows carries every stats blob), then fetch
+        page = f"SELECT rowid FROM runs {cond} ORDER BY {_NEWEST_FIRST} LIMIT ? OFFSET ?"
+        sql = f"{_SELECT_RUN_BRIEF} WHERE rowid IN ({page}) ORDER BY {_NEWEST_FIRST}"
+        with self._reading() as conn:
+            total = conn.execute(f"SELECT count(*) FROM runs {cond}", args).fetchone()[0]
+            rows = conn.execute(sql, [*args, limit, offset]).fetchall()
+        return [_run_from_row(row) for row in rows], int(total)
+
+    def recent_statuses(
+        self, n: int, tasks: Sequence[str] | None = None
+    ) -> dict[str, list[tuple[str, str]]]:
+        """The newest ``n`` runs of each task (default: every task in the history) as
+        (run_id, status), newest first."""
+        newest = f"SELECT rowid FROM runs WHERE task = ? ORDER BY {_NEWEST_FIRST} LIMIT ?"
+        out: dict[str, list[tuple[str, str]]] = {}
+        with self._reading() as conn:
+            if tasks is None:
+                tasks = [row[0] for row in conn.execute("SELECT DISTINCT task FROM runs")]
+            for task in tasks:
+                sql = f"SELECT run_id, status FROM runs WHERE rowid IN ({newest})"
+                rows = conn.execute(f"{sql} ORDER BY {_NEWEST_FIRST}", (task, n)).fetchall()
+                if rows:
+                    out[task] = [(r[0], r[1]) for r in rows]
+        return out
+
     def get_run(self, run_id: str) -> tuple[RunRecord, list[AttemptRecord]] | None:
         """A run and its attempts, by full id or unique prefix; StoreError if ambiguous."""
         if not run_id:
@@ -292,6 +341,8 @@ def _open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
                 for statement in UPGRADES[step]:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        for statement in INDEXES:
+            conn.execute(statement)
         conn.execute("COMMIT")
     except BaseException:
         conn.close()
