@@ -281,6 +281,7 @@ class Requests:
         while True:
             done = watch.completed.get(run_id)
             if done is not None:
+                await self.d.runs.recorded(run_id)  # so that a next request reads it ended
                 stats = done.get("stats") or {}
                 return _ended(
                     run_id,

@@ -92,7 +92,7 @@ class RunManager:
         self.queue: deque[RunRequest] = deque()
         self.active: dict[str, _Active] = {}
         self.completed = 0
-        self._finishing: set[str] = set()  # started, not yet recorded and handed back
+        self._finishing: dict[str, asyncio.Event] = {}  # started, not yet recorded and handed back
         self._idle = asyncio.Event()
         self._idle.set()
         self._wake = asyncio.Event()
@@ -254,7 +254,7 @@ class RunManager:
             webhooks=self.webhooks,
         )
         self.active[req.run_id] = _Active(req, task, self.clock.time())
-        self._finishing.add(req.run_id)
+        self._finishing[req.run_id] = asyncio.Event()
         self._idle.clear()
         tg.create_task(self._execute(req, task), name=f"run:{req.task}:{req.run_id}")
 
@@ -287,9 +287,16 @@ class RunManager:
             try:
                 await asyncio.shield(self._wrap_up(req, stats, error))
             finally:
-                self._finishing.discard(req.run_id)
+                self._finishing.pop(req.run_id).set()
                 if not self._finishing:
                     self._idle.set()
+
+    async def recorded(self, run_id: str) -> None:
+        """Return once the run's end is in the history (at once for a run not started
+        here or long recorded): what a waiter reads next must show the run ended."""
+        settled = self._finishing.get(run_id)
+        if settled is not None:
+            await settled.wait()
 
     async def _wrap_up(self, req: RunRequest, stats: TaskMonitor | None, error: str | None) -> None:
         await self._record_end(req, stats, error)
