@@ -426,8 +426,8 @@ async def test_at_stop_a_subscriber_behind_gets_what_it_was_held_in_order(
         with await _stuck_subscriber(config, server) as behind:
             big = {"cmd": "trigger", "task": "two", "params": {"blob": "x" * 900_000}}
             await c.ask({**big, "wait": True})  # more than its socket takes: it is behind
-            first = (await c.recv())["run_id"]
-            await wait_for(lambda: server.stream_backlog() == 0, DEADLINE)  # all written
+            first = (await c.recv())["run_id"]  # (some of its events may be held already:
+            # how many a flush takes depends on how fast the run goes, so it is not asserted)
             await c.ask({"cmd": "trigger", "task": "two", "wait": True})
             second = (await c.recv())["run_id"]
             await wait_for(lambda: server.stream_backlog() > 0, DEADLINE)  # held
