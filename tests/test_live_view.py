@@ -65,9 +65,12 @@ class Terminal:
         self.tmux("send-keys", *keys)
 
     def close(self) -> None:
+        """Kill this server; the next ``run`` starts a new one under a new name (a new
+        session under the old name could meet the old server still exiting)."""
         subprocess.run(
             ["tmux", "-L", self.name, "kill-server"], capture_output=True, timeout=10, check=False
         )
+        self.name = f"ftd-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
