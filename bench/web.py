@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python bench/web.py            # 1,000 tasks, 10,000 runs (about a minute)
     .venv/bin/python bench/web.py --quick    # smaller counts, a smoke run
+    .venv/bin/python bench/web.py --only sse # only (3), the SSE clients' cost
 
 A ``flowtaskd run`` subprocess serves 1,000 task files (3 steps each, half scheduled) and a
 history of 10,000 finished runs (10 per task, with stats), written beforehand through the
@@ -222,9 +223,26 @@ def _latency(
     return (statistics.median(ratios) - 1) * 100
 
 
+def _requests(client: httpx.Client, n: int) -> None:
+    print("| request | p50 ms | p99 ms |")
+    print("|---|---:|---:|")
+    for path in (
+        "/api/v1/status",
+        "/api/v1/runs",
+        "/api/v1/runs?task=task0042",
+        "/api/v1/runs?status=failed&limit=100",
+        "/api/v1/tasks",
+    ):
+        p50, p99 = _timed(client, path, n if "tasks" not in path else n // 5)
+        print(f"| `GET {path}` | {p50:.2f} | {p99:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument(
+        "--only", choices=("requests", "page", "sse"), help="measure only this part (1, 2 or 3)"
+    )
     args = ap.parse_args()
     tasks, per_task, n = (100, 10, 100) if args.quick else (1000, 10, 500)
     root = Path(tempfile.mkdtemp(prefix="ftd-web-", dir="/tmp"))
@@ -279,22 +297,15 @@ def main() -> None:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
             print(f"{tasks} tasks, {tasks * per_task} runs in the history; {n} requests each")
-            print("| request | p50 ms | p99 ms |")
-            print("|---|---:|---:|")
-            for path in (
-                "/api/v1/status",
-                "/api/v1/runs",
-                "/api/v1/runs?task=task0042",
-                "/api/v1/runs?status=failed&limit=100",
-                "/api/v1/tasks",
-            ):
-                p50, p99 = _timed(client, path, n if "tasks" not in path else n // 5)
-                print(f"| `GET {path}` | {p50:.2f} | {p99:.2f} |")
-            size, fcp = _tasks_page(base, token)
-            print(f"Tasks page (100 of {tasks} tasks): {size / 1024:.1f} KB transferred", end="")
-            print(f", first contentful paint {fcp:.0f} ms" if fcp is not None else "")
+            if args.only in (None, "requests"):
+                _requests(client, n)
+            if args.only in (None, "page"):
+                size, fcp = _tasks_page(base, token)
+                print(f"Tasks page (100 of {tasks} tasks): {size / 1024:.1f} KB", end="")
+                print(f", first contentful paint {fcp:.0f} ms" if fcp is not None else "")
             blocks, per = (3, 10) if args.quick else (6, 20)
-            for task, what in (("bench20cmd", "20 Command steps"), ("bench20", "20 Dummy steps")):
+            cases = (("bench20cmd", "20 Command steps"), ("bench20", "20 Dummy steps"))
+            for task, what in cases if args.only in (None, "sse") else ():
                 added = _latency(client, base, token, blocks, per, task)
                 print(f"{what}: run latency added by 10 SSE clients {added:+.1f} %", end="")
                 print(f" (median of {blocks} pairs)")
