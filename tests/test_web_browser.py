@@ -53,7 +53,7 @@ name: flap
 steps:
   - Command:
       name: flap
-      command: [sh, -c, "sleep 1; test -e {marker} && exit 0; touch {marker}; exit 3"]
+      command: [sh, -c, "test -e {marker} && sleep 1 && exit 0; touch {marker}; sleep 2; exit 3"]
       retry: {{attempts: 2, delay: 0.5s}}
   - Command: {{name: after, command: [sleep, "1"], depends: [flap]}}
 """
@@ -134,6 +134,13 @@ def test_the_timeline_shows_attempts_live(page: Page) -> None:
     expect(second).to_have_attribute("data-state", "running")
     expect(state).not_to_contain_text("done")
     shot(page, "05-timeline-retry")
+    right, width = page.evaluate(  # in one go: the picture is redrawn while the bar grows
+        """() => { const svg = document.querySelector("#timeline svg.gantt");
+        const r = svg.querySelector("rect.bar[data-step=flap][data-attempt='2']");
+        return [Number(r.getAttribute("x")) + Number(r.getAttribute("width")),
+                Number(svg.getAttribute("width"))]; }"""
+    )
+    assert right <= width  # the running attempt's bar is inside the picture
     after = page.locator(bar.format("after", 1))
     expect(after).to_have_attribute("data-state", "running")
     expect(second).to_have_attribute("data-state", "done")

@@ -157,7 +157,10 @@ class Timeline {
   read() {
     const section = document.getElementById("timeline");
     const serverNow = Number(section?.dataset.now);
-    this.skew = serverNow ? serverNow - Date.now() / 1000 : 0;  // the browser's clock may differ
+    // the browser's clock may differ from the daemon's: each time stamp from the server
+    // (the render, then every event) is a lower bound of the offset, and the best is the max
+    const skew = serverNow ? serverNow - Date.now() / 1000 : -Infinity;
+    this.skew = Math.max(this.skew ?? -Infinity, skew);
     const svg = section?.querySelector("svg.gantt");
     this.t0 = svg ? Number(svg.dataset.t0) : this.runStart;
     this.bars = new Map();
@@ -175,9 +178,10 @@ class Timeline {
     this.bars.set(key, {...this.bars.get(key), ...bar});
   }
 
-  now() { return Date.now() / 1000 + this.skew; }
+  now() { return Date.now() / 1000 + (Number.isFinite(this.skew) ? this.skew : 0); }
 
   onEvent(e) {
+    if (typeof e.ts === "number") this.skew = Math.max(this.skew, e.ts - Date.now() / 1000);
     const item = e.item === undefined || e.item === null ? "" : String(e.item);
     const at = {step: e.step, item, attempt: e.attempt || 1};
     if (e.event === "start") {
@@ -202,7 +206,7 @@ class Timeline {
     const now = this.now();
     const bars = [...this.bars.values()];
     const t0 = this.t0 || Math.min(...bars.map((b) => b.start));
-    const end = Math.max(...bars.map((b) => b.end ?? now));
+    const end = Math.max(...bars.map((b) => Math.max(b.start, b.end ?? now)));
     const span = Math.max(end - t0, 1e-3);
     const n = this.rows.length;
     const el = (name, attrs, text) => {
@@ -217,7 +221,7 @@ class Timeline {
     for (const b of bars) {
       const i = this.rows.indexOf(b.step);
       const x = G.label + (b.start - t0) / span * G.width;
-      const w = Math.max(((b.end ?? now) - b.start) / span * G.width, 2);
+      const w = Math.max(((b.end ?? Math.max(now, b.start)) - b.start) / span * G.width, 2);
       const rect = el("rect", {class: `bar st-${b.state}`, x: x.toFixed(1), y: i * G.row + 3,
         width: w.toFixed(1), height: G.row - 6, "data-step": b.step, "data-attempt": b.attempt,
         "data-item": b.item ?? "", "data-state": b.state, "data-start": b.start,
