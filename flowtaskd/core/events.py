@@ -17,6 +17,7 @@ __all__ = [
     "DAEMON_EVENTS",
     "STEP_EVENTS",
     "TASK_EVENTS",
+    "UPSTREAM_EVENTS",
     "Payload",
     "Receiver",
     "unknown_event",
@@ -38,6 +39,14 @@ STEP_EVENTS: tuple[str, ...] = (
     "step_retry",
     "step_skipped",
 )
+UPSTREAM_EVENTS: tuple[str, ...] = (
+    "file_not_found",
+    "file_empty",
+    "data_not_found",
+    "data_error",
+)
+"""Upstream flowtask's failure events: fired, besides ``step_error``, when a step fails for
+the matching reason (a ``FileList`` that finds nothing: ``file_not_found``)."""
 DAEMON_EVENTS: tuple[str, ...] = (
     "task_loaded",
     "task_removed",
@@ -50,7 +59,7 @@ DAEMON_EVENTS: tuple[str, ...] = (
     "daemon_reloaded",
     "daemon_stopping",
 )
-ALL_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + DAEMON_EVENTS
+ALL_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + UPSTREAM_EVENTS + DAEMON_EVENTS
 CATCH_ALL = "*"
 """Connect to this name to receive every event."""
 

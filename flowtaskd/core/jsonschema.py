@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from flowtaskd.components.registry import registry
-from flowtaskd.core.options import EVENT_ACTION_MODELS, EVENT_NAMES
+from flowtaskd.core.eventblock import EVENT_ACTION_MODELS, EVENT_NAMES
 from flowtaskd.core.schema import TaskHeader, step_model
 
 __all__ = ["SCHEMA_ID", "task_schema"]
@@ -47,7 +47,7 @@ def task_schema() -> dict[str, Any]:
     actions = sorted(EVENT_ACTION_MODELS.items())
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(TaskHeader, "validation")]
     models += [(step_model(comp), "validation") for _, comp in components]
-    models += [(model, "validation") for _, model in actions]
+    models += [(model, "validation") for model in dict.fromkeys(m for _, m in actions)]
     refs, top = models_json_schema(models, ref_template="#/$defs/{model}")
     defs: dict[str, Any] = top["$defs"]
     root = defs.pop(refs[(TaskHeader, "validation")]["$ref"].rsplit("/", 1)[1])
@@ -66,9 +66,9 @@ def task_schema() -> dict[str, Any]:
     props["events"] = {
         "description": props["events"].get("description", ""),
         "type": ["object", "null"],
-        "propertyNames": {"enum": list(EVENT_NAMES)},
+        "propertyNames": {"enum": [*EVENT_NAMES, "publish"]},
         "additionalProperties": {
-            "type": "array",
+            "type": ["array", "boolean"],
             "items": {
                 "oneOf": [
                     _one_key(name, refs[(model, "validation")], nullable=True)
