@@ -32,6 +32,7 @@ __all__ = [
     "call_problem",
     "evaluate_masks",
     "mask_name",
+    "replace_whole",
     "zoned_now",
 ]
 
@@ -141,3 +142,15 @@ def _fill(text: str, variables: Mapping[str, Any]) -> str:
         return text.format_map(_Keep(variables))
     except (ValueError, AttributeError, IndexError, KeyError):
         return text
+
+
+def replace_whole(obj: Any, whole: Mapping[str, Any]) -> Any:
+    """``obj`` with every string that is exactly a ``#name#`` mask replaced by its value
+    (of any type), in nested lists and mappings (upstream's whole-value masks)."""
+    if isinstance(obj, str):
+        return whole.get(obj, obj)
+    if isinstance(obj, Mapping):
+        return {k: replace_whole(v, whole) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [replace_whole(v, whole) for v in obj]
+    return obj

@@ -259,6 +259,7 @@ class RunManager:
             kill_grace=self.kill_grace,
             python_allow=self.python_allow,
             resolve_task=self.resolve_task,
+            logical_time=req.fire_time,
         )
         self.active[req.run_id] = _Active(req, task, self.clock.time())
         self._finishing.add(req.run_id)
