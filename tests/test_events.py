@@ -19,6 +19,7 @@ from flowtaskd.engine.events import (
     DAEMON_EVENTS,
     STEP_EVENTS,
     TASK_EVENTS,
+    UPSTREAM_EVENTS,
     EventBus,
 )
 
@@ -55,7 +56,7 @@ def test_event_names() -> None:
         "completed",
         "cancelled",
     )  # upstream flowtask names
-    assert ALL_EVENTS == TASK_EVENTS + STEP_EVENTS + DAEMON_EVENTS
+    assert ALL_EVENTS == TASK_EVENTS + STEP_EVENTS + UPSTREAM_EVENTS + DAEMON_EVENTS
     assert len(set(ALL_EVENTS)) == len(ALL_EVENTS)
     assert "*" not in ALL_EVENTS
 
