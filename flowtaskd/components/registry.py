@@ -5,9 +5,9 @@ loads a :class:`~flowtaskd.components.base.Component` subclass (its ``name`` is 
 task file uses). A plugin that fails to load, is not a component, has no ``name``, takes a
 name already used, or whose ``Params`` is not a strict pydantic model that leaves the step
 options (``depends``, ``retry``, ...) alone (upstream's ``name``, ``variables``,
-``conditions``... it may declare: then they are its own), is reported by :func:`plugin_errors` and left
-out; it never breaks the registry. ``registry.cache_clear()`` makes the next call look
-again (tests, a daemon reload).
+``conditions``... it may declare: then they are its own), is reported by
+:func:`plugin_errors` and left out; it never breaks the registry.
+``registry.cache_clear()`` makes the next call look again (tests, a daemon reload).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The task file's ``events:`` block: actions run when the task's own events fire.
 
 Upstream format: ``events: {on_error: [{Log: {message: ...}}], completed: [...]}``.
-Actions: ``Log``, ``Command`` (argv, no shell), ``RunTask`` (a sub-run) and ``WebHook``
-(a signed JSON POST). They run in tasks the Task owns and awaits at ``close()``, so they
-never slow the run; a failing action is logged, never fatal.
+Actions: ``Log``, ``Command`` (argv, no shell), ``RunTask`` / ``SubTask`` (a sub-run, by
+path, name or ``program`` + ``task``), ``WebHook`` (a JSON POST, signed with ``secret`` or
+carrying upstream's ``auth_type`` + ``auth_value``), and upstream's other actions
+(:mod:`flowtaskd.engine.upstream_actions`). They run in tasks the Task owns and awaits
+at ``close()``, so they never slow the run; a failing action is logged, never fatal.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import structlog
 
 from flowtaskd.core.schema import EventAction, TaskDefinition
 from flowtaskd.core.values import resolve
+from flowtaskd.engine.upstream_actions import UPSTREAM_ACTIONS, perform_upstream
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.process.spawn import ProcessSpec, run_process
 
@@ -114,17 +117,27 @@ async def _perform(action: EventAction, payload: dict[str, Any], task: Task) -> 
                 task=payload.get("task"),
                 run_id=payload.get("run_id"),
             )
-    elif action.action == "RunTask":
-        outcome = await task._subrun(str(p["task"]), dict(p.get("params") or {}))
+    elif action.action in ("RunTask", "SubTask"):
+        params = dict(p.get("params") or {})
+        outcome = await task._subrun(str(p["task"]), params, p.get("program"))
         if not outcome.ok:
-            _log.warning("action_failed", action="RunTask", error=outcome.error)
+            _log.warning("action_failed", action=action.action, error=outcome.error)
+    elif action.action in UPSTREAM_ACTIONS:
+        await perform_upstream(action.action, p, payload, values)
     elif action.action == "WebHook":
         import httpx  # noqa: PLC0415 - 3 MB the daemon only pays for when a task posts one
 
-        body = json.dumps(payload, default=str, sort_keys=True).encode()
+        body_data = dict(payload)
+        if p.get("auth_type") or p.get("message"):  # upstream's fields too
+            body_data.update(
+                id=payload.get("run_id"), message=p.get("message") or "Task Completed."
+            )
+        body = json.dumps(body_data, default=str, sort_keys=True).encode()
         headers = {"Content-Type": "application/json", **p.get("headers", {})}
         if p.get("secret"):
             headers["X-Flowtaskd-Signature"] = sign_body(p["secret"], body)
+        if p.get("auth_type") and p.get("auth_value"):
+            headers["Authorization"] = f"{p['auth_type'].capitalize()} {p['auth_value']}"
         async with httpx.AsyncClient(timeout=p["timeout"]) as client:
             response = await client.post(p["url"], content=body, headers=headers)
             response.raise_for_status()
