@@ -187,6 +187,12 @@ class _Problems:
         line = self.line_of(path if at is None else at)
         self.items.append(Problem(message, self.file, line, format_path(path), hint))
 
+    def forgive_on_key(self, i: int) -> None:
+        """NextTask's ``on:`` is its documented key: YAML 1.1 reading it as ``true`` is no
+        trap there (upstream's loader reads it so too, and the key is taken back)."""
+        at = f"steps[{i}].NextTask.on"
+        self.items = [p for p in self.items if not (p.path == at and "YAML 1.1" in p.message)]
+
     def add_hint(self, message: str, path: _Path, hint: str | None) -> None:
         self.add(message, path, hint)
 
@@ -273,6 +279,7 @@ def _validate_steps(
     for i, item in enumerate(raw):
         auto = numbering.ids[i]
         if isinstance(item, dict) and len(item) == 1 and NEXT_TASK in item:
+            found.forgive_on_key(i)
             nt = validate_next_task(i, item[NEXT_TASK], auto or f"{NEXT_TASK}_{i + 1}", found.add)
             nexts.extend([nt] if nt is not None else [])
             continue

@@ -120,7 +120,9 @@ def validate_next_task(
     if params.get("Group"):
         add("a NextTask cannot be part of a group (upstream refuses it too)", (*where, "Group"))
         return None
-    data = {k: v for k, v in params.items() if k not in ("Group", "to_group")}
+    data = {
+        ("on" if k is True else k): v for k, v in params.items() if k not in ("Group", "to_group")
+    }
     try:
         return NextTaskSpec.model_validate({**data, "step_id": step_id, "index": i})
     except ValidationError as exc:

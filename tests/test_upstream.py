@@ -1,0 +1,166 @@
+"""Upstream flowtask's task files run on flowtaskd as written (tests/upstream/).
+
+Each file is validated, then run with ``flowtaskd exec --json`` in a scratch folder (a
+real process, real files), and the test asserts what upstream would do: the files it
+copies, the masks it resolves, the events it fires, the order it runs steps in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+UPSTREAM = Path(__file__).parent / "upstream"
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    return subprocess.run(
+        [sys.executable, "-m", "flowtaskd", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def _run(name: str, cwd: Path) -> dict[str, Any]:
+    """Validate, then exec: the run's stats."""
+    file = UPSTREAM / name
+    checked = _cli("validate", str(file), cwd=cwd)
+    assert checked.returncode == 0, checked.stderr
+    done = _cli("exec", "--json", "--log-dir", str(cwd / ".logs"), str(file), cwd=cwd)
+    assert done.stdout, done.stderr
+    stats: dict[str, Any] = json.loads(done.stdout)
+    return stats
+
+
+def _statuses(stats: dict[str, Any]) -> dict[str, str]:
+    return {sid: step["status"] for sid, step in stats["steps"].items()}
+
+
+def test_every_upstream_file_names_what_it_pins() -> None:
+    files = sorted(UPSTREAM.rglob("*.yaml"))
+    assert len(files) >= 10
+    for file in files:
+        assert file.read_text().startswith("# Pins: "), file
+
+
+def test_filelist_and_filecopy_take_upstreams_parameters(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("b.csv", "a.csv", "r.pdf"):
+        (inbox / name).write_text(name)
+    stats = _run("filelist_copy.yaml", tmp_path)
+    assert stats["status"] == "done"
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["a.csv", "b.csv"]
+    assert (tmp_path / "reports" / "r.pdf").read_text() == "r.pdf"  # moved
+    assert sorted(p.name for p in inbox.iterdir()) == ["a.csv", "b.csv"]
+    listed = stats["steps"]["FileList_1"]["output"].splitlines()
+    assert [Path(p).name for p in listed] == ["b.csv", "a.csv"]  # oldest first, as upstream
+
+
+def test_masks_use_upstreams_date_functions_in_the_tasks_zone(tmp_path: Path) -> None:
+    stats = _run("masks_dates.yaml", tmp_path)
+    assert stats["status"] == "done"
+    got = (tmp_path / "dates.txt").read_text().split()
+    today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
+    from datetime import timedelta
+
+    monday = today - timedelta(days=today.weekday())
+    month_end = (today.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    assert got == [
+        today.isoformat(),
+        (today - timedelta(days=1)).isoformat(),
+        (today - timedelta(days=2)).isoformat(),
+        (monday - timedelta(days=7)).isoformat(),
+        monday.isoformat(),
+        today.replace(day=1).isoformat(),
+        month_end.isoformat(),
+    ]
+    assert (tmp_path / "label.txt").read_text().strip() == f"report-{today.isoformat()}"
+
+
+def test_step_ids_are_upstreams_around_a_group(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "x.txt").write_text("x")
+    os.utime(inbox / "x.txt", (1_000_000, 1_000_000))
+    (inbox / "y.txt").write_text("y")
+    stats = _run("group_numbering.yaml", tmp_path)
+    assert stats["status"] == "done"
+    assert list(stats["steps"]) == [
+        "FileList_1",
+        "RunShell_2_1",
+        "PrintMessage_2_2",
+        "RunShell_3",
+        "Dummy_4",
+    ]
+    assert (tmp_path / "seen.txt").read_text().split() == ["x.txt", "y.txt", "end"]
+
+
+def test_goto_and_onerror_jump_forward(tmp_path: Path) -> None:
+    stats = _run("goto_onerror.yaml", tmp_path)
+    assert stats["status"] == "done"  # the failure was handled by OnError
+    assert _statuses(stats) == {
+        "RunShell_1": "failed",
+        "RunShell_2": "skipped",
+        "RunShell_3": "done",
+        "RunShell_4": "skipped",
+        "Dummy_5": "done",
+    }
+    assert (tmp_path / "recovered").exists()
+    assert not (tmp_path / "skipped_by_onerror").exists()
+    assert not (tmp_path / "skipped_by_goto").exists()
+
+
+def test_a_filelist_that_finds_nothing_fires_file_not_found(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "marker.txt").write_text("m")
+    stats = _run("events_not_found.yaml", tmp_path)
+    assert stats["status"] == "failed"
+    assert _statuses(stats) == {"FileList_1": "failed", "RunShell_2": "upstream_failed"}
+    assert (tmp_path / "fired" / "marker.txt").read_text() == "m"  # the event's action ran
+    assert not (tmp_path / "not_reached").exists()
+
+
+def test_order_file_runs_in_file_order(tmp_path: Path) -> None:
+    stats = _run("order_file.yaml", tmp_path)
+    assert stats["status"] == "done"
+    assert (tmp_path / "order.txt").read_text().split() == ["first", "second"]
+
+
+def test_variables_pass_on_and_lenient_placeholders_stay(tmp_path: Path) -> None:
+    stats = _run("variables_lenient.yaml", tmp_path)
+    assert stats["status"] == "done"
+    assert (tmp_path / "out" / "v.txt").read_text().strip() == "out {not_a_variable}"
+
+
+def test_subtask_and_nexttask_find_programs_in_upstreams_tree(tmp_path: Path) -> None:
+    shutil.copytree(UPSTREAM / "programs", tmp_path / "programs")
+    main = tmp_path / "programs" / "etl" / "tasks" / "main.yaml"
+    checked = _cli("validate", str(main), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    done = _cli("exec", "--json", "--log-dir", str(tmp_path / ".logs"), str(main), cwd=tmp_path)
+    stats = json.loads(done.stdout)
+    assert stats["status"] == "done", done.stderr
+    assert list(stats["steps"]) == ["SubTask_1", "PrintMessage_3"]  # NextTask_2 is not a step
+    assert (tmp_path / "cleaned").exists()  # programs/ops/tasks/cleanup.yaml ran
+    assert (tmp_path / "continued").exists()  # programs/etl/tasks/after.yaml ran after
+
+
+@pytest.mark.parametrize("name", ["goto_onerror.yaml", "filelist_copy.yaml"])
+def test_upstream_files_validate_with_no_notes(name: str, tmp_path: Path) -> None:
+    got = _cli("validate", str(UPSTREAM / name), cwd=tmp_path)
+    assert got.returncode == 0 and "note:" not in got.stdout + got.stderr
