@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flowtaskd.cli.report import upstream_report
 from flowtaskd.core.jsonschema import task_schema
 from flowtaskd.core.loader import TASK_SUFFIXES
+from flowtaskd.core.migrate import order_notes
 from flowtaskd.core.render import FORMATS, render
 from flowtaskd.errors import FlowtaskError, Problem, TaskNotFound, TaskParseError
-from flowtaskd.tasks import load_pile
+from flowtaskd.tasks import TaskPile, load_pile
 
 __all__ = ["iter_task_files", "register", "validate_files"]
 
@@ -27,6 +29,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="check task files (files or folders)")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument(
+        "--upstream-report",
+        action="store_true",
+        help="for a folder of flowtask files: per file runs / needs component X / error",
+    )
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("graph", help="show a task's DAG, groups included")
@@ -72,6 +79,10 @@ def validate_files(paths: list[Path]) -> list[dict[str, Any]]:
         if problems:
             results.append({"file": str(path), "valid": False, "problems": problems})
         else:
+            notes = [
+                Problem(note, str(path), line, f"steps[{_index(pile, sid)}]")
+                for sid, line, note in order_notes(pile)
+            ]
             results.append(
                 {
                     "file": str(path),
@@ -79,6 +90,7 @@ def validate_files(paths: list[Path]) -> list[dict[str, Any]]:
                     "task": pile.name,
                     "steps": len(pile),
                     "problems": [],
+                    "notes": notes,
                 }
             )
     return results
@@ -87,14 +99,25 @@ def validate_files(paths: list[Path]) -> list[dict[str, Any]]:
 def cmd_validate(args: argparse.Namespace) -> int:
     results = validate_files(args.paths)
     bad = sum(not r["valid"] for r in results)
+    if args.upstream_report:
+        return upstream_report(results, json_out=args.json)
     if args.json:
-        files = [{**r, "problems": [p.to_dict() for p in r["problems"]]} for r in results]
+        files = [
+            {
+                **r,
+                "problems": [p.to_dict() for p in r["problems"]],
+                "notes": [p.to_dict() for p in r.get("notes", [])],
+            }
+            for r in results
+        ]
         doc = {"valid": bool(results) and not bad, "files": files}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         for r in results:
             if r["valid"]:
                 print(f"ok {r['file']}: task {r['task']} ({r['steps']} steps)")
+                for note in r.get("notes", []):
+                    print(note)
             for p in r["problems"]:
                 print(p, file=sys.stderr)
         if not results:
@@ -116,3 +139,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(task_schema(), indent=2) + "\n")
     return 0
+
+
+def _index(pile: TaskPile, sid: str) -> int | str:
+    spec = pile[sid].spec
+    return spec.index if spec is not None else sid
