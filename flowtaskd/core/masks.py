@@ -118,7 +118,7 @@ def evaluate_masks(
             try:
                 value = func(now, *args, **kwargs)
             except MaskError as exc:
-                raise MaskError(f"mask {key}: {exc}") from None
+                raise MaskError(f"mask {key}: {fname}: {exc}") from None
             except (TypeError, ValueError, OverflowError) as exc:
                 raise MaskError(f"mask {key}: {fname}: {exc}") from None
         elif isinstance(definition, str):

@@ -73,7 +73,7 @@ class TaskHeader(StrictModel):
     description: str | None = None
     comments: str | None = None
     timezone: str | None = Field(default=None, description="IANA zone of the schedule.")
-    events: dict[str, list[dict[str, Any]] | bool] | None = Field(
+    events: dict[str, Any] | None = Field(  # each event checked by core.eventblock
         default=None, description="Event name -> list of {Action: {params}} (or true/false)."
     )
     steps: list[Any] = Field(min_length=1, description="Each step: {Component: {params}}.")
