@@ -90,7 +90,8 @@ def test_jumps_go_forward_to_known_steps() -> None:
     assert got == [
         "steps[1].Dummy.Goto: `Goto: Dummy_1` jumps back to `Dummy_1`: jumps go forward only, "
         "as upstream's",
-        "steps[2].Dummy.OnError: `OnError` names an unknown step `Dumy_4` (did you mean `Dummy_4`?)",
+        "steps[2].Dummy.OnError: `OnError` names an unknown step `Dumy_4` "
+        "(did you mean `Dummy_4`?)",
     ]
     d = validate_definition(
         task({"Dummy": {"Goto": "PrintMessage"}}, {"Dummy": {}}, {"PrintMessage": {}})
@@ -118,7 +119,8 @@ def test_nexttask_is_reserved_and_numbered() -> None:
     assert got == [
         "steps[2].NextTask.Group: a NextTask cannot be part of a group (upstream refuses it too)",
         "steps[3].NextTask.task: field required",
-        "steps[3].NextTask.tsk: unknown key (NextTask takes task, program, on, variables, result, ...)",
+        "steps[3].NextTask.tsk: unknown key "
+        "(NextTask takes task, program, on, variables, result, ...)",
     ]
 
 
@@ -258,7 +260,7 @@ async def test_notify_without_the_sendnotify_component_is_a_clear_error(tmp_path
 class _Hook(BaseHTTPRequestHandler):
     got: ClassVar[list[tuple[str, dict[str, str], Any]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.got.append((self.path, dict(self.headers), body))
         self.send_response(200)

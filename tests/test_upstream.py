@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -76,8 +76,6 @@ def test_masks_use_upstreams_date_functions_in_the_tasks_zone(tmp_path: Path) ->
     assert stats["status"] == "done"
     got = (tmp_path / "dates.txt").read_text().split()
     today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
-    from datetime import timedelta
-
     monday = today - timedelta(days=today.weekday())
     month_end = (today.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     assert got == [
