@@ -292,9 +292,9 @@ def order_notes(pile: TaskPile) -> list[tuple[str, int | None, str]]:
                 (
                     step.id,
                     step.spec.line if step.spec is not None else None,
-                    f"note: `{step.id}` can start before {names} written above it (its "
-                    "`depends` says so); upstream runs steps in file order: add "
-                    "`order: file` to do the same",
+                    f"note: `{step.id}` can start before {names}, written above it, as "
+                    "`depends` allows; upstream runs steps in file order: add `order: file` "
+                    "to do the same",
                 )
             )
         seen.append(step.id)
