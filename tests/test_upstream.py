@@ -162,3 +162,15 @@ def test_subtask_and_nexttask_find_programs_in_upstreams_tree(tmp_path: Path) ->
 def test_upstream_files_validate_with_no_notes(name: str, tmp_path: Path) -> None:
     got = _cli("validate", str(UPSTREAM / name), cwd=tmp_path)
     assert got.returncode == 0 and "note:" not in got.stdout + got.stderr
+
+
+def test_an_iterating_filelist_runs_the_next_step_per_file(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (inbox / name).write_text(name)
+    stats = _run("filelist_iterate.yaml", tmp_path)
+    assert stats["status"] == "done"
+    assert list(stats["steps"]) == ["FileList_1", "PrintMessage_2", "RunShell_3"]
+    assert stats["steps"]["PrintMessage_2"]["items"] == 2
+    assert (tmp_path / "listed.txt").read_text().split() == ["a.txt", "b.txt"]

@@ -129,7 +129,9 @@ class FileListComponent(Component):
         if not items and upstream and not p.get("iterate"):
             error = f"FileList: no files found in {folder}"
             return outcome(StepStatus.FAILED, error=error, event="file_not_found")
-        return outcome(StepStatus.DONE, output="\n".join(i["file"] for i in items), items=items)
+        event = "data_not_found" if not items and upstream else None  # an empty fan-out
+        output = "\n".join(i["file"] for i in items)
+        return outcome(StepStatus.DONE, output=output, items=items, event=event)
 
 
 class FileCopyComponent(Component):

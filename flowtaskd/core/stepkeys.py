@@ -166,6 +166,7 @@ def link_steps(
             if found is not None:
                 update[key] = found
         out[spec.index] = replace(spec, options=spec.options.model_copy(update=update))
+    _iterate_next(out, numbering, flat)
     if (order is RunOrder.FILE or jumps) and not partial:
         for n, i in enumerate(flat[1:], 1):
             spec = out[i]
@@ -174,6 +175,27 @@ def link_steps(
             chained = list(dict.fromkeys([*declared, before]))
             out[i] = replace(spec, options=spec.options.model_copy(update={"depends": chained}))
     return [out[s.index] for s in steps]
+
+
+def _iterate_next(out: dict[int, StepSpec], numbering: Numbering, flat: list[int]) -> None:
+    """Upstream's ``iterate: true`` without ``to_group``: the iterator runs the next pile
+    entry once per item. Here that entry becomes the iterator's group (ids unchanged)."""
+    entries = [e for e in numbering.entries if all(i in out for i in e)]
+    grouped = {i for e in numbering.groups.values() for i in e}
+    for n, entry in enumerate(entries[:-1]):
+        spec = out.get(entry[0]) if len(entry) == 1 else None
+        if spec is None or spec.raw is None or spec.raw.get("iterate") is not True:
+            continue
+        i = entry[0]
+        if spec.options.to_group or spec.options.Group or spec.index in grouped:
+            continue
+        body = entries[n + 1]
+        if len(body) != 1 or body[0] in grouped or out[body[0]].options.Group:
+            continue
+        name = f"{spec.id}.items"
+        out[i] = replace(spec, options=spec.options.model_copy(update={"to_group": name}))
+        member = out[body[0]]
+        out[body[0]] = replace(member, options=member.options.model_copy(update={"Group": name}))
 
 
 def _upstream_depends(

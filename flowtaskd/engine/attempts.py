@@ -297,8 +297,8 @@ class Attempts:
         else:
             payload["error"] = outcome.error
             s.emit("step_error", payload)
-            if outcome.event:  # upstream's event for this failure (file_not_found, ...)
-                s.emit(outcome.event, {**payload, "status": outcome.event})
+        if outcome.event:  # upstream's event for what happened (file_not_found, ...)
+            s.emit(outcome.event, {**payload, "status": outcome.event})
         return outcome
 
 
