@@ -53,7 +53,8 @@ async def perform_upstream(
     if name in ("Dummy", "LogEvent"):
         message = _text(p.pop("message", None), values, "task {task} {event}")
         extra = {k: v for k, v in p.items() if k != "use_notice"}
-        _log.info("task_event_log", message=message, task=task, run_id=run_id, on=event, **extra)
+        fields = {"params": extra} if extra else {}
+        _log.info("task_event_log", message=message, task=task, run_id=run_id, on=event, **fields)
     elif name == "LogError":
         message = _text(p.get("message"), values, "task {task} {event}: {status}")
         _log.error("task_event_error", message=message, task=task, run_id=run_id, on=event)
