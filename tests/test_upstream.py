@@ -174,3 +174,20 @@ def test_an_iterating_filelist_runs_the_next_step_per_file(tmp_path: Path) -> No
     assert list(stats["steps"]) == ["FileList_1", "PrintMessage_2", "RunShell_3"]
     assert stats["steps"]["PrintMessage_2"]["items"] == 2
     assert (tmp_path / "listed.txt").read_text().split() == ["a.txt", "b.txt"]
+
+
+def test_the_daemons_library_can_be_upstreams_program_tree() -> None:
+    from tests.daemon_harness import DaemonProcess, short_root  # noqa: PLC0415 - e2e only
+
+    with short_root() as root:
+        daemon = DaemonProcess(root)
+        try:
+            shutil.copytree(UPSTREAM / "programs", daemon.tasks, dirs_exist_ok=True)
+            daemon.start()
+            reply = daemon.cli("trigger", "main", "--wait")
+            assert reply.returncode == 0, reply.stdout + reply.stderr
+            runs = daemon.wait_runs(lambda rs: any(r.task == "main" for r in rs))
+            assert [(r.task, r.status) for r in runs] == [("main", "done")]  # sub-runs are steps
+            assert (root / "cleaned").exists() and (root / "continued").exists()
+        finally:
+            daemon.close()
