@@ -29,7 +29,8 @@ from typing import IO, Any
 
 import yaml
 
-from flowtaskd.daemon.runs.store import HistoryStore, RunRecord
+from flowtaskd.daemon.runs.records import RunRecord
+from flowtaskd.daemon.runs.store import HistoryStore
 
 __all__ = ["FLOWTASKD", "DaemonProcess", "LogLine", "short_root"]
 

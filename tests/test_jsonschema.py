@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from flowtaskd.components.registry import registry
 from flowtaskd.core.jsonschema import task_schema
 from flowtaskd.core.loader import load_document
 from tests.test_schema import FULL, task
@@ -25,7 +26,7 @@ from tests.test_schema import FULL, task
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "flowtaskd" / "task.schema.json"
 EXAMPLES = sorted(p for p in (REPO / "config" / "tasks").iterdir() if p.is_file())
-SCHEMA = task_schema()
+SCHEMA = task_schema(registry())
 
 _ANNOTATIONS = {"$schema", "$id", "title", "description", "default"}
 _CHECKED = {

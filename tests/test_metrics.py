@@ -13,15 +13,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from flowtaskd.clock import SystemClock
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.config.load import WebhookConfig
 from flowtaskd.daemon.intake.library import Library
 from flowtaskd.daemon.outputs.metrics import DaemonMetrics
 from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher
-from flowtaskd.daemon.runs.manager import RunManager, RunRequest
+from flowtaskd.daemon.runs.manager import RunManager
+from flowtaskd.daemon.runs.request import RunRequest
 from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.engine.events import EventBus
 from flowtaskd.execution.local import LocalExecutor
+from flowtaskd.tasks import TaskPile
 from tests.conftest import wait_for, write
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

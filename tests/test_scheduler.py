@@ -27,7 +27,7 @@ from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.daemon.schedule.scheduler import ScheduleEntry, Scheduler, missed_fires, plan_catchup
 from flowtaskd.engine.events import EventBus
 from tests.conftest import FakeClock, wait_for, write
-from tests.test_runs import Rig, peak, rig
+from tests.test_manager import Rig, peak, rig
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -19,11 +19,15 @@ from flowtaskd.components.context import StepContext, StepOutcome
 from flowtaskd.components.registry import register, registry
 from flowtaskd.core.options import StrictModel
 from flowtaskd.core.rules import SkipError, StepStatus, TaskStatus
-from flowtaskd.core.schema import validate_definition
+from flowtaskd.core.schema import validate_definition as _validate
 from flowtaskd.engine.events import EventBus
 from flowtaskd.errors import TaskParseError
 from flowtaskd.tasks import Task
 from tests.conftest import wait_for, write
+
+
+def validate_definition(data: dict[str, Any]) -> Any:
+    return _validate(data, catalog=registry())
 
 
 def problems(data: dict[str, Any]) -> list[str]:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from flowtaskd.daemon.runs.store import AttemptRecord, HistoryStore, RunRecord
+from flowtaskd.daemon.runs.records import AttemptRecord, RunRecord
+from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.errors import StoreError
 
 WRITER = "flowtaskd-store-writer"

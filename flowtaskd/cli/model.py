@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flowtaskd.cli.report import upstream_report
+from flowtaskd.components.registry import registry
 from flowtaskd.core.jsonschema import task_schema
 from flowtaskd.core.loader import TASK_SUFFIXES
 from flowtaskd.core.migrate import order_notes
@@ -137,7 +138,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    sys.stdout.write(json.dumps(task_schema(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(task_schema(registry()), indent=2) + "\n")
     return 0
 
 

@@ -14,16 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from flowtaskd.core.options import StrictModel
+from flowtaskd.core.options import NoParams, StrictModel
 
 if TYPE_CHECKING:
     from flowtaskd.components.context import StepContext, StepOutcome
 
 __all__ = ["Component", "NoParams"]
-
-
-class NoParams(StrictModel):
-    """A component that takes no parameters of its own."""
 
 
 class Component:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from flowtaskd.core.events import STEP_EVENTS, TASK_EVENTS, UPSTREAM_EVENTS
+from flowtaskd.core.events import FILE_EVENTS
 from flowtaskd.core.options import Argv, StrictModel, Timeout
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "validate_events",
 ]
 
-EVENT_NAMES: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + UPSTREAM_EVENTS
+EVENT_NAMES: tuple[str, ...] = FILE_EVENTS
 """Events a task file's ``events:`` block may name."""
 
 NOT_SHIPPED_ACTIONS: dict[str, str] = {

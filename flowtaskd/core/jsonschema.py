@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from flowtaskd.components.registry import registry
+from flowtaskd.core.catalog import Catalog
 from flowtaskd.core.eventblock import EVENT_ACTION_MODELS, EVENT_NAMES
 from flowtaskd.core.schema import TaskHeader, step_model
 
@@ -41,9 +41,9 @@ def _one_key(key: str, ref: dict[str, Any], nullable: bool) -> dict[str, Any]:
     }
 
 
-def task_schema() -> dict[str, Any]:
-    """The schema of a task file; components come from the registry (plugins included)."""
-    components = sorted(registry().items())
+def task_schema(catalog: Catalog) -> dict[str, Any]:
+    """The schema of a task file for the components of ``catalog`` (plugins included)."""
+    components = sorted(catalog.items())
     actions = sorted(EVENT_ACTION_MODELS.items())
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(TaskHeader, "validation")]
     models += [(step_model(comp), "validation") for _, comp in components]

@@ -29,6 +29,7 @@ __all__ = [
     "Backoff",
     "Duration",
     "EnvMap",
+    "NoParams",
     "Overlap",
     "PlaceholderMode",
     "RetryPolicy",
@@ -47,6 +48,10 @@ class StrictModel(BaseModel):
     """Unknown keys are errors; values are not silently coerced from the wrong type."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class NoParams(StrictModel):
+    """A component that takes no parameters of its own."""
 
 
 _DECIMAL = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ms|s|m|h|d|)")

@@ -50,7 +50,7 @@ def _text(pile: TaskPile) -> str:
             tags.append(f"runs on {rule}")
         after = f" <- {', '.join(ups)}" if ups else " (root)"
         extra = f"  [{'; '.join(tags)}]" if tags else ""
-        lines.append(f"  {sid} ({step.name}){after}{extra}")
+        lines.append(f"  {sid} ({step.component}){after}{extra}")
     for g in groups.values():
         lines.append(f"group {g.name}: {g.parent} -> each item -> {', '.join(g.members)}")
     return "\n".join(lines) + "\n"
@@ -69,11 +69,11 @@ def _dot(pile: TaskPile) -> str:
     grouped = {m for g in pile.groups.values() for m in g.members}
     for s in pile:
         if s.id not in grouped:
-            out.append(f"  {_q(s.id)} [label={_dot_label(s.id, s.name)}];")
+            out.append(f"  {_q(s.id)} [label={_dot_label(s.id, s.component)}];")
     for g in pile.groups.values():
         out.append(f"  subgraph {_q('cluster_' + g.name)} {{")
         out.append(f"    label={_q('group ' + g.name + ' (once per item)')}; style=dashed;")
-        out.extend(f"    {_q(m)} [label={_dot_label(m, pile[m].name)}];" for m in g.members)
+        out.extend(f"    {_q(m)} [label={_dot_label(m, pile[m].component)}];" for m in g.members)
         out.append("  }")
     out.extend(f"  {_q(u)} -> {_q(v)};" for u, v in pile.graph.edges)
     out.append("}")
@@ -91,10 +91,10 @@ def _mermaid(pile: TaskPile) -> str:
     grouped = {m for g in pile.groups.values() for m in g.members}
     for s in pile:
         if s.id not in grouped:
-            out.append(f'  {ids[s.id]}["{_m(s.id)}<br/>{_m(s.name)}"]')
+            out.append(f'  {ids[s.id]}["{_m(s.id)}<br/>{_m(s.component)}"]')
     for n, g in enumerate(pile.groups.values()):
         out.append(f'  subgraph g{n}["group {_m(g.name)} (once per item)"]')
-        out.extend(f'    {ids[m]}["{_m(m)}<br/>{_m(pile[m].name)}"]' for m in g.members)
+        out.extend(f'    {ids[m]}["{_m(m)}<br/>{_m(pile[m].component)}"]' for m in g.members)
         out.append("  end")
     out.extend(f"  {ids[u]} --> {ids[v]}" for u, v in pile.graph.edges)
     return "\n".join(out) + "\n"

@@ -18,8 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
 
-from flowtaskd.components.base import Component, NoParams
-from flowtaskd.components.registry import closest, registry
+from flowtaskd.core.catalog import Catalog, ComponentInfo
 from flowtaskd.core.cron import CronError, parse_cron, validate_timezone
 from flowtaskd.core.eventblock import EVENT_ACTION_MODELS, EventAction, validate_events
 from flowtaskd.core.graph import graph_problems
@@ -27,6 +26,7 @@ from flowtaskd.core.loader import Document
 from flowtaskd.core.options import (
     STEP_OPTION_KEYS,
     EnvMap,
+    NoParams,
     Overlap,
     PlaceholderMode,
     RetryPolicy,
@@ -35,7 +35,8 @@ from flowtaskd.core.options import (
     StrictModel,
     Timeout,
 )
-from flowtaskd.core.problems import pydantic_problems, shown
+from flowtaskd.core.problems import closest, pydantic_problems, shown
+from flowtaskd.core.spec import StepSpec
 from flowtaskd.core.stepkeys import (
     NextTaskSpec,
     apply_attributes,
@@ -108,20 +109,6 @@ _HEADER_KEYS = frozenset(TaskHeader.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
-class StepSpec:
-    """One validated step: its id, component, parameters and options."""
-
-    index: int
-    id: str
-    component: str
-    params: StrictModel
-    options: StepOptions
-    line: int | None = None
-    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
-    """The step's mapping as written (parameters and options), when it came from data."""
-
-
-@dataclass(frozen=True, slots=True)
 class TaskDefinition:
     """A validated task file. ``raw`` is the document as read (for sub-runs and dumps)."""
 
@@ -147,10 +134,10 @@ class TaskDefinition:
         return self.source.line_of(path) if self.source is not None else None
 
 
-_STEP_MODELS: dict[type[Component], type[BaseModel]] = {}
+_STEP_MODELS: dict[ComponentInfo, type[BaseModel]] = {}
 
 
-def step_model(component: type[Component]) -> type[BaseModel]:
+def step_model(component: ComponentInfo) -> type[BaseModel]:
     """One model of a step's mapping: the component's parameters plus every step option
     (for the JSON Schema; validation checks the two parts separately)."""
     model = _STEP_MODELS.get(component)
@@ -217,8 +204,11 @@ class _Problems:
                 self.items.append(problem)
 
 
-def validate_definition(data: Any, doc: Document | None = None) -> TaskDefinition:
-    """Validate a task's data; raise :class:`TaskParseError` listing every problem."""
+def validate_definition(
+    data: Any, doc: Document | None = None, *, catalog: Catalog
+) -> TaskDefinition:
+    """Validate a task's data against the components of ``catalog``; raise
+    :class:`TaskParseError` listing every problem."""
     found = _Problems(doc)
     if not isinstance(data, dict):
         what = "nothing" if data is None else type(data).__name__
@@ -230,7 +220,7 @@ def validate_definition(data: Any, doc: Document | None = None) -> TaskDefinitio
     except ValidationError as exc:
         found.pydantic(exc, (), data, _HEADER_KEYS, TaskHeader)
     raw_steps = data.get("steps")
-    steps, partial, nexts, numbering = _validate_steps(raw_steps, found)
+    steps, partial, nexts, numbering = _validate_steps(raw_steps, found, catalog)
     events = validate_events(data.get("events"), found.add_hint, found.pydantic_of, closest)
     for problem in mask_problems(data.get("masks"), ("masks",)):
         found.add(*problem)
@@ -259,14 +249,13 @@ def _file_order(problem: Problem) -> tuple[int, int]:
 
 
 def _validate_steps(
-    raw: Any, found: _Problems
+    raw: Any, found: _Problems, components: Catalog
 ) -> tuple[list[StepSpec], frozenset[int], list[NextTaskSpec], Numbering | None]:
     """Every step that validates, plus stand-ins (in ``partial``) for those that do not,
     so the graph can still be checked around them; the ``NextTask`` continuations; and
     upstream's numbering of the list (the default step ids)."""
     if not isinstance(raw, list):
         return [], frozenset(), [], None
-    components = registry()
 
     def name_is_id(component: str) -> bool:
         comp = components.get(component)
@@ -294,7 +283,7 @@ def _validate_steps(
 def _validate_step(
     i: int,
     item: Any,
-    components: Mapping[str, type[Component]],
+    components: Catalog,
     found: _Problems,
     auto: str | None = None,
 ) -> StepSpec | None:
@@ -340,10 +329,10 @@ def _validate_step(
     line = found.line_of(where)  # the component key's line
     named = options.name if "name" not in comp.Params.model_fields else None
     step_id = named or auto or f"{comp_name}_{i + 1}"
-    return StepSpec(i, step_id, comp.name, own_params, options, line, params)
+    return StepSpec(i, step_id, comp.name, own_params, options, line, params, comp.iterator)
 
 
-def _known(comp: type[Component]) -> frozenset[str]:
+def _known(comp: ComponentInfo) -> frozenset[str]:
     return frozenset(comp.Params.model_fields) | STEP_OPTION_KEYS
 
 

@@ -29,7 +29,7 @@ from flowtaskd.core.options import STEP_OPTION_KEYS, UPSTREAM_VALUE_KEYS, RunOrd
 from flowtaskd.core.upstream import Numbering
 
 if TYPE_CHECKING:
-    from flowtaskd.core.schema import StepSpec
+    from flowtaskd.core.spec import StepSpec
 
 __all__ = [
     "ChainOn",

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from flowtaskd.daemon.intake.dispatch import Intake
 from flowtaskd.daemon.intake.library import Library, LibraryChange
 from flowtaskd.daemon.outputs.subscribers import load_subscribers
 from flowtaskd.daemon.runs.manager import RunManager
+from flowtaskd.daemon.runs.records import RunStore
 from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.daemon.schedule.scheduler import ScheduleEntry, Scheduler
 from flowtaskd.daemon.statelock import StateLock
@@ -54,7 +56,7 @@ class Daemon:
         self.clock: Clock = clock or SystemClock()
         self.bus = EventBus(clock=self.clock.time)
         state = config.state_dir
-        self.store = HistoryStore(config.history.path or state / "history.db")
+        self.store: RunStore = HistoryStore(config.history.path or state / "history.db")
         self.executor: Executor = _executor(config)
         self.library = Library(config.tasks, trust_all=config.security.trust_all_files)
         self.runs = RunManager(
@@ -365,6 +367,10 @@ class Daemon:
 
     def _fire(self, entry: ScheduleEntry, fire_time: float, trigger: str) -> None:
         self.intake.fire_schedule(entry, fire_time, trigger)
+
+    def trigger(self, name: str, params: Mapping[str, Any]) -> str | None:
+        """Start a run of a loaded task now (the control socket's ``trigger``)."""
+        return self.intake.trigger(name, params)
 
 
 def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:

@@ -29,7 +29,7 @@ from flowtaskd.errors import FlowtaskError
 from flowtaskd.process.spawn import ProcessSpec, run_process
 
 if TYPE_CHECKING:
-    from flowtaskd.tasks.task import Task
+    from flowtaskd.components.context import SubRun
 
 __all__ = ["ActionRunner", "sign_body"]
 
@@ -55,9 +55,9 @@ class ActionRunner:
     grace period, then cancels the rest). A failing action is logged, never fatal.
     """
 
-    def __init__(self, definition: TaskDefinition, task: Task) -> None:
+    def __init__(self, definition: TaskDefinition, subrun: SubRun) -> None:
         self.actions = definition.events
-        self.task = task
+        self.subrun = subrun
         self._running: set[asyncio.Task[None]] = set()
 
     def __call__(self, event: str, payload: dict[str, Any]) -> None:
@@ -68,7 +68,7 @@ class ActionRunner:
 
     async def _guarded(self, action: EventAction, payload: dict[str, Any]) -> None:
         try:
-            await _perform(action, payload, self.task)
+            await _perform(action, payload, self.subrun)
         except Exception as exc:  # an action's failure is logged, never fatal to anything
             _log.warning(
                 "action_failed",
@@ -88,7 +88,7 @@ class ActionRunner:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _perform(action: EventAction, payload: dict[str, Any], task: Task) -> None:
+async def _perform(action: EventAction, payload: dict[str, Any], subrun: SubRun) -> None:
     p = action.params.model_dump()
     values = _values(payload)
     if action.action == "Log":
@@ -119,7 +119,7 @@ async def _perform(action: EventAction, payload: dict[str, Any], task: Task) -> 
             )
     elif action.action in ("RunTask", "SubTask"):
         params = dict(p.get("params") or {})
-        outcome = await task._subrun(str(p["task"]), params, p.get("program"))
+        outcome = await subrun(str(p["task"]), params, p.get("program"))
         if not outcome.ok:
             _log.warning("action_failed", action=action.action, error=outcome.error)
     elif action.action in UPSTREAM_ACTIONS:

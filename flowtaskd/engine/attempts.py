@@ -30,7 +30,8 @@ from flowtaskd.execution.local import LocalExecutor
 from flowtaskd.logs import SecretMasker
 
 if TYPE_CHECKING:
-    from flowtaskd.engine.runner import DagRun
+    from flowtaskd.core.pile import TaskPile
+    from flowtaskd.engine.stats import TaskMonitor
 
 __all__ = ["Attempts", "RunSettings"]
 
@@ -64,17 +65,17 @@ class RunSettings:
 
 
 class Attempts:
-    def __init__(self, run: DagRun, settings: RunSettings) -> None:
-        self.run_ = run
+    def __init__(self, pile: TaskPile, monitor: TaskMonitor, settings: RunSettings) -> None:
+        self.monitor = monitor
         self.s = settings
-        self.pile = run.pile
+        self.pile = pile
         self.items_of: dict[str, list[dict[str, Any]]] = {}
-        d = run.pile.definition
+        d = pile.definition
         self.task_env = dict(d.header.env)
         self.default_retry = d.header.retry or _NO_RETRY
         self.max_active = asyncio.Semaphore(d.header.max_active_steps)
         self._task_env_braces = has_braces(self.task_env)
-        self.upstream = StepValues(run.pile)
+        self.upstream = StepValues(pile)
         self.lenient = d.header.placeholders is PlaceholderMode.LENIENT
         self.zone = d.header.timezone
 
@@ -152,7 +153,7 @@ class Attempts:
                 params = StepValues.whole(StepValues.file_pattern(params, values, now), masks)
             params = resolve(params, values, sid, lenient)
             env = None
-            if not self._inherits_env(step.name, opts):
+            if not self._inherits_env(step.component, opts):
                 env = dict(s.base_env)
                 env.update(resolve(self.task_env, values, "env", lenient))
                 env.update(resolve(opts.env or {}, values, f"{sid}.env", lenient))
@@ -162,9 +163,9 @@ class Attempts:
         else:
             params, cwd, precondition = step.params, opts.cwd, opts.precondition
             env = {}
-            if self._inherits_env(step.name, opts):
+            if self._inherits_env(step.component, opts):
                 env = None
-            elif self._env_needed(step.name):
+            elif self._env_needed(step.component):
                 env = {**s.base_env, **self.task_env, **(opts.env or {})}
         if cwd and s.base_dir and not os.path.isabs(cwd):
             cwd = os.path.join(s.base_dir, cwd)
@@ -192,11 +193,11 @@ class Attempts:
         s, step = self.s, self.pile[sid]
         assert step.spec is not None
         opts = step.spec.options
-        mon = self.run_.monitor.steps[sid]
+        mon = self.monitor.steps[sid]
         now = s.clock.time()
         mon.started_at = now if mon.started_at is None else min(mon.started_at, now)
         mon.status = StepStatus.RUNNING
-        base: dict[str, Any] = {"step": sid, "component": step.name}
+        base: dict[str, Any] = {"step": sid, "component": step.component}
         if item_index is not None:
             base["item"] = item_index
         try:
@@ -204,7 +205,7 @@ class Attempts:
         except PlaceholderError as exc:
             failed = StepOutcome(StepStatus.FAILED, error=s.masker.mask(str(exc)))
             return self._end(sid, mon, failed, base)
-        refused = self._forbidden(step.name, prep.params)
+        refused = self._forbidden(step.component, prep.params)
         if refused:
             return self._end(sid, mon, StepOutcome(StepStatus.FAILED, error=refused), base)
 
@@ -230,7 +231,7 @@ class Attempts:
                 runtime=s.subrun,
             )
 
-        executor = self._executor_for(step.name, opts.executor)
+        executor = self._executor_for(step.component, opts.executor)
         if prep.precondition:
             async with self.max_active:
                 pre = await executor.run(
@@ -247,7 +248,7 @@ class Attempts:
             s.emit("step_start", {**base, "status": "running", "attempt": attempt})
             try:
                 async with self.max_active:
-                    outcome = await executor.run(ctx_for(step.name, params, attempt))
+                    outcome = await executor.run(ctx_for(step.component, params, attempt))
             except asyncio.CancelledError:
                 a.status, a.finished_at = "cancelled", s.clock.time()
                 raise

@@ -60,7 +60,7 @@ class DagRun:
             params=settings.masker.mask_obj(dict(settings.params)),
         )
         for step in pile:
-            self.monitor.steps[step.id] = StepMonitor(step.id, step.name)
+            self.monitor.steps[step.id] = StepMonitor(step.id, step.component)
         self.status: dict[str, StepStatus] = {}
         self.outputs: dict[str, str | None] = {}
         self._unit_of: dict[str, str] = {}
@@ -72,7 +72,7 @@ class DagRun:
         self._tg: asyncio.TaskGroup | None = None
         self._cancel_requested = False
         self._main: asyncio.Task[Any] | None = None
-        self.attempts = Attempts(self, settings)
+        self.attempts = Attempts(self.pile, self.monitor, settings)
         self.jumps = Jumps(pile)
 
     # -- public -----------------------------------------------------------------------

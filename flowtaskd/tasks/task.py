@@ -8,12 +8,13 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import structlog
 
 from flowtaskd.clock import Clock, SystemClock
 from flowtaskd.components.context import Executor, StepOutcome
+from flowtaskd.components.registry import registry
 from flowtaskd.core.loader import TASK_SUFFIXES, load_document
 from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.rules import StepStatus, TaskStatus
@@ -27,6 +28,7 @@ from flowtaskd.errors import TaskNotFound
 from flowtaskd.execution.local import LocalExecutor
 from flowtaskd.logs import GLOBAL_MASKER, SecretMasker
 from flowtaskd.tasks.abstract import AbstractTask
+from flowtaskd.tasks.options import TaskOptions, inherited
 
 __all__ = ["Task", "new_run_id"]
 
@@ -43,12 +45,9 @@ def new_run_id() -> str:
 class Task(AbstractTask):
     """Runs a task definition as a DAG.
 
-    Keyword arguments beyond flowtask's: ``params`` (per-run overrides), ``executor``,
-    ``events`` (an :class:`EventBus` to share), ``log_dir``, ``clock``, ``trigger``,
-    ``run_id``, ``kill_grace``, ``python_allow``, ``resolve_task`` (name -> path, for
-    library names and ``RunTask``), ``tasks_dir`` (where names are looked up; with
-    ``program``, the root of upstream's ``<program>/tasks/<task>`` tree), ``logical_time``
-    (epoch seconds the masks are evaluated at; a scheduled run's fire time).
+    The positional arguments are flowtask's; the keyword options beyond them are a
+    :class:`~flowtaskd.tasks.options.TaskOptions` (typed: mypy checks every caller); with
+    ``program``, ``tasks_dir`` is the root of upstream's ``<program>/tasks/<task>`` tree.
     """
 
     def __init__(
@@ -59,9 +58,10 @@ class Task(AbstractTask):
         loop: Any = None,
         parser: Any = None,
         worker: Executor | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[TaskOptions],
     ) -> None:
         super().__init__(task_id, task, program, loop, parser, **kwargs)
+        self.options: TaskOptions = kwargs
         self.worker: Executor = worker or kwargs.get("executor") or LocalExecutor()
         self._owns_executor = worker is None and kwargs.get("executor") is None
         self.clock: Clock = kwargs.get("clock") or SystemClock()
@@ -72,7 +72,7 @@ class Task(AbstractTask):
         self.file: Path | None = None
         self._run: DagRun | None = None
         self._actions: ActionRunner | None = None
-        self._depth: int = kwargs.get("_depth", 0)
+        self._depth: int = kwargs.get("depth", 0)
         self._cancel_requested = False
 
     # -- definition -------------------------------------------------------------------
@@ -84,17 +84,17 @@ class Task(AbstractTask):
             self.file = Path(task.file) if task.file else None
             return task
         if isinstance(task, Mapping):
-            return validate_definition(dict(task))
+            return validate_definition(dict(task), catalog=registry())
         if isinstance(task, str | os.PathLike):
             path = self._find(str(task))
             self.file = path
             doc = load_document(path)
-            return validate_definition(doc.data, doc)
+            return validate_definition(doc.data, doc, catalog=registry())
         raise TaskNotFound(f"cannot run {task!r}: give a task file, a library name or a dict")
 
     def _find(self, ref: str) -> Path:
         if self.program:
-            caller = self.kwargs.get("_caller_file")
+            caller = self.options.get("caller_file")
             found = self._in_program(ref, self.program, Path(caller) if caller else None)
             if found is not None:
                 return found
@@ -103,14 +103,14 @@ class Task(AbstractTask):
             if not path.exists():
                 raise TaskNotFound(f"no such task file: {ref}")
             return path
-        resolver = self.kwargs.get("resolve_task")
+        resolver = self.options.get("resolve_task")
         if resolver is not None:
             found = resolver(ref)
             if found is not None:
                 return Path(found)
-        folder = Path(self.kwargs.get("tasks_dir") or self.program or "config/tasks")
+        folder = Path(self.options.get("tasks_dir") or self.program or "config/tasks")
         if self.program:
-            root = Path(self.kwargs.get("tasks_dir") or "config/tasks")
+            root = Path(self.options.get("tasks_dir") or "config/tasks")
             raise TaskNotFound(
                 f"no task {ref!r} in program {self.program!r} (looked in "
                 f"{root / self.program / 'tasks'} for {ref}.json, .yaml, .toml)"
@@ -128,7 +128,7 @@ class Task(AbstractTask):
         order: json, yaml, toml; then yml)."""
         if Path(ref).suffix in TASK_SUFFIXES or os.sep in ref:
             return None
-        roots = [Path(r) for r in (self.kwargs.get("tasks_dir"),) if r]
+        roots = [Path(r) for r in (self.options.get("tasks_dir"),) if r]
         if near is not None and near.parent.name == "tasks":
             roots.append(near.parent.parent.parent)
         roots.append(Path("config/tasks"))
@@ -152,7 +152,7 @@ class Task(AbstractTask):
         bus = self.task_events()
         if self._owns_bus:
             await bus.start()
-        self._actions = ActionRunner(definition, self) if definition.events else None
+        self._actions = ActionRunner(definition, self._subrun) if definition.events else None
         self._stats = TaskMonitor(definition.name, self.run_id, trigger=self.trigger)
         self._started = True
 
@@ -173,10 +173,10 @@ class Task(AbstractTask):
         assert self.pile is not None
         d = self.pile.definition
         params = {**d.header.params, **self.params}
-        base_env = dict(self.kwargs.get("base_env") or os.environ)
+        base_env = dict(self.options.get("base_env") or os.environ)
         # local steps without env of their own inherit ours as it is (cheaper to spawn),
         # unless it holds what only the daemon may use
-        inherit_env = not self.kwargs.get("base_env") and not any(
+        inherit_env = not self.options.get("base_env") and not any(
             var in base_env for var in _DAEMON_ONLY_ENV
         )
         for var in _DAEMON_ONLY_ENV:  # steps must not talk to systemd as the daemon
@@ -186,7 +186,9 @@ class Task(AbstractTask):
         GLOBAL_MASKER.update(secrets)
         bus = self.task_events()
         log = _log.bind(task=d.name, run_id=self.run_id)
-        log_dir = Path(self.kwargs.get("log_dir") or Path(tempfile.gettempdir()) / "flowtaskd-logs")
+        log_dir = Path(
+            self.options.get("log_dir") or Path(tempfile.gettempdir()) / "flowtaskd-logs"
+        )
         log_dir = log_dir / d.name / self.run_id  # made when a step first prints
         name, run_id = d.name, self.run_id
         quiet = {"step_start", "step_done", "running"}
@@ -217,11 +219,11 @@ class Task(AbstractTask):
             base_env=base_env,
             inherit_env=inherit_env,
             secrets=secrets,
-            kill_grace=float(self.kwargs.get("kill_grace", 5.0)),
+            kill_grace=float(self.options.get("kill_grace", 5.0)),
             base_dir=str(self.file.parent) if self.file else None,
             subrun=self._subrun if self._depth < _MAX_DEPTH else None,
-            python_allow=self.kwargs.get("python_allow"),
-            logical_time=self.kwargs.get("logical_time"),
+            python_allow=self.options.get("python_allow"),
+            logical_time=self.options.get("logical_time"),
         )
         self._run = DagRun(self.pile, settings)
         if self._cancel_requested:
@@ -253,30 +255,15 @@ class Task(AbstractTask):
             and Path(ref).suffix in TASK_SUFFIXES
         ):
             target = str(self.file.parent / ref)
-        child = Task(
-            task=target,
-            params=dict(params),
-            executor=self.worker,
-            events=self.task_events(),
-            clock=self.clock,
-            trigger="subrun",
-            program=program,
-            _depth=self._depth + 1,
-            _caller_file=str(self.file) if self.file else None,
-            **{
-                k: v
-                for k, v in self.kwargs.items()
-                if k
-                in (
-                    "log_dir",
-                    "kill_grace",
-                    "python_allow",
-                    "resolve_task",
-                    "tasks_dir",
-                    "base_env",
-                )
-            },
-        )
+        options = inherited(self.options)
+        options["params"] = dict(params)
+        options["executor"] = self.worker
+        options["events"] = self.task_events()
+        options["clock"] = self.clock
+        options["trigger"] = "subrun"
+        options["depth"] = self._depth + 1
+        options["caller_file"] = str(self.file) if self.file else None
+        child = Task(task=target, program=program, **options)
         try:
             async with child:
                 stats = await child.run()

@@ -79,22 +79,22 @@ def _event_ok(name: str) -> str:
 
 
 _ModulePrefix = Annotated[str, _matching(_MODULE, "a module prefix such as 'mypkg.jobs'")]
-_EntryPoint = Annotated[str, _matching(_ENTRY, "'package.module:function'")]
+EntryPoint = Annotated[str, _matching(_ENTRY, "'package.module:function'")]
 _Listen = Annotated[str, _matching(_LISTEN, "host:port (e.g. 127.0.0.1:9464 or [::1]:9464)")]
 _EventName = Annotated[str, AfterValidator(_event_ok)]
 
 
 @dataclass(frozen=True)
-class _Context:
+class PathContext:
     """What relative paths and environment defaults resolve against."""
 
     cwd: Path
     environ: Mapping[str, str]
 
     @classmethod
-    def of(cls, info: ValidationInfo) -> _Context:
+    def of(cls, info: ValidationInfo) -> PathContext:
         ctx = info.context
-        return ctx if isinstance(ctx, _Context) else cls(Path.cwd(), os.environ)
+        return ctx if isinstance(ctx, PathContext) else cls(Path.cwd(), os.environ)
 
     def path(self, value: str | os.PathLike[str]) -> Path:
         text = os.fspath(value)
@@ -120,7 +120,7 @@ def _problem(message: str, *at: str | int) -> PydanticCustomError:
     return PydanticCustomError("config", "{text}", {"text": text, "at": [(at, message)]})
 
 
-def _raw_path(value: Any, ctx: _Context) -> Path | None:
+def raw_path(value: Any, ctx: PathContext) -> Path | None:
     usable = (isinstance(value, str) and value.strip()) or isinstance(value, os.PathLike)
     return ctx.path(value) if usable else None
 
@@ -132,13 +132,13 @@ def _not_empty(value: Any) -> Any:
 
 
 def _absolute(value: Path, info: ValidationInfo) -> Path:
-    return _Context.of(info).path(value)
+    return PathContext.of(info).path(value)
 
 
 AbsPath = Annotated[Path, BeforeValidator(_not_empty), AfterValidator(_absolute)]
 
 
-def _with(section: Any, key: str, default: Any) -> Any:
+def with_default(section: Any, key: str, default: Any) -> Any:
     """``section`` with ``key`` set to ``default`` when missing or null."""
     if section is None:
         section = {}
@@ -147,12 +147,12 @@ def _with(section: Any, key: str, default: Any) -> Any:
     return section
 
 
-def _inbox_defaults(data: Any, ctx: _Context, state_dir: Path) -> Any:
-    if not isinstance(data, dict) or (path := _raw_path(data.get("path"), ctx)) is None:
+def inbox_defaults(data: Any, ctx: PathContext, state_dir: Path) -> Any:
+    if not isinstance(data, dict) or (path := raw_path(data.get("path"), ctx)) is None:
         return data
-    out = _with(data, "name", path.name)
+    out = with_default(data, "name", path.name)
     if isinstance(out["name"], str):
-        out = _with(out, "archive", state_dir / "archive" / out["name"])
+        out = with_default(out, "archive", state_dir / "archive" / out["name"])
     return out
 
 
@@ -171,8 +171,8 @@ class InboxConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
-        ctx = _Context.of(info)
-        return _inbox_defaults(data, ctx, ctx.state_dir())
+        ctx = PathContext.of(info)
+        return inbox_defaults(data, ctx, ctx.state_dir())
 
     @field_validator("name")
     @classmethod
@@ -299,7 +299,7 @@ class HistoryConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
-        return _with(data, "path", _Context.of(info).state_dir() / "history.db")
+        return with_default(data, "path", PathContext.of(info).state_dir() / "history.db")
 
 
 class SecurityConfig(StrictModel):
@@ -323,8 +323,8 @@ class ControlConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
-        ctx = _Context.of(info)
-        return _with(data, "socket", ctx.socket(ctx.state_dir()))
+        ctx = PathContext.of(info)
+        return with_default(data, "socket", ctx.socket(ctx.state_dir()))
 
     @field_validator("socket")
     @classmethod

@@ -11,29 +11,60 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from flowtaskd.components.registry import registry
 from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.intake.inbox import ClaimedFile, InboxWatcher, Spool
 from flowtaskd.daemon.intake.trust import untrusted_reason
-from flowtaskd.daemon.runs.manager import SHUTDOWN, OnDone, RunRequest
+from flowtaskd.daemon.runs.request import SHUTDOWN, OnDone, RunRequest
 from flowtaskd.daemon.schedule.scheduler import ScheduleEntry
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
 from flowtaskd.tasks import load_pile
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.service import Daemon
+    from flowtaskd.daemon.config.load import DaemonConfig
+    from flowtaskd.daemon.intake.library import LoadedTask
+    from flowtaskd.engine.events import EventBus
 
-__all__ = ["Intake"]
+__all__ = ["Intake", "IntakeHost", "RunSink", "TaskLookup"]
 
 _log = structlog.get_logger("flowtaskd.intake")
 
 
+class RunSink(Protocol):
+    def submit(self, req: RunRequest) -> str | None:
+        """Queue a run; its id, or None when the overlap policy skipped it."""
+        ...
+
+
+class TaskLookup(Protocol):
+    def get(self, name: str) -> LoadedTask | None: ...
+
+
+class IntakeHost(Protocol):
+    """What the intake needs of the daemon: its config, bus, runs and library."""
+
+    @property
+    def config(self) -> DaemonConfig: ...
+
+    @property
+    def bus(self) -> EventBus: ...
+
+    @property
+    def runs(self) -> RunSink: ...
+
+    @property
+    def library(self) -> TaskLookup: ...
+
+
 class Intake:
-    def __init__(self, daemon: Daemon) -> None:
+    """Turns inbox drops, schedule fires and manual triggers into run requests."""
+
+    def __init__(self, daemon: IntakeHost) -> None:
         self.d = daemon
         cfg = daemon.config
         self.spool = Spool(cfg.state_dir / "spool")
@@ -219,7 +250,8 @@ class Intake:
                 step["cwd"] = entry.cwd
             if entry.timeout:
                 step["timeout"] = entry.timeout
-            pile = TaskPile({"name": entry.id.replace(":", "-"), "steps": [{"Command": step}]})
+            task = {"name": entry.id.replace(":", "-"), "steps": [{"Command": step}]}
+            pile = TaskPile(task, catalog=registry())
             self._commands[entry.id] = pile
         return pile
 

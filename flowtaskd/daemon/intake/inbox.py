@@ -36,7 +36,7 @@ from pathlib import Path
 
 from flowtaskd.core.loader import format_for
 from flowtaskd.daemon.intake import inotify
-from flowtaskd.daemon.intake.spool import _SIDECAR, ClaimedFile, Spool, _check_inbox_name
+from flowtaskd.daemon.intake.spool import SIDECAR_SUFFIX, ClaimedFile, Spool, check_inbox_name
 from flowtaskd.daemon.intake.watcher import is_ignored, wait_stable, watch_paths
 from flowtaskd.errors import DaemonError
 from flowtaskd.logs import get_logger
@@ -50,7 +50,9 @@ _SETTLE_ATTEMPT = 0.5  # seconds per wait_stable call; bounds how long stop take
 
 def _is_candidate(path: Path) -> bool:
     name = path.name
-    return not is_ignored(path) and format_for(name) is not None and not name.endswith(_SIDECAR)
+    if is_ignored(path) or name.endswith(SIDECAR_SUFFIX):
+        return False
+    return format_for(name) is not None
 
 
 def _scan(folder: Path) -> list[Path]:
@@ -118,7 +120,7 @@ class InboxWatcher:
     ) -> None:
         self._folders: dict[Path, str] = {}
         for name, folder in inboxes:
-            _check_inbox_name(name)
+            check_inbox_name(name)
             absolute = Path(os.path.abspath(folder))
             if absolute in self._folders or name in self._folders.values():
                 raise ValueError(f"inbox {name!r} ({folder}) is listed twice")

@@ -46,10 +46,11 @@ from pathlib import Path
 from types import MappingProxyType
 
 from flowtaskd.core.loader import TASK_SUFFIXES
+from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.intake.trust import untrusted_reason
 from flowtaskd.daemon.intake.watcher import is_ignored, watch_paths
 from flowtaskd.errors import Problem, TaskNotFound, TaskParseError
-from flowtaskd.tasks import TaskPile, load_task
+from flowtaskd.tasks import load_task
 
 __all__ = ["Library", "LibraryChange", "LoadedTask"]
 

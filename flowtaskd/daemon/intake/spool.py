@@ -35,7 +35,7 @@ from flowtaskd.errors import DaemonError
 
 __all__ = ["ClaimedFile", "Spool"]
 
-_SIDECAR = ".result.json"
+SIDECAR_SUFFIX = ".result.json"
 _ID_TIME = "%Y%m%dT%H%M%S%fZ"
 _INBOX_NAME = r"[A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*"
 _SPOOL_NAME = re.compile(rf"(\d{{8}}T\d{{12}}Z-[0-9a-f]{{6}})--({_INBOX_NAME})--(.+)")
@@ -52,7 +52,7 @@ class ClaimedFile:
     claimed_at: float  # seconds since the epoch
 
 
-def _check_inbox_name(inbox: str) -> None:
+def check_inbox_name(inbox: str) -> None:
     if not re.fullmatch(_INBOX_NAME, inbox):
         raise ValueError(
             f"bad inbox name {inbox!r}: use letters, digits and _, with single . or - inside"
@@ -117,7 +117,7 @@ class Spool:
 
     def claim(self, path: Path, inbox: str) -> ClaimedFile | None:
         """Move ``path`` into the spool; None if it is gone (another claimer won)."""
-        _check_inbox_name(inbox)
+        check_inbox_name(inbox)
         now = self._clock()
         stamp_time = datetime.fromtimestamp(now, UTC)
         claim_id = f"{stamp_time.strftime(_ID_TIME)}-{secrets.token_hex(3)}"
@@ -203,7 +203,7 @@ class Spool:
                     raise DaemonError(f"cannot archive {claimed.spooled}: {dest} exists")
         except FileNotFoundError:
             raise DaemonError(f"cannot archive {claimed.spooled}: it is not in the spool") from None
-        sidecar = folder / f"{dest.name}{_SIDECAR}"
+        sidecar = folder / f"{dest.name}{SIDECAR_SUFFIX}"
         tmp = folder / f".{secrets.token_hex(8)}.tmp"
         text = json.dumps(dict(result), indent=2, sort_keys=True, default=str) + "\n"
         try:

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from flowtaskd.core.rules import TaskStatus
-from flowtaskd.daemon.runs.store import AttemptRecord, HistoryStore, RunRecord
+from flowtaskd.daemon.runs.records import AttemptRecord, RunRecord, RunStore
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.logs import GLOBAL_MASKER
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.runs.manager import RunRequest
+    from flowtaskd.daemon.runs.request import RunRequest
 
 __all__ = ["record_end", "record_start"]
 
@@ -27,7 +27,7 @@ _CANCELLED = str(TaskStatus.CANCELLED)
 _FAILED = str(TaskStatus.FAILED)
 
 
-async def record_start(store: HistoryStore, req: RunRequest, status: str, **fields: Any) -> None:
+async def record_start(store: RunStore, req: RunRequest, status: str, **fields: Any) -> None:
     """Insert the run's row (``running``, or a final status for a run that never started)."""
     record = RunRecord(
         run_id=req.run_id,
@@ -48,7 +48,7 @@ async def record_start(store: HistoryStore, req: RunRequest, status: str, **fiel
 
 
 async def record_end(
-    store: HistoryStore, req: RunRequest, stats: TaskMonitor | None, error: str | None, now: float
+    store: RunStore, req: RunRequest, stats: TaskMonitor | None, error: str | None, now: float
 ) -> None:
     """Record every attempt and the run's final status and stats."""
     try:

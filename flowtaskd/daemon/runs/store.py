@@ -24,14 +24,14 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowtaskd.daemon.runs.records import AttemptRecord, RunRecord
 from flowtaskd.daemon.runs.writer import SerialWriter, store_error
 from flowtaskd.errors import StoreError
 
-__all__ = ["AttemptRecord", "HistoryStore", "RunRecord"]
+__all__ = ["HistoryStore"]
 
 _SCHEMA_VERSION = 1
 _SCHEMA = (
@@ -56,47 +56,6 @@ _STEP_INTERRUPTED = "daemon stopped before the step finished"
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One run of a task, as the history holds it."""
-
-    run_id: str
-    task: str
-    trigger: str  # schedule | inbox | manual | catchup | exec | subrun
-    status: str  # pending | running | done | failed | cancelled | interrupted
-    source: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    queued_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    duration: float | None = None
-    error: str | None = None
-    stats: dict[str, Any] | None = None
-    log_dir: str | None = None
-    inbox_file: str | None = None
-    schedule_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One attempt of one step of a run."""
-
-    run_id: str
-    step_id: str
-    attempt: int
-    status: str
-    started_at: float | None = None
-    finished_at: float | None = None
-    duration: float | None = None
-    exit_code: int | None = None
-    cpu_user: float | None = None
-    cpu_system: float | None = None
-    max_rss_kb: int | None = None
-    bytes_out: int | None = None
-    error: str | None = None
-    log_path: str | None = None
-
-
 _RUN_COLS = tuple(f.name for f in dataclasses.fields(RunRecord))
 _ATTEMPT_COLS = tuple(f.name for f in dataclasses.fields(AttemptRecord))
 _JSON_COLS = frozenset({"params", "stats"})
@@ -106,7 +65,7 @@ _SELECT_ATTEMPT = f"SELECT {', '.join(_ATTEMPT_COLS)} FROM step_attempts"
 
 
 class HistoryStore:
-    """The run history in one SQLite file; see the module docstring."""
+    """The run history in one SQLite file (a :class:`RunStore`); see the module docstring."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
         self._path = Path(path)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flowtaskd.components.registry import registry
 from flowtaskd.core.jsonschema import task_schema
 from flowtaskd.core.render import render
 from flowtaskd.tasks import load_pile
@@ -173,7 +174,7 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 def test_schema_via_python_dash_m(tmp_path: Path) -> None:
     run = flowtaskd("schema", cwd=tmp_path, module=True)
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout) == task_schema()
+    assert json.loads(run.stdout) == task_schema(registry())
 
 
 UPSTREAM_STYLE = (
