@@ -252,11 +252,15 @@ async def test_filedelete_with_a_directory_deletes_upstreams_selection(tmp_path:
 
 
 async def test_notify_without_the_sendnotify_component_is_a_clear_error(tmp_path: Path) -> None:
-    registry().pop("SendNotify", None)
+    shipped = registry().pop("SendNotify", None)
     d = task({"Dummy": {}}, events={"done": [{"Notify": {"type": "email", "recipients": []}}]})
-    with capture_logs() as logs:
-        async with Task(task=d, log_dir=tmp_path) as t:
-            await t.run()
+    try:
+        with capture_logs() as logs:
+            async with Task(task=d, log_dir=tmp_path) as t:
+                await t.run()
+    finally:
+        if shipped is not None:
+            registry()["SendNotify"] = shipped
     failed = [entry for entry in logs if entry.get("event") == "action_failed"]
     assert failed and "needs the SendNotify component, which is not installed" in failed[0]["error"]
 

@@ -35,6 +35,10 @@ class Component:
     iterator: ClassVar[bool] = False
     remote: ClassVar[bool] = False
     summary: ClassVar[str] = ""
+    needs_env: ClassVar[bool] = False
+    """The step reads the environment (credentials named by env var): ``ctx.env`` is filled."""
+    wants_input: ClassVar[bool] = False
+    """The step reads the output of the step it depends on (``ctx.input``): ``IF``, ``Loop``."""
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         self.params: Mapping[str, Any] = params or {}

@@ -1,10 +1,9 @@
-"""``Dummy`` (does nothing, or waits, or fails on purpose), ``PrintMessage`` (logs a
-message), ``RunTask`` (a sub-run) and ``SubTask`` (upstream's name for it, by ``program``
-and ``task``)."""
+"""``Dummy`` (does nothing, or waits, or fails on purpose), ``RunTask`` (a sub-run) and
+``SubTask`` (upstream's name for it, by ``program`` and ``task``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ConfigDict, Field
 
@@ -22,17 +21,6 @@ class DummyParams(StrictModel):
     message: str | None = None
     sleep: Duration = Field(default=0.0, description="Seconds to wait before finishing.")
     fail: bool = Field(default=False, description="Fail on purpose (for testing flows).")
-
-
-class PrintMessageParams(StrictModel):
-    message: str = ""
-    color: str | None = None
-    level: Literal["INFO", "DEBUG", "WARN", "ERROR", "CRITICAL"] = "INFO"
-    condition: str | None = Field(
-        default=None, description="Accepted as upstream does, and likewise not evaluated."
-    )
-    first: str | None = None
-    last: str | None = None
 
 
 class RunTaskParams(StrictModel):
@@ -100,29 +88,8 @@ class SubTaskComponent(RunTaskComponent):
     summary = "Upstream's name for RunTask: run program/task as a sub-run and wait for it."
 
 
-_LEVELS = {"DEBUG": "debug", "INFO": "info", "WARN": "warning", "ERROR": "error"}
-
-
-class PrintMessageComponent(Component):
-    name = "PrintMessage"
-    Params: ClassVar[type[StrictModel]] = PrintMessageParams
-    summary = "Log a message (placeholders filled) at a level; the message is the output."
-
-    async def run(self, ctx: StepContext) -> StepOutcome:
-        import structlog  # noqa: PLC0415 - keep validation pure
-
-        from flowtaskd.components.context import StepOutcome  # noqa: PLC0415 - keep validation pure
-
-        message = str(ctx.params.get("message") or "")
-        level = _LEVELS.get(str(ctx.params.get("level", "INFO")), "critical")
-        log = structlog.get_logger("flowtaskd.step")
-        getattr(log, level)("print_message", message=message, step=ctx.step_id, task=ctx.task)
-        return StepOutcome(StepStatus.DONE, output=message)
-
-
 COMPONENTS: list[type[Component]] = [
     DummyComponent,
     RunTaskComponent,
     SubTaskComponent,
-    PrintMessageComponent,
 ]

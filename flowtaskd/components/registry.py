@@ -33,9 +33,37 @@ _plugin_errors: list[str] = []
 
 
 def _builtins() -> list[type[Component]]:
-    from flowtaskd.components import basic, commands, files  # noqa: PLC0415 - after base
+    from flowtaskd.components import (  # noqa: PLC0415 - after base
+        archives,
+        basic,
+        branching,
+        commands,
+        files,
+        ftp,
+        http,
+        iterators,
+        mail,
+        remote,
+        rsync,
+        sensors,
+        sql,
+    )
 
-    return [*commands.COMPONENTS, *files.COMPONENTS, *basic.COMPONENTS]
+    return [
+        *commands.COMPONENTS,
+        *files.COMPONENTS,
+        *basic.COMPONENTS,
+        *http.COMPONENTS,
+        *archives.COMPONENTS,
+        *sensors.COMPONENTS,
+        *iterators.COMPONENTS,
+        *branching.COMPONENTS,
+        *mail.COMPONENTS,
+        *remote.COMPONENTS,
+        *ftp.COMPONENTS,
+        *sql.COMPONENTS,
+        *rsync.COMPONENTS,
+    ]
 
 
 @cache

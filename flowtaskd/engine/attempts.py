@@ -8,6 +8,7 @@ without sleeping.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 from collections.abc import Callable, Iterator, Mapping
@@ -70,6 +71,7 @@ class Attempts:
         self.s = settings
         self.pile = pile
         self.items_of: dict[str, list[dict[str, Any]]] = {}
+        self.variables: dict[str, Any] = {}  # set by steps (SetVariables) for later placeholders
         d = pile.definition
         self.task_env = dict(d.header.env)
         self.default_retry = d.header.retry or _NO_RETRY
@@ -98,7 +100,7 @@ class Attempts:
     @staticmethod
     def _env_needed(component: str) -> bool:
         comp = get_component(component)
-        return comp is None or comp.remote
+        return comp is None or comp.remote or comp.needs_env
 
     def _inherits_env(self, component: str, opts: StepOptions) -> bool:
         """The step's process can inherit this process's environment (env None)."""
@@ -116,9 +118,10 @@ class Attempts:
         v.update(mask_values(self.s.clock.now()))
         v["task"] = self.pile.name
         v["run_id"] = self.s.run_id
+        v.update(self.variables)
         if item:
             v.update(item)
-            v["item"] = item.get("file", item.get("index"))
+            v["item"] = item.get("item", item.get("file", item.get("index")))
         return _Values(v, outputs)
 
     @staticmethod
@@ -174,7 +177,7 @@ class Attempts:
     def _forbidden(self, component: str, params: Mapping[str, Any]) -> str | None:
         """Why a Python step may not run (``security.python_allow``), or None."""
         allow = self.s.python_allow
-        if component != "Python" or allow is None:
+        if component not in ("Python", "UserFunc") or allow is None:
             return None
         target = str(params.get("function", ""))
         for prefix in allow:
@@ -228,9 +231,13 @@ class Attempts:
                 item=item,
                 base_dir=s.base_dir,
                 resources=opts.resources,
+                input=upstream_input,
+                timezone=self.pile.definition.header.timezone,
                 runtime=s.subrun,
             )
 
+        comp = get_component(step.component)
+        upstream_input = self._input_of(sid, outputs) if comp and comp.wants_input else None
         executor = self._executor_for(step.component, opts.executor)
         if prep.precondition:
             async with self.max_active:
@@ -259,7 +266,7 @@ class Attempts:
                 break
             if not policy.should_retry(attempt, outcome.exit_code):
                 break
-            delay = policy.delay_before(attempt + 1, s.rand())
+            delay = _retry_delay(policy, attempt + 1, s.rand(), outcome)
             s.emit(
                 "step_retry",
                 {
@@ -276,6 +283,16 @@ class Attempts:
         if outcome.items is not None:
             self.items_of[sid] = outcome.items
         return self._end(sid, mon, outcome, {**base, "attempt": attempt})
+
+    def _input_of(self, sid: str, outputs: Mapping[str, str | None]) -> str | None:
+        """What a ``wants_input`` step reads: its upstream step's output (several: a JSON
+        object of them by step id)."""
+        ups = list(self.pile.graph.predecessors(sid))
+        if len(ups) == 1:
+            return outputs.get(ups[0])
+        if not ups:
+            return None
+        return json.dumps({u: outputs.get(u) for u in ups})
 
     def _skip(self, mon: Any, base: dict[str, Any], why: str) -> StepOutcome:
         mon.reason = why
@@ -309,6 +326,18 @@ class _Prepared:
     env: Mapping[str, str] | None  # None: inherit this process's environment
     cwd: str | None
     precondition: Any
+
+
+def _retry_delay(policy: RetryPolicy, attempt: int, rand: float, outcome: StepOutcome) -> float:
+    """The policy's wait before try ``attempt``, or longer if the server asked for it
+    (HTTP ``Retry-After``, capped by ``max_delay``)."""
+    delay = policy.delay_before(attempt, rand)
+    if outcome.retry_after is not None:
+        wait = outcome.retry_after
+        if policy.max_delay is not None:
+            wait = min(wait, policy.max_delay)
+        delay = max(delay, wait)
+    return delay
 
 
 def _precondition_reason(pre: StepOutcome) -> str:

@@ -63,6 +63,7 @@ class DagRun:
             self.monitor.steps[step.id] = StepMonitor(step.id, step.component)
         self.status: dict[str, StepStatus] = {}
         self.outputs: dict[str, str | None] = {}
+        self._not_chosen: dict[str, str] = {}  # step id -> the branching step that passed it by
         self._unit_of: dict[str, str] = {}
         self._members: dict[str, Group] = {}
         for g in pile.groups.values():
@@ -157,6 +158,10 @@ class DagRun:
                     return finished(unit)
                 if unit in self._members:
                     return [(unit, self._run_group(self._members[unit]))]
+                if unit in self._not_chosen:
+                    why = f"not chosen by {self._not_chosen[unit]}"
+                    self._settle(unit, StepStatus.SKIPPED, why)
+                    return finished(unit)
                 decision = decide(self._rule(unit), self._upstream(unit))
                 if decision.run or unit in self.jumps.forced:
                     return [(unit, self._run_single(unit))]
@@ -229,6 +234,7 @@ class DagRun:
         self.status[sid] = self.monitor.steps[sid].status
         if self.jumps.active:
             self.jumps.after(sid, self.status[sid])
+        self._took(sid, outcome)
 
     def _jumped(self, unit: str) -> bool:
         """Settle a unit a ``Goto`` / ``OnError`` jumped over (a group: all its members)."""
@@ -239,6 +245,16 @@ class DagRun:
         for i in ids:
             self._settle(i, StepStatus.SKIPPED, self.jumps.jumped[i])
         return True
+
+    def _took(self, sid: str, outcome: StepOutcome) -> None:
+        """What a finished step says about later ones: variables, branches not taken."""
+        if not outcome.ok:
+            return
+        if outcome.variables:
+            self.attempts.variables.update(outcome.variables)
+        for other in outcome.skip:
+            if other in self.pile and other not in self.status:
+                self._not_chosen.setdefault(other, sid)
 
     # -- groups -------------------------------------------------------------------------
     async def _run_group(self, group: Group) -> None:
@@ -286,6 +302,8 @@ class DagRun:
                     outcome.status if not self._skip_error(m, outcome.status) else StepStatus.DONE
                 )
                 outputs[m] = outcome.output
+                if outcome.ok and outcome.variables:
+                    self.attempts.variables.update(outcome.variables)
             else:
                 local[m] = d.status or StepStatus.SKIPPED
                 self.monitor.steps[m].reason = d.reason
