@@ -79,6 +79,7 @@ class DaemonProcess:
             "log": {"format": "json", "level": "debug"},
             "shutdown_grace": 10,
             "kill_grace": 1,
+            "web": False,  # tests that want it set web: {listen: "127.0.0.1:0"}
         }
         self.write_config(**config)
         self.proc: subprocess.Popen[bytes] | None = None

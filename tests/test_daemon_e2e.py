@@ -191,7 +191,7 @@ def test_sigterm_drains_running_steps_then_exits_zero(daemon: DaemonProcess) -> 
     code = daemon.stop(signal.SIGTERM)
     assert code == 0
     stopping = daemon.logs.index(daemon.find(event("daemon_stopping"))[0])
-    completed = daemon.logs.index(daemon.wait_log(event("completed", task="short")))
+    completed = daemon.logs.index(daemon.wait_log(event("done", task="short")))
     assert stopping < completed  # the run finished after the signal, during the drain
     [run] = daemon.runs()
     assert (run.run_id, run.status) == (started["run_id"], "done")

@@ -26,7 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "flowtaskd"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("flowtaskd.errors", "flowtaskd.clock", "flowtaskd.logs"),
+    (
+        "flowtaskd.errors",
+        "flowtaskd.clock",
+        "flowtaskd.logs",
+        "flowtaskd.journal",
+        "flowtaskd.logmessages",
+    ),
     ("flowtaskd.core",),
     ("flowtaskd.process",),
     ("flowtaskd.components",),

@@ -6,8 +6,8 @@ event is already published, on the control socket's stream and to webhooks, so i
 nothing); ``<event>: true`` (a ``LogEvent`` for that event) and ``<event>: false`` (none).
 
 Actions: flowtaskd's ``Log``, ``Command`` (argv, no shell), ``RunTask`` / ``SubTask`` (a
-sub-run by ``task`` path or by ``program`` + ``task``), ``WebHook`` (signed with ``secret``,
-or upstream's ``auth_type`` + ``auth_value``), and upstream's ``Dummy``, ``LogEvent``,
+sub-run by ``task`` path or by ``program`` + ``task``), ``WebHook`` (the daemon's webhook delivery,
+with upstream's ``auth_type`` + ``auth_value`` too), and upstream's ``Dummy``, ``LogEvent``,
 ``LogError``, ``Notify`` / ``SendNotify`` / ``SendFile`` (through the ``SendNotify``
 component), ``TeamsMessage`` (a Teams incoming webhook), ``FileCopy``, ``FileDelete``.
 Upstream's SaaS actions (``Jira``, ``Alert``) are refused by name. Pure: validation only.
@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from flowtaskd.core.events import FILE_EVENTS
-from flowtaskd.core.options import Argv, StrictModel, Timeout
+from flowtaskd.core.options import Argv, Duration, StrictModel, Timeout
 
 __all__ = [
     "EVENT_ACTION_MODELS",
@@ -60,13 +60,33 @@ class RunTaskAction(StrictModel):
 
 
 class WebHookAction(StrictModel):
+    """The same delivery as a ``webhooks:`` entry of the daemon config (see README), or
+    upstream's: ``auth_type`` + ``auth_value`` as an ``Authorization`` header, and
+    ``message`` in the payload."""
+
     url: str = Field(pattern=r"^https?://")
-    secret: str | None = None
+    secret: str | list[str] | None = Field(
+        default=None, description="standard: whsec_<base64> (a list for rotation); github: any."
+    )
+    signing: Literal["standard", "github"] = "standard"
     timeout: Timeout = 10.0
+    retry_schedule: list[Duration] | None = Field(
+        default=None, description="Waits before each retry; null: 5s, 5m, 30m, 2h, 5h, 10h."
+    )
     headers: dict[str, str] = Field(default_factory=dict)
     auth_type: Literal["basic", "bearer", "Basic", "Bearer"] | None = None
     auth_value: str | None = None
     message: str | None = None
+
+    @model_validator(mode="after")
+    def _secrets_fit_signing(self) -> WebHookAction:
+        secrets = self.secret if isinstance(self.secret, list) else [self.secret or ""]
+        if self.signing == "standard" and any(s and not s.startswith("whsec_") for s in secrets):
+            raise ValueError(
+                "secret: a Standard Webhooks secret starts with whsec_ "
+                "(for a plain HMAC key, set signing: github)"
+            )
+        return self
 
 
 class DummyAction(StrictModel):

@@ -1,8 +1,8 @@
 """Pydantic models of what a task file may say, apart from the components' own parameters.
 
 Shared by the task schema (``schema.py``) and the components: durations, argv lists,
-environment maps, retry policies, the options every step accepts (``name``, ``depends``,
-``trigger_rule``, ...), and the actions of the task file's ``events:`` block. Each
+environment maps, retry policies and the options every step accepts (``name``, ``depends``,
+``trigger_rule``, ...); the ``events:`` block's actions are in ``eventblock.py``. Each
 ``BeforeValidator`` that accepts more than its output type declares what it accepts
 (``json_schema_input_type``), so the exported JSON Schema takes ``timeout: "5m"``.
 Pure: validation only.

@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 from flowtaskd.clock import Clock
 from flowtaskd.components.context import Executor
 from flowtaskd.engine.events import EventBus
+from flowtaskd.engine.hookpost import WebhookSink
 
 __all__ = ["TaskOptions", "inherited"]
 
@@ -46,12 +47,14 @@ class TaskOptions(TypedDict, total=False):
     caller_file: str | None
     """The file of the task that started this sub-run (upstream's program tree is read
     from its place)."""
+    webhooks: WebhookSink | None
+    """Where ``WebHook`` actions go (the daemon's dispatcher); None: posted in place."""
 
 
 def inherited(options: TaskOptions) -> TaskOptions:
     """The options a sub-run (``RunTask``) takes over from its parent."""
     keep = TaskOptions()
-    for key in ("log_dir", "kill_grace", "python_allow", "resolve_task", "tasks_dir"):
+    for key in ("log_dir", "kill_grace", "python_allow", "resolve_task", "tasks_dir", "webhooks"):
         if key in options:
             keep[key] = options[key]
     if "base_env" in options:

@@ -152,7 +152,16 @@ class Task(AbstractTask):
         bus = self.task_events()
         if self._owns_bus:
             await bus.start()
-        self._actions = ActionRunner(definition, self._subrun) if definition.events else None
+        self._actions = (
+            ActionRunner(
+                definition,
+                self._subrun,
+                clock=self.clock,
+                webhooks=self.options.get("webhooks"),
+            )
+            if definition.events
+            else None
+        )
         self._stats = TaskMonitor(definition.name, self.run_id, trigger=self.trigger)
         self._started = True
 
@@ -191,7 +200,9 @@ class Task(AbstractTask):
         )
         log_dir = log_dir / d.name / self.run_id  # made when a step first prints
         name, run_id = d.name, self.run_id
-        quiet = {"step_start", "step_done", "running"}
+        # one line per fact: a run's end is logged as done / on_error / cancelled, not again
+        # as completed
+        quiet = {"step_start", "step_done", "running", "completed"}
         actions = self._actions
 
         def emit(event: str, payload: dict[str, Any]) -> None:

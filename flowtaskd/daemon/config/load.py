@@ -60,6 +60,7 @@ from flowtaskd.daemon.config.models import (
     PathContext,
     ScheduleConfig,
     SecurityConfig,
+    WebConfig,
     WebhookConfig,
     inbox_defaults,
     raw_path,
@@ -79,6 +80,7 @@ __all__ = [
     "MetricsConfig",
     "ScheduleConfig",
     "SecurityConfig",
+    "WebConfig",
     "WebhookConfig",
     "config_summary",
     "default_config",
@@ -106,6 +108,7 @@ class DaemonConfig(StrictModel):
     subscribers: list[EntryPoint] = Field(default_factory=list)
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     shutdown_grace: Duration = Field(default=30.0, description="Drain time after SIGTERM.")
     kill_grace: Duration = Field(default=5.0, description="SIGTERM to SIGKILL, per step.")
 
@@ -123,6 +126,9 @@ class DaemonConfig(StrictModel):
             out["inboxes"] = [inbox_defaults(item, ctx, state) for item in inboxes]
         out["history"] = with_default(out.get("history"), "path", state / "history.db")
         out["control"] = with_default(out.get("control"), "socket", ctx.socket(state))
+        web = out.get("web", {})
+        web = {"enabled": web} if isinstance(web, bool) else web
+        out["web"] = with_default(web, "token_file", state / "web-token")
         return out
 
     @model_validator(mode="after")
@@ -276,4 +282,7 @@ def config_summary(cfg: DaemonConfig) -> dict[str, Any]:
         hook["url"] = _mask_url(hook["url"])
         if hook["secret"] is not None:
             hook["secret"] = "***"
+    for token in data["web"]["tokens"]:
+        if token["sha256"] is not None:
+            token["sha256"] = "***"
     return data

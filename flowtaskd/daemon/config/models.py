@@ -12,6 +12,7 @@ on disk.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import shlex
@@ -35,6 +36,7 @@ from pydantic_core import PydanticCustomError
 from flowtaskd.core.cron import parse_cron, validate_timezone
 from flowtaskd.core.events import ALL_EVENTS
 from flowtaskd.core.options import Argv, Duration, Overlap, StrictModel
+from flowtaskd.engine.hookpost import standard_key
 from flowtaskd.errors import format_path
 
 __all__ = [
@@ -49,6 +51,8 @@ __all__ = [
     "MetricsConfig",
     "ScheduleConfig",
     "SecurityConfig",
+    "WebConfig",
+    "WebToken",
     "WebhookConfig",
 ]
 
@@ -287,7 +291,7 @@ class ExecutorConfig(StrictModel):
 
 
 class LogConfig(StrictModel):
-    format: Literal["auto", "json", "console"] = "auto"
+    format: Literal["auto", "json", "console", "journald"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -346,9 +350,39 @@ class WebhookConfig(StrictModel):
     url: str = Field(repr=False)  # may hold a token or password
     events: list[_EventName] | None = Field(default=None, description="null: every event.")
     tasks: list[str] | None = Field(default=None, description="null: every task.")
-    secret: str | None = Field(default=None, repr=False, description="HMAC-SHA256 key.")
+    secret: str | list[str] | None = Field(
+        default=None,
+        repr=False,
+        description="signing: standard: whsec_<base64> (a list: several, for rotation); "
+        "signing: github: any string.",
+    )
+    signing: Literal["standard", "github"] = Field(
+        default="standard",
+        description="standard: Standard Webhooks; github: X-Flowtaskd-Signature.",
+    )
     timeout: Duration = 10.0
-    retries: int = Field(default=5, ge=0)
+    retry_schedule: list[Duration] | None = Field(
+        default=None, description="Waits before each retry; null: 5s, 5m, 30m, 2h, 5h, 10h."
+    )
+    retries: int | None = Field(
+        default=None, ge=0, description="How many retries; null: one per retry_schedule entry."
+    )
+
+    @model_validator(mode="after")
+    def _secrets_fit_signing(self) -> WebhookConfig:
+        secrets = self.secret if isinstance(self.secret, list) else [self.secret or ""]
+        secrets = [s for s in secrets if s]
+        if self.signing == "github" and len(secrets) > 1:
+            raise _problem("signing: github takes one secret", "secret")
+        if self.signing == "standard":
+            for s in secrets:
+                try:
+                    standard_key(s)
+                except ValueError as exc:
+                    raise _problem(
+                        f"{exc} (for a plain HMAC key, set signing: github)", "secret"
+                    ) from None
+        return self
 
     @field_validator("url")
     @classmethod
@@ -366,3 +400,71 @@ class MetricsConfig(StrictModel):
     def address(self) -> tuple[str, int] | None:
         match = _LISTEN.fullmatch(self.listen) if self.listen else None
         return (match["v6"] or match["host"], int(match["port"])) if match else None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class WebToken(StrictModel):
+    """One more login token for the web API: its SHA-256 (hex), or a file holding it."""
+
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$", repr=False)
+    file: AbsPath | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> WebToken:
+        if (self.sha256 is None) == (self.file is None):
+            raise _problem("give `sha256` (of the token, hex) or `file` (holding it), not both")
+        return self
+
+
+class WebConfig(StrictModel):
+    """The HTTP API and dashboard: on by default on loopback; ``web: false`` turns it off."""
+
+    enabled: bool = True
+    listen: _Listen = Field(default="127.0.0.1:8470", description="host:port; port 0: any.")
+    insecure_http: bool = Field(default=False, description="Allow plain HTTP off loopback.")
+    tls_cert: AbsPath | None = None
+    tls_key: AbsPath | None = None
+    token_file: AbsPath | None = Field(default=None, description="Default <state_dir>/web-token.")
+    tokens: list[WebToken] = Field(default_factory=list)
+    public_url: str | None = Field(default=None, description="The URL users open (a proxy's).")
+    session_hours: float = Field(default=12.0, gt=0)
+    login_failures: int = Field(default=10, ge=1, description="Per client per minute, then 429.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, data: Any) -> Any:
+        if isinstance(data, bool):
+            return {"enabled": data}
+        return {} if data is None else data
+
+    @property
+    def address(self) -> tuple[str, int]:
+        match = _LISTEN.fullmatch(self.listen)
+        assert match is not None  # checked by the field
+        return (match["v6"] or match["host"], int(match["port"]))
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @model_validator(mode="after")
+    def _safe(self) -> WebConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise _problem("TLS needs both `tls_cert` and `tls_key`", missing)
+        exposed = self.enabled and not _is_loopback(self.address[0])
+        if exposed and not self.tls and not self.insecure_http:
+            raise _problem(
+                f"'{self.listen}' is not a loopback address: set `tls_cert` and `tls_key`,"
+                " or `insecure_http: true` (behind a TLS reverse proxy)",
+                "listen",
+            )
+        return self

@@ -90,6 +90,12 @@ class Session(Protocol):
         """Write one reply now (before the handler returns its last one)."""
 
 
+class WebView(Protocol):
+    """The web server, as ``status`` reports it."""
+
+    def summary(self) -> Payload: ...
+
+
 class ControlHost(Protocol):
     """What the control socket reads and does of the daemon (the composition root is one)."""
 
@@ -119,6 +125,9 @@ class ControlHost(Protocol):
 
     @property
     def scheduler(self) -> Scheduler: ...
+
+    @property
+    def web(self) -> WebView | None: ...
 
     def trigger(self, name: str, params: Mapping[str, Any]) -> str | None:
         """Start a run of a loaded task now; its run id, or None when it was skipped."""
@@ -283,6 +292,7 @@ class Requests:
             "runs": d.runs.snapshot(),
             "next_fire_times": d.scheduler.next_fire_times(),
             "control": self.server.summary(),
+            "web": d.web.summary() if d.web is not None else {"enabled": False},
         }
 
     async def _tasks(self, session: Session, req: dict[str, Any]) -> Payload:

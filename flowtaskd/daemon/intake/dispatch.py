@@ -10,7 +10,9 @@ run again.
 from __future__ import annotations
 
 import asyncio
+import difflib
 from collections.abc import Coroutine, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -161,6 +163,7 @@ class Intake:
             params=params,
             source=str(claimed.original),
             inbox_file=str(claimed.spooled),
+            inbox=claimed.inbox,
             on_done=self._done_callback(claimed),
         )
         self.d.runs.submit(req)
@@ -259,12 +262,24 @@ class Intake:
         """Run a library task now (the control socket's ``trigger``)."""
         loaded = self.d.library.get(name)
         if loaded is None:
-            raise FlowtaskError(f"no task named {name!r} is loaded")
+            raise FlowtaskError(_not_loaded(name, self.d.library))
         return self.d.runs.submit(
             RunRequest(
                 pile=loaded.pile, trigger="manual", params=dict(params), source=str(loaded.path)
             )
         )
+
+
+def _not_loaded(name: str, library: Any) -> str:
+    """Why ``trigger NAME`` found nothing: a file of that name is invalid, or a near name."""
+    text = f"no task named {name!r} is loaded"
+    bad = [p for p in library.invalid if Path(p).stem == name]
+    if bad:
+        return f"{text}: its file {bad[0]} is invalid (flowtaskd tasks shows why)"
+    close = difflib.get_close_matches(name, list(library.tasks), n=3, cutoff=0.6)
+    if close:
+        return f"{text}; did you mean {' or '.join(repr(c) for c in close)}?"
+    return text
 
 
 def _step_summary(s: Mapping[str, Any]) -> dict[str, Any]:

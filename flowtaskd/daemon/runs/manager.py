@@ -85,6 +85,7 @@ class RunManager:
         self.max_runs, self.max_queued = max_runs, max_queued
         self.kill_grace, self.python_allow = kill_grace, python_allow
         self.resolve_task = resolve_task
+        self.webhooks: Any = None  # the daemon's WebhookDispatcher, for WebHook actions
         self.queue: deque[RunRequest] = deque()
         self.active: dict[str, _Active] = {}
         self.completed = 0
@@ -134,6 +135,7 @@ class RunManager:
                 "run_id": req.run_id,
                 "trigger": req.trigger,
                 "queued": len(self.queue),
+                "inbox": req.inbox,
             },
         )
         self._wake.set()
@@ -245,6 +247,7 @@ class RunManager:
             python_allow=self.python_allow,
             resolve_task=self.resolve_task,
             logical_time=req.fire_time,
+            webhooks=self.webhooks,
         )
         self.active[req.run_id] = _Active(req, task, self.clock.time())
         self._finishing.add(req.run_id)

@@ -35,7 +35,7 @@ async def record_start(store: RunStore, req: RunRequest, status: str, **fields: 
         trigger=req.trigger,
         status=status,
         source=req.source,
-        params=GLOBAL_MASKER.mask_obj(dict(req.params)),
+        params=_masked_params(req),
         queued_at=req.queued_at,
         inbox_file=req.inbox_file,
         schedule_id=req.schedule_id,
@@ -45,6 +45,15 @@ async def record_start(store: RunStore, req: RunRequest, status: str, **fields: 
         await store.insert_run(record)
     except FlowtaskError as exc:
         _log.error("history_write_failed", task=req.task, run_id=req.run_id, error=str(exc))
+
+
+def _masked_params(req: RunRequest) -> dict[str, Any]:
+    """The params with the task's secret ones hidden: the row is written before the run
+    registers its secret values with the global masker."""
+    secret = set(req.pile.definition.header.secrets)
+    params = {k: "***" if k in secret else v for k, v in req.params.items()}
+    masked: dict[str, Any] = GLOBAL_MASKER.mask_obj(params)
+    return masked
 
 
 async def record_end(

@@ -11,6 +11,7 @@ event loop by their callers (``asyncio.to_thread``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,6 +82,10 @@ class RunStore(Protocol):
 
     async def set_last_fire(self, schedule_id: str, ts: float) -> None: ...
 
+    async def set_last_fires(self, fires: Mapping[str, float]) -> None:
+        """:meth:`set_last_fire` for many schedules, in one transaction."""
+        ...
+
     async def prune(
         self, now: float, retention_days: float | None, max_runs_per_task: int | None
     ) -> int:
@@ -93,4 +98,23 @@ class RunStore(Protocol):
 
     def get_run(self, run_id: str) -> tuple[RunRecord, list[AttemptRecord]] | None:
         """A run by id or unique prefix, with its attempts; None when there is none."""
+        ...
+
+    def find_runs(
+        self,
+        *,
+        task: str | None = None,
+        status: str | None = None,
+        trigger: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[RunRecord], int]:
+        """A page of matching runs, newest first, without stats; and how many match."""
+        ...
+
+    def recent_statuses(
+        self, n: int, tasks: Sequence[str] | None = None
+    ) -> dict[str, list[tuple[str, str]]]:
+        """The newest ``n`` (run_id, status) of each task, newest first."""
         ...

@@ -33,6 +33,7 @@ class RunRequest:
     schedule_id: str | None = None
     overlap: Overlap | None = None  # overrides the task's (a schedule entry may)
     inbox_file: str | None = None
+    inbox: str | None = None  # the inbox's name, for bounded metric labels
     fire_time: float | None = None
     on_done: OnDone | None = None
     run_id: str = field(default_factory=new_run_id)
