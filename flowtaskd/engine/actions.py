@@ -109,6 +109,7 @@ async def _perform(
     action: EventAction, event: str, payload: dict[str, Any], runner: ActionRunner
 ) -> None:
     p = action.params.model_dump()
+    payload = {"event": event, **payload}  # `{event}` in a message, `on` in a log line
     values = _values(payload)
     if action.action == "Log":
         text = str(p["message"])
@@ -147,7 +148,7 @@ async def _perform(
         upstream_form = bool(p.get("auth_type") or p.get("message"))
         if upstream_form and "signing" not in action.params.model_fields_set:
             p["signing"] = "github"  # upstream's receivers read the payload itself, unwrapped
-        await _webhook(p, {"event": event, **payload}, runner)
+        await _webhook(p, payload, runner)
 
 
 async def _webhook(p: dict[str, Any], payload: dict[str, Any], runner: ActionRunner) -> None:
