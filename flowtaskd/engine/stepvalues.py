@@ -69,7 +69,8 @@ class StepValues:
     def file_pattern(
         params: Mapping[str, Any], values: Mapping[str, Any], now: datetime
     ) -> Mapping[str, Any]:
-        """``params`` with ``file: {pattern, value}`` turned into its pattern text."""
+        """``params`` with ``{value}`` in ``file: {pattern, value}`` filled in (the mapping
+        stays one: each component reads its own ``file`` model, e.g. FTP's regex)."""
         file = params.get("file")
         if not isinstance(file, dict) or "pattern" not in file:
             return params
@@ -81,7 +82,7 @@ class StepValues:
         pattern = str(file["pattern"])
         if value is not None:
             pattern = pattern.replace("{value}", str(value))
-        return {**params, "file": pattern}
+        return {**params, "file": {**file, "pattern": pattern}}
 
     @staticmethod
     def whole(params: Any, masks: Masks) -> Any:
