@@ -205,7 +205,7 @@ async def test_placeholders_strict_by_default_lenient_on_request(tmp_path: Path)
 
 
 async def test_masks_use_the_runs_logical_time_in_the_tasks_zone(tmp_path: Path) -> None:
-    fire = datetime(2026, 3, 11, 23, 30, tzinfo=UTC).timestamp()  # the 12th in Berlin
+    fire = datetime(2026, 3, 11, 23, 30, tzinfo=UTC)  # the 12th in Berlin
     d = task(
         {
             "Dummy": {
@@ -234,7 +234,7 @@ async def test_filelist_file_pattern_value_from_a_mask_function(tmp_path: Path) 
             }
         }
     )
-    async with Task(task=d, log_dir=tmp_path / "logs", logical_time=day.timestamp()) as t:
+    async with Task(task=d, log_dir=tmp_path / "logs", logical_time=day) as t:
         stats = await t.run()
     assert stats.steps["FileList_1"].output == str(tmp_path / "sales_20260311.csv")
 
@@ -305,7 +305,13 @@ async def test_teams_message_and_webhook_with_upstreams_auth(
                         "text": "{task} ok",
                     }
                 },
-                {"WebHook": {"url": f"{url}/hook", "auth_type": "bearer", "auth_value": "tok"}},
+                {
+                    "WebHook": {
+                        "url": f"{url}/hook",
+                        "auth_type": "bearer",
+                        "auth_value": "tok-upstream-4711",
+                    }
+                },
             ]
         },
     )
@@ -317,7 +323,7 @@ async def test_teams_message_and_webhook_with_upstreams_auth(
     assert card["@type"] == "MessageCard" and card["title"].endswith("Nightly")
     assert card["text"] == "t ok"
     headers, body = by_path["/hook"]
-    assert headers["Authorization"] == "Bearer tok"
+    assert headers["Authorization"] == "Bearer tok-upstream-4711"
     assert body["task"] == "t" and body["message"] == "Task Completed." and "id" in body
 
 

@@ -37,9 +37,10 @@ __all__ = [
 ]
 
 
-def zoned_now(timestamp: float, zone: str | None) -> datetime:
-    """The run's logical time (epoch seconds) as an aware datetime in ``zone`` (UTC if none)."""
-    return datetime.fromtimestamp(timestamp, ZoneInfo(zone or "UTC"))
+def zoned_now(at: float | datetime, zone: str | None) -> datetime:
+    """The run's logical time (epoch seconds, or a datetime) in ``zone`` (UTC if none)."""
+    tz = ZoneInfo(zone or "UTC")
+    return at.astimezone(tz) if isinstance(at, datetime) else datetime.fromtimestamp(at, tz)
 
 
 # --- definitions and evaluation ---------------------------------------------------------------

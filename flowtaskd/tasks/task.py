@@ -236,7 +236,7 @@ class Task(AbstractTask):
             python_allow=self.options.get("python_allow"),
             logical_time=self.options.get("logical_time"),
         )
-        self._run = DagRun(self.pile, settings)
+        self._run = DagRun(self.pile, settings, kept=self.options.get("kept"))
         if self._cancel_requested:
             self._run.cancel()
         self._stats = self._run.monitor
