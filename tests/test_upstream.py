@@ -90,6 +90,23 @@ def test_masks_use_upstreams_date_functions_in_the_tasks_zone(tmp_path: Path) ->
     assert (tmp_path / "label.txt").read_text().strip() == f"report-{today.isoformat()}"
 
 
+def test_render_resolves_upstreams_masks_and_variables_as_a_run_would(tmp_path: Path) -> None:
+    at = "2026-12-07T10:00:00Z"  # already the 8th in Kiritimati (UTC+14)
+    plan = _cli("render", "--json", "--at", at, str(UPSTREAM / "masks_dates.yaml"), cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    (step,) = json.loads(plan.stdout)["steps"]
+    assert step["error"] is None
+    assert step["params"]["commands"] == [
+        'echo "2026-12-08 2026-12-07 2026-12-06 2026-11-30 2026-12-07 2026-12-01 2026-12-31"'
+        " > dates.txt",
+        'echo "report-2026-12-08" > label.txt',
+    ]
+    lenient = _cli("render", "--json", str(UPSTREAM / "variables_lenient.yaml"), cwd=tmp_path)
+    assert lenient.returncode == 0, lenient.stderr
+    later = json.loads(lenient.stdout)["steps"][1]
+    assert later["params"]["commands"][1] == 'echo "out {not_a_variable}" > out/v.txt'
+
+
 def test_step_ids_are_upstreams_around_a_group(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()

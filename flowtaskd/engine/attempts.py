@@ -24,9 +24,9 @@ from flowtaskd.components.runtime import mask_outcome
 from flowtaskd.core.masks import MaskError, zoned_now
 from flowtaskd.core.options import PlaceholderMode, RetryPolicy, StepOptions
 from flowtaskd.core.rules import StepStatus
+from flowtaskd.core.stepvalues import StepValues
 from flowtaskd.core.values import has_braces, mask_values, resolve
 from flowtaskd.engine.stats import AttemptStats
-from flowtaskd.engine.stepvalues import StepValues
 from flowtaskd.errors import PlaceholderError
 from flowtaskd.execution.local import LocalExecutor
 from flowtaskd.logs import SecretMasker
