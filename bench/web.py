@@ -221,10 +221,7 @@ def _live_delay(client: httpx.Client, base: str, token: str, runs: int) -> list[
         for _ in range(runs):
             run_id = client.post("/api/v1/tasks/benchlive/runs").json()["run_id"]
             page.goto(f"/runs/{run_id}")
-            page.wait_for_function(
-                "document.querySelector('#run-state')?.textContent.includes('done')",
-                timeout=30_000,
-            )
+            page.locator("#run-state", has_text="done").wait_for(timeout=30_000)
             seen = {st: t for st, state, t in page.evaluate("window.__seen") if state == "done"}
             steps = client.get(f"/api/v1/runs/{run_id}").json()["steps"]
             for sid, step in steps.items():
