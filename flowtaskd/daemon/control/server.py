@@ -48,7 +48,13 @@ from flowtaskd.daemon.control.requests import (
     subscribe_filters,
 )
 from flowtaskd.daemon.control.sockfile import bind_socket, unlink_socket
-from flowtaskd.daemon.control.streams import Stream, StreamHub, encode_line
+from flowtaskd.daemon.control.streams import (
+    Stream,
+    StreamHub,
+    encode_line,
+    encode_lines,
+    payload_keys,
+)
 from flowtaskd.engine.events import CATCH_ALL, Payload
 from flowtaskd.errors import FlowtaskError
 
@@ -137,6 +143,8 @@ class ControlServer:
             flush_delay=flush_delay,
             write_timeout=write_timeout,
             on_drop=self._dropped_stream,
+            encode=encode_lines,
+            keys=payload_keys,
         )
         self.dropped = 0
         """Subscribers dropped (buffer full or a stalled write) since the daemon started."""
