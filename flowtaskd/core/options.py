@@ -47,7 +47,7 @@ STEP_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 class StrictModel(BaseModel):
     """Unknown keys are errors; values are not silently coerced from the wrong type."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class NoParams(StrictModel):

@@ -86,7 +86,7 @@ def _levels(pile: TaskPile) -> list[list[str]]:
     units: nx.DiGraph = nx.DiGraph()
     for step in pile:
         units.add_node(unit_of.get(step.id, step.id))
-    for u, v in pile.graph.edges:
+    for u, v in pile.edges():
         uu, vu = unit_of.get(u, u), unit_of.get(v, v)
         if uu != vu:
             units.add_edge(uu, vu)

@@ -290,7 +290,7 @@ class Attempts:
     def _input_of(self, sid: str, outputs: Mapping[str, str | None]) -> str | None:
         """What a ``wants_input`` step reads: its upstream step's output (several: a JSON
         object of them by step id)."""
-        ups = list(self.pile.graph.predecessors(sid))
+        ups = self.pile.predecessors(sid)
         if len(ups) == 1:
             return outputs.get(ups[0])
         if not ups:

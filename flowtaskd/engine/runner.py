@@ -139,14 +139,13 @@ class DagRun:
 
     # -- scheduling -------------------------------------------------------------------
     async def _schedule_all(self) -> None:
-        graph = self.pile.graph
         preds: dict[str, set[str]] = {}
         succs: dict[str, set[str]] = {}
-        for sid in graph.nodes:
+        for sid in (step.id for step in self.pile):
             unit = self._unit_of.get(sid, sid)
             preds.setdefault(unit, set())
             succs.setdefault(unit, set())
-        for u, v in graph.edges:
+        for u, v in self.pile.edges():
             uu, vu = self._unit_of.get(u, u), self._unit_of.get(v, v)
             if uu != vu:
                 preds[vu].add(uu)
@@ -245,7 +244,7 @@ class DagRun:
         self, sid: str, local: Mapping[str, StepStatus] | None = None
     ) -> list[tuple[str, StepStatus]]:
         out = []
-        for u in self.pile.graph.predecessors(sid):
+        for u in self.pile.predecessors(sid):
             if local is not None and u in local:
                 out.append((u, local[u]))
             else:
@@ -323,7 +322,7 @@ class DagRun:
         done = {m: asyncio.Event() for m in group.members}
 
         async def one(m: str) -> None:
-            for u in self.pile.graph.predecessors(m):
+            for u in self.pile.predecessors(m):
                 if u in members:
                     await done[u].wait()
             d = decide(self._rule(m), self._upstream(m, local))
