@@ -21,6 +21,7 @@ from flowtaskd.core.rules import StepStatus, TaskStatus
 from flowtaskd.core.schema import TaskDefinition, validate_definition
 from flowtaskd.engine.actions import ActionRunner
 from flowtaskd.engine.attempts import RunSettings
+from flowtaskd.engine.chain import fire_continuations
 from flowtaskd.engine.runner import DagRun
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import TaskNotFound
@@ -45,7 +46,8 @@ class Task(AbstractTask):
     """Runs a task definition as a DAG.
 
     The positional arguments are flowtask's; the keyword options beyond them are a
-    :class:`~flowtaskd.tasks.options.TaskOptions` (typed: mypy checks every caller).
+    :class:`~flowtaskd.tasks.options.TaskOptions` (typed: mypy checks every caller); with
+    ``program``, ``tasks_dir`` is the root of upstream's ``<program>/tasks/<task>`` tree.
     """
 
     def __init__(
@@ -91,6 +93,11 @@ class Task(AbstractTask):
         raise TaskNotFound(f"cannot run {task!r}: give a task file, a library name or a dict")
 
     def _find(self, ref: str) -> Path:
+        if self.program:
+            caller = self.options.get("caller_file")
+            found = self._in_program(ref, self.program, Path(caller) if caller else None)
+            if found is not None:
+                return found
         path = Path(ref)
         if path.suffix in TASK_SUFFIXES or os.sep in ref:
             if not path.exists():
@@ -102,11 +109,35 @@ class Task(AbstractTask):
             if found is not None:
                 return Path(found)
         folder = Path(self.options.get("tasks_dir") or self.program or "config/tasks")
+        if self.program:
+            root = Path(self.options.get("tasks_dir") or "config/tasks")
+            raise TaskNotFound(
+                f"no task {ref!r} in program {self.program!r} (looked in "
+                f"{root / self.program / 'tasks'} for {ref}.json, .yaml, .toml)"
+            )
         for suffix in sorted(TASK_SUFFIXES):
             candidate = folder / f"{ref}{suffix}"
             if candidate.exists():
                 return candidate
         raise TaskNotFound(f"no task named {ref!r} (looked in {folder})")
+
+    def _in_program(self, ref: str, program: str, near: Path | None) -> Path | None:
+        """Upstream's layout: ``<tasks root>/<program>/tasks/<task>.(json|yaml|toml)``; the
+        root is ``tasks_dir``, else the root of the calling task's own file, if it lies in
+        such a tree, else ``config/tasks``. The first suffix that exists wins (upstream's
+        order: json, yaml, toml; then yml)."""
+        if Path(ref).suffix in TASK_SUFFIXES or os.sep in ref:
+            return None
+        roots = [Path(r) for r in (self.options.get("tasks_dir"),) if r]
+        if near is not None and near.parent.name == "tasks":
+            roots.append(near.parent.parent.parent)
+        roots.append(Path("config/tasks"))
+        for root in roots:
+            for suffix in (".json", ".yaml", ".toml", ".yml"):
+                candidate = root / program / "tasks" / f"{ref}{suffix}"
+                if candidate.is_file():
+                    return candidate
+        return None
 
     # -- life -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -209,7 +240,10 @@ class Task(AbstractTask):
         if self._cancel_requested:
             self._run.cancel()
         self._stats = self._run.monitor
-        return await self._run.run()
+        stats = await self._run.run()
+        if d.continuations and self._depth == 0:  # upstream ignores NextTask in a sub-task
+            await fire_continuations(d.continuations, stats, self._subrun, log)
+        return stats
 
     def cancel(self) -> None:
         """Cancel the run (its steps' process groups are stopped); before it starts, it
@@ -218,8 +252,14 @@ class Task(AbstractTask):
         if self._run is not None:
             self._run.cancel()
 
-    async def _subrun(self, ref: str, params: Mapping[str, Any]) -> StepOutcome:
+    async def _subrun(
+        self, ref: str, params: Mapping[str, Any], program: str | None = None
+    ) -> StepOutcome:
         target: Any = ref
+        if program is None and self.file is not None and self.file.parent.name == "tasks":
+            program = self.file.parent.parent.name if self.program is None else self.program
+            if self._in_program(ref, program, self.file) is None:
+                program = None  # not in the caller's program: a path or a library name
         if (
             self.file is not None
             and not Path(ref).is_absolute()
@@ -233,7 +273,8 @@ class Task(AbstractTask):
         options["clock"] = self.clock
         options["trigger"] = "subrun"
         options["depth"] = self._depth + 1
-        child = Task(task=target, **options)
+        options["caller_file"] = str(self.file) if self.file else None
+        child = Task(task=target, program=program, **options)
         try:
             async with child:
                 stats = await child.run()
