@@ -12,14 +12,12 @@ from pydantic import ValidationError
 
 from flowtaskd.core.options import (
     Backoff,
-    CommandAction,
-    LogAction,
     NoParams,
     RetryPolicy,
     StepOptions,
-    WebHookAction,
     parse_duration,
 )
+from flowtaskd.core.rules import SkipError
 
 
 @pytest.mark.parametrize(
@@ -66,10 +64,14 @@ def test_timeout_must_be_positive() -> None:
     assert StepOptions.model_validate({"timeout": "5m"}).timeout == 300.0
 
 
+def argv(value: Any) -> Any:
+    return StepOptions.model_validate({"precondition": value}).precondition
+
+
 def test_argv_forms() -> None:
-    assert CommandAction.model_validate({"command": ["a", 1, 2.5]}).command == ["a", "1", "2.5"]
-    assert CommandAction.model_validate({"command": "echo hi"}).command == "echo hi"
-    assert CommandAction.model_validate({"command": ("a", "b")}).command == ["a", "b"]
+    assert argv(["a", 1, 2.5]) == ["a", "1", "2.5"]
+    assert argv("echo hi") == "echo hi"
+    assert argv(("a", "b")) == ["a", "b"]
     for bad, message in [
         ([], "the command is empty"),
         ("  ", "the command is empty"),
@@ -78,7 +80,7 @@ def test_argv_forms() -> None:
         (5, "a command is a list of arguments or a string"),
     ]:
         with pytest.raises(ValidationError, match=message):
-            CommandAction.model_validate({"command": bad})
+            argv(bad)
 
 
 def test_env_numbers_become_text_but_not_booleans() -> None:
@@ -102,6 +104,7 @@ def test_depends_as_one_id_or_a_list() -> None:
     assert StepOptions.model_validate({"depends": "a"}).depends == ["a"]
     assert StepOptions.model_validate({"depends": ["a", "b"]}).depends == ["a", "b"]
     assert StepOptions.model_validate({"depends": []}).depends == []
+    assert StepOptions.model_validate({"depends": 0}).depends == [0]  # an upstream pile index
     assert StepOptions().depends is None
 
 
@@ -143,20 +146,11 @@ def test_retry_policy_bounds(bad: dict[str, Any]) -> None:
         RetryPolicy.model_validate(bad)
 
 
-def test_log_action_levels() -> None:
-    assert LogAction().message == "task {task} {event}"
-    with pytest.raises(ValidationError):
-        LogAction.model_validate({"level": "loud"})
+def test_skip_error_takes_upstreams_alias() -> None:
+    assert StepOptions.model_validate({"skipError": "log_only"}).skipError is SkipError.LOG
+    assert StepOptions().skipError is SkipError.ENFORCE
 
 
-def test_webhook_secret_must_fit_its_signing() -> None:
-    ok = WebHookAction.model_validate({"url": "https://h/x", "secret": "whsec_abc"})
-    assert ok.signing == "standard" and ok.timeout == 10.0
-    WebHookAction.model_validate({"url": "http://h", "secret": ["whsec_a", "whsec_b"]})
-    WebHookAction.model_validate({"url": "http://h", "secret": "plain", "signing": "github"})
-    with pytest.raises(ValidationError, match="a Standard Webhooks secret starts with whsec_"):
-        WebHookAction.model_validate({"url": "http://h", "secret": ["whsec_a", "plain"]})
-    with pytest.raises(ValidationError):
-        WebHookAction.model_validate({"url": "ftp://h"})
-    retry = WebHookAction.model_validate({"url": "http://h", "retry_schedule": ["5s", 60]})
-    assert retry.retry_schedule == [5.0, 60.0]
+def test_branch_is_refused_with_the_alternatives() -> None:
+    with pytest.raises(ValidationError, match=r"`branch` is not supported.*use `Goto`, `OnError`"):
+        StepOptions.model_validate({"branch": "x"})
