@@ -128,9 +128,7 @@ def test_the_walk_finds_what_it_must() -> None:
     # the engine is not pure: the walk must say so, with the chain
     found = violations("flowtaskd.tasks.task")
     assert any(v.startswith("flowtaskd.tasks.task imports flowtaskd.execution") for v in found)
-    assert any(
-        "imports flowtaskd.process" in v for v in violations("flowtaskd.components.runtime")
-    )
+    assert any("imports flowtaskd.process" in v for v in violations("flowtaskd.components.runtime"))
 
 
 def test_at_run_time_validation_loads_no_io_shell() -> None:

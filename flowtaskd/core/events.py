@@ -49,6 +49,7 @@ DAEMON_EVENTS: tuple[str, ...] = (
     "daemon_ready",
     "daemon_reloaded",
     "daemon_stopping",
+    "daemon_fault",
 )
 ALL_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + DAEMON_EVENTS
 CATCH_ALL = "*"

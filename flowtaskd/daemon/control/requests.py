@@ -236,6 +236,7 @@ class Requests:
             "runs": d.runs.snapshot(),
             "next_fire_times": d.scheduler.next_fire_times(),
             "control": self.server.summary(),
+            "faults": d.faults.summary(),
         }
 
     async def _tasks(self, session: Session, req: dict[str, Any]) -> Payload:

@@ -68,6 +68,7 @@ class Intake:
             [(name, ib.path) for name, ib in self.inboxes.items()],
             self.spool,
             lambda claimed: self.spawn(self._handle(claimed)),
+            faults=self.d.faults,
         )
         await watcher.run(stop, ready)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowtaskd.core.loader import format_for
+from flowtaskd.daemon.faults import Faults
 from flowtaskd.daemon.intake import inotify
 from flowtaskd.daemon.intake.spool import _SIDECAR, ClaimedFile, Spool, _check_inbox_name
 from flowtaskd.daemon.intake.watcher import is_ignored, wait_stable, watch_paths
@@ -45,6 +46,7 @@ __all__ = ["ClaimedFile", "InboxWatcher", "Spool", "scan_inbox"]
 
 _log = get_logger("flowtaskd.inbox")
 
+_RESCAN = "inbox_rescan"  # the place name of scan failures (see Faults)
 _SETTLE_ATTEMPT = 0.5  # seconds per wait_stable call; bounds how long stop takes
 
 
@@ -115,6 +117,7 @@ class InboxWatcher:
         on_error: Callable[[Path, str], None] | None = None,
         rescan_interval: float | None = 5.0,
         max_settling: int = 64,
+        faults: Faults | None = None,
     ) -> None:
         self._folders: dict[Path, str] = {}
         for name, folder in inboxes:
@@ -130,6 +133,7 @@ class InboxWatcher:
         self._on_error = on_error
         self._rescan = rescan_interval
         self._max_settling = max_settling
+        self._faults = faults or Faults()
         self._busy: dict[Path, bool] = {}  # path -> seen again while being handled
         self._failed: dict[Path, tuple[tuple[int, int, int] | None, str]] = {}
 
@@ -154,8 +158,12 @@ class InboxWatcher:
             if ready is not None:
                 ready.set()
             while not stop_event.is_set():
+                wait = self._rescan
+                backoff = self._faults.backoff(_RESCAN)
+                if backoff and (wait is None or backoff < wait):
+                    wait = backoff  # a failing scan is retried sooner than the next rescan
                 try:
-                    async with asyncio.timeout(self._rescan):
+                    async with asyncio.timeout(wait):
                         await stop_event.wait()
                 except TimeoutError:
                     _log.debug("inbox_rescan")
@@ -183,6 +191,10 @@ class InboxWatcher:
             except DaemonError as error:
                 self._report(folder, str(error), None)
                 continue
+            except OSError as error:  # out of descriptors, an NFS hiccup: try again soon
+                self._faults.report(_RESCAN, error)
+                continue
+            self._faults.cleared(_RESCAN)
             self._failed.pop(folder, None)
             present = set(paths)
             for gone in [p for p in self._failed if p.parent == folder and p not in present]:
