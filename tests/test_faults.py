@@ -51,7 +51,11 @@ def _sock_path(daemon: DaemonProcess) -> str:
 def connect(daemon: DaemonProcess, timeout: float = 5.0) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
-    sock.connect(_sock_path(daemon))
+    try:
+        sock.connect(_sock_path(daemon))
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 

@@ -241,6 +241,6 @@ async def wait_stable(
         current = await _stat(path)
         if current is None:
             return None
-        if _same(current, last) and (wall() - current.st_mtime_ns / 1e9) >= quiet:
-            return current
+        # quiet now or not, the loop goes round: only the branch above may return a stat,
+        # and it always asks whether a writer still holds the file open
         last = current
