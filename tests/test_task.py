@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from flowtaskd.core.rules import StepStatus, TaskStatus
 from flowtaskd.engine.events import EventBus
 from flowtaskd.errors import TaskParseError
 from flowtaskd.tasks import Command, Task
+from flowtaskd.tasks.task import new_run_id
 from tests.conftest import FakeClock, pid_alive, wait_for, write
 
 PY = sys.executable
@@ -632,10 +634,6 @@ async def test_a_long_chain_of_instant_steps_still_lets_the_loop_run(tmp_path: P
 
 
 def test_run_ids_are_unique_and_sorted_in_a_tight_loop_and_across_threads() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from flowtaskd.tasks.task import new_run_id
-
     ids = [new_run_id() for _ in range(300_000)]  # ~100 per millisecond
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)

@@ -35,9 +35,12 @@ _DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FD
 _log = structlog.get_logger("flowtaskd.task")
 
 
-_ids_lock = threading.Lock()
-_last_ms = 0
-_seq = 0
+class _IdClock:
+    lock = threading.Lock()
+    last_ms = 0
+    seq = 0
+
+
 _PROCESS_TAG = _secrets.token_hex(2)  # tells apart ids made by two processes in one ms
 
 
@@ -47,16 +50,16 @@ def new_run_id() -> str:
     millisecond, and 4 that tag this process. Within a process no two ids are equal; two
     processes collide only if they share the millisecond, the sequence and the 16-bit tag.
     """
-    global _last_ms, _seq
-    with _ids_lock:
+    c = _IdClock
+    with c.lock:
         now = int(time.time() * 1000)
-        if now > _last_ms:
-            _last_ms, _seq = now, 0
+        if now > c.last_ms:
+            c.last_ms, c.seq = now, 0
         else:  # the same millisecond, or the clock stepped back: count on from the last
-            _seq += 1
-            if _seq > 0xFFFFFF:
-                _last_ms, _seq = _last_ms + 1, 0
-        return f"{_last_ms:012x}{_seq:06x}{_PROCESS_TAG}"
+            c.seq += 1
+            if c.seq > 0xFFFFFF:
+                c.last_ms, c.seq = c.last_ms + 1, 0
+        return f"{c.last_ms:012x}{c.seq:06x}{_PROCESS_TAG}"
 
 
 class Task(AbstractTask):
