@@ -276,13 +276,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     invalid = f", {st['invalid']} invalid (see flowtaskd tasks)" if st["invalid"] else ""
     print(f"tasks: {st['tasks']} loaded{invalid}")
     print(
-        f"runs:  {len(runs['active'])} running, {len(runs['queued'])} queued,"
+        f"runs:  {len(runs['active'])} running,"
+        f" {runs.get('queued_count', len(runs['queued']))} queued,"
         f" {runs['completed']} finished since start"
     )
     for r in runs["active"]:
         print(f"  running  {r['run_id']}  {r['task']}  {_span(r['running_for'])}  ({r['trigger']})")
     for r in runs["queued"]:
         print(f"  queued   {r['run_id']}  {r['task']}  ({r['trigger']})")
+    if runs.get("queued_truncated"):
+        print(f"  ... {runs['queued_count'] - len(runs['queued'])} more queued")
     fires = st["next_fire_times"]
     if fires:
         print("next fire times:")
