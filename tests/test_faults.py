@@ -197,3 +197,26 @@ def test_a_connect_flood_does_not_lock_the_cli_out(daemon: DaemonProcess) -> Non
         sock.close()
     _out, err = cli.communicate(timeout=30)
     assert cli.returncode == 0, err
+
+
+# -- 14. run data is private whatever the umask ----------------------------------------------
+
+
+def test_run_data_gets_explicit_modes_whatever_the_umask(daemon: DaemonProcess) -> None:
+    old = os.umask(0o022)  # a checkout's usual umask: the daemon inherits it
+    try:
+        daemon.start()
+    finally:
+        os.umask(old)
+    daemon.drop("talk.yaml", task("talk", command("say", "echo", "a secret the step prints")))
+    daemon.wait_log(event("inbox_archived", file="talk.yaml", ok=True), 15)
+
+    def mode(path: Path) -> int:
+        return path.stat().st_mode & 0o777
+
+    assert mode(daemon.state) == 0o750
+    for name in ("history.db", "history.db-wal", "history.db-shm"):
+        assert mode(daemon.state / name) & 0o007 == 0, name
+    logs = [p for p in (daemon.state / "logs").rglob("*") if p.is_file()]
+    assert logs and all(mode(p) & 0o007 == 0 for p in logs)
+    assert mode(daemon.archive / "done" / "talk.yaml.result.json") == 0o640

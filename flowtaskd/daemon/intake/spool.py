@@ -207,7 +207,8 @@ class Spool:
         tmp = folder / f".{secrets.token_hex(8)}.tmp"
         text = json.dumps(dict(result), indent=2, sort_keys=True, default=str) + "\n"
         try:
-            with tmp.open("x", encoding="utf-8") as f:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            with open(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
