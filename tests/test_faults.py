@@ -220,3 +220,26 @@ def test_run_data_gets_explicit_modes_whatever_the_umask(daemon: DaemonProcess) 
     logs = [p for p in (daemon.state / "logs").rglob("*") if p.is_file()]
     assert logs and all(mode(p) & 0o007 == 0 for p in logs)
     assert mode(daemon.archive / "done" / "talk.yaml.result.json") == 0o640
+
+
+# -- 12. entries that will never run are not silent ------------------------------------------
+
+
+def test_every_inbox_entry_that_never_runs_gets_one_log_line(daemon: DaemonProcess) -> None:
+    daemon.start()
+    since = daemon.mark()
+    real = daemon.root / "real.yaml"
+    real.write_text(task("real", dummy("x")))
+    (daemon.inbox / "link.yaml").symlink_to(real)
+    os.mkfifo(daemon.inbox / "pipe.yaml")
+    (daemon.inbox / "folder.yaml").mkdir()
+    for name in ("link.yaml", "pipe.yaml", "folder.yaml"):
+        line = daemon.wait_log(
+            event("inbox_ignored", file=str(daemon.inbox / name)), 15, since=since
+        )
+        assert line["reason"]
+    # two more rescans: still one line each
+    mark = daemon.mark()
+    daemon.wait_log(event("inbox_rescan"), 15, since=mark, count=2)
+    for name in ("link.yaml", "pipe.yaml", "folder.yaml"):
+        assert len(daemon.find(event("inbox_ignored", file=str(daemon.inbox / name)), since)) == 1

@@ -50,6 +50,7 @@ DAEMON_EVENTS: tuple[str, ...] = (
     "daemon_reloaded",
     "daemon_stopping",
     "daemon_fault",
+    "inbox_ignored",
 )
 ALL_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + DAEMON_EVENTS
 CATCH_ALL = "*"

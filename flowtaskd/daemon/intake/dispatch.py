@@ -69,6 +69,9 @@ class Intake:
             self.spool,
             lambda claimed: self.spawn(self._handle(claimed)),
             faults=self.d.faults,
+            on_ignored=lambda path, inbox, reason: self.d.bus.emit(
+                "inbox_ignored", {"inbox": inbox, "file": path.name, "reason": reason}
+            ),
         )
         await watcher.run(stop, ready)
 

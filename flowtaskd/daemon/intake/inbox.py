@@ -55,7 +55,7 @@ def _is_candidate(path: Path) -> bool:
     return not is_ignored(path) and format_for(name) is not None and not name.endswith(_SIDECAR)
 
 
-def _scan(folder: Path) -> list[Path]:
+def _scan(folder: Path, ignored: list[tuple[Path, str]] | None = None) -> list[Path]:
     found: list[tuple[int, str, Path]] = []
     try:
         with os.scandir(folder) as entries:
@@ -68,6 +68,8 @@ def _scan(folder: Path) -> list[Path]:
                         found.append(
                             (entry.stat(follow_symlinks=False).st_mtime_ns, path.name, path)
                         )
+                    elif ignored is not None:
+                        ignored.append((path, _kind(entry)))
                 except FileNotFoundError:
                     continue
     except (FileNotFoundError, NotADirectoryError):
@@ -75,9 +77,18 @@ def _scan(folder: Path) -> list[Path]:
     return [path for *_, path in sorted(found)]
 
 
-async def scan_inbox(path: Path) -> list[Path]:
-    """Task files directly in the inbox folder ``path``, oldest mtime first."""
-    return await asyncio.to_thread(_scan, Path(path))
+def _kind(entry: os.DirEntry[str]) -> str:
+    if entry.is_symlink():
+        return "a symbolic link is never run (drop the file itself)"
+    if entry.is_dir(follow_symlinks=False):
+        return "a folder is never run (files in subfolders are not looked at)"
+    return "not a regular file (a pipe, a socket or a device) is never run"
+
+
+async def scan_inbox(path: Path, ignored: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Task files directly in the inbox folder ``path``, oldest mtime first; entries named
+    like task files that are not regular files go to ``ignored`` with the reason."""
+    return await asyncio.to_thread(_scan, Path(path), ignored)
 
 
 def _check_folders(folders: Sequence[Path]) -> None:
@@ -118,6 +129,7 @@ class InboxWatcher:
         rescan_interval: float | None = 5.0,
         max_settling: int = 64,
         faults: Faults | None = None,
+        on_ignored: Callable[[Path, str, str], None] | None = None,
     ) -> None:
         self._folders: dict[Path, str] = {}
         for name, folder in inboxes:
@@ -134,6 +146,8 @@ class InboxWatcher:
         self._rescan = rescan_interval
         self._max_settling = max_settling
         self._faults = faults or Faults()
+        self._on_ignored = on_ignored
+        self._ignored: dict[Path, str] = {}  # entries reported as never run, and why
         self._busy: dict[Path, bool] = {}  # path -> seen again while being handled
         self._failed: dict[Path, tuple[tuple[int, int, int] | None, str]] = {}
 
@@ -186,8 +200,9 @@ class InboxWatcher:
 
     async def _scan_all(self, run: _Run) -> None:
         for folder, inbox in self._folders.items():
+            ignored: list[tuple[Path, str]] = []
             try:
-                paths = await scan_inbox(folder)
+                paths = await scan_inbox(folder, ignored)
             except DaemonError as error:
                 self._report(folder, str(error), None)
                 continue
@@ -199,8 +214,22 @@ class InboxWatcher:
             present = set(paths)
             for gone in [p for p in self._failed if p.parent == folder and p not in present]:
                 del self._failed[gone]
+            for path, reason in ignored:
+                self._ignore(path, inbox, reason)
             for path in paths:
                 self._start(run, path, inbox)
+
+    def _ignore(self, path: Path, inbox: str, reason: str) -> None:
+        """One log line (and ``on_ignored``) per entry that will never run, not per look."""
+        if self._ignored.get(path) == reason:
+            return
+        self._ignored[path] = reason
+        _log.warning("inbox_ignored", inbox=inbox, file=str(path), reason=reason)
+        if self._on_ignored is not None:
+            try:
+                self._on_ignored(path, inbox, reason)
+            except Exception:
+                _log.exception("inbox_on_ignored_failed", file=str(path))
 
     def _start(self, run: _Run, path: Path, inbox: str) -> None:
         if run.stop.is_set():
