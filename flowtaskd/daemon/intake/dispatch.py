@@ -52,6 +52,14 @@ class Intake:
     async def recover(self) -> None:
         """Run again every file a crash left in the spool."""
         folders = {name: ib.path for name, ib in self.inboxes.items()}
+        for name, folder in folders.items():
+            try:
+                restored = await asyncio.to_thread(self.spool.restore_claims, folder)
+            except OSError as exc:
+                _log.error("inbox_restore_failed", inbox=name, error=str(exc))
+                continue
+            for path in restored:  # the watcher's first scan claims them again
+                _log.warning("inbox_claim_restored", inbox=name, file=path.name)
         for claimed in await asyncio.to_thread(self.spool.pending, folders):
             _log.warning("inbox_recovered", file=claimed.original.name, inbox=claimed.inbox)
             self.spawn(self._handle(claimed))

@@ -6,7 +6,8 @@ is all recovery needs: after a crash, :meth:`Spool.pending` lists what was claim
 archived, without a database. Keep the spool on the inboxes' filesystem; across filesystems
 (``EXDEV``) a claim renames the file to a hidden ``.<name>.<claim_id>.claiming`` beside it
 (still atomic, still exactly once), copies it into the spool (temp name, ``fsync``, rename)
-and removes the hidden file, which a crash in between leaves for an operator.
+and removes the hidden file; one a crash left in between is renamed back at the next start
+(:meth:`Spool.restore_claims`), and a failed copy renames it back before anything else.
 
 **Archiving** moves the spooled file to ``<archive>/done/`` or ``<archive>/failed/`` under
 its original name (``<stem>.<claim_id><suffix>`` if that is taken; never overwriting), and
@@ -18,6 +19,7 @@ through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -38,6 +40,7 @@ __all__ = ["ClaimedFile", "Spool"]
 _SIDECAR = ".result.json"
 _ID_TIME = "%Y%m%dT%H%M%S%fZ"
 _INBOX_NAME = r"[A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*"
+_CLAIMING = re.compile(r"\.(.+)\.\d{8}T\d{12}Z-[0-9a-f]{6}\.claiming")
 _SPOOL_NAME = re.compile(rf"(\d{{8}}T\d{{12}}Z-[0-9a-f]{{6}})--({_INBOX_NAME})--(.+)")
 
 
@@ -156,12 +159,30 @@ class Spool:
             _copy_synced(hold, tmp, st)
             os.rename(tmp, target)
         except BaseException:
-            tmp.unlink(missing_ok=True)
-            os.rename(hold, path)  # back where it was dropped
+            try:
+                os.rename(hold, path)  # back where it was dropped, first of all
+            finally:
+                with contextlib.suppress(OSError):  # a read-only spool: EROFS here too
+                    tmp.unlink(missing_ok=True)
             raise
         _fsync_dir(self.dir)
         hold.unlink()
         return True
+
+    def restore_claims(self, folder: Path) -> list[Path]:
+        """Put back under their names the files a crash (or an old failed claim) left under
+        hidden ``.<name>.<claim_id>.claiming`` names in the inbox ``folder``; returns them.
+        A name taken meanwhile keeps the hidden file (never overwritten)."""
+        restored: list[Path] = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                match = _CLAIMING.fullmatch(entry.name)
+                if match is None or not entry.is_file(follow_symlinks=False):
+                    continue
+                original = Path(folder) / match.group(1)
+                if _move_new(Path(entry.path), original):
+                    restored.append(original)
+        return restored
 
     def pending(self, inboxes: Mapping[str, Path] | None = None) -> list[ClaimedFile]:
         """Files left in the spool (claimed, never archived: a crash), oldest first.
