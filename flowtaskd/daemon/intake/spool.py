@@ -10,8 +10,9 @@ and removes the hidden file; one a crash left in between is renamed back at the 
 (:meth:`Spool.restore_claims`), and a failed copy renames it back before anything else.
 
 **Archiving** moves the spooled file to ``<archive>/done/`` or ``<archive>/failed/`` under
-its original name (``<stem>.<claim_id><suffix>`` if that is taken; never overwriting), and
-writes ``<archived name>.result.json`` beside it atomically.
+its original name (``<stem>.<claim_id><suffix>`` if that is taken; never overwriting),
+after writing ``<archived name>.result.json`` there atomically: the result is in place
+before the file appears.
 
 Blocking file I/O throughout; the inbox watcher (:mod:`flowtaskd.daemon.intake.inbox`) calls it
 through ``asyncio.to_thread``.
@@ -79,6 +80,20 @@ def _copy_synced(src: Path, dst: Path, st: os.stat_result) -> None:
     if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
         os.chown(dst, st.st_uid, st.st_gid)  # the owner is what the trust check looks at
     shutil.copystat(src, dst)
+
+
+def _write_synced(folder: Path, path: Path, text: str) -> None:
+    """Write ``path`` (mode 0640) atomically: a synced temporary file renamed into place."""
+    tmp = folder / f".{secrets.token_hex(8)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _move_new(src: Path, dst: Path) -> bool:
@@ -215,26 +230,28 @@ class Spool:
         """
         folder = Path(archive_dir) / ("done" if ok else "failed")
         folder.mkdir(parents=True, exist_ok=True)
+        if not claimed.spooled.exists():
+            raise DaemonError(f"cannot archive {claimed.spooled}: it is not in the spool")
         name = claimed.original.name
-        dest = folder / name
-        try:
-            if not _move_new(claimed.spooled, dest):
-                dest = folder / f"{Path(name).stem}.{claimed.claim_id}{Path(name).suffix}"
-                if not _move_new(claimed.spooled, dest):
-                    raise DaemonError(f"cannot archive {claimed.spooled}: {dest} exists")
-        except FileNotFoundError:
-            raise DaemonError(f"cannot archive {claimed.spooled}: it is not in the spool") from None
-        sidecar = folder / f"{dest.name}{_SIDECAR}"
-        tmp = folder / f".{secrets.token_hex(8)}.tmp"
         text = json.dumps(dict(result), indent=2, sort_keys=True, default=str) + "\n"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-            with open(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, sidecar)
-        finally:
-            tmp.unlink(missing_ok=True)
+        alternate = f"{Path(name).stem}.{claimed.claim_id}{Path(name).suffix}"
+        # The sidecar goes in place first: a watcher of done/ (or a crash) never sees the
+        # file without its result.
+        for dest in (folder / name, folder / alternate):
+            sidecar = folder / f"{dest.name}{_SIDECAR}"
+            if os.path.lexists(dest) or os.path.lexists(sidecar):
+                continue
+            _write_synced(folder, sidecar, text)
+            try:
+                if _move_new(claimed.spooled, dest):
+                    break
+            except FileNotFoundError:
+                sidecar.unlink(missing_ok=True)
+                raise DaemonError(
+                    f"cannot archive {claimed.spooled}: it is not in the spool"
+                ) from None
+            sidecar.unlink(missing_ok=True)  # taken meanwhile: try the other name
+        else:
+            raise DaemonError(f"cannot archive {claimed.spooled}: {folder / alternate} exists")
         _fsync_dir(folder)
         return dest
