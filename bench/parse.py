@@ -29,10 +29,13 @@ from typing import Any
 
 import yaml
 
+from flowtaskd.components.registry import registry
 from flowtaskd.core.graph import compile_graph
 from flowtaskd.core.loader import load_document
-from flowtaskd.core.pile import TaskPile, load_pile
 from flowtaskd.core.schema import validate_definition
+from flowtaskd.tasks import TaskPile, load_pile
+
+CATALOG = registry()
 
 STEPS = 20
 
@@ -91,6 +94,10 @@ def best(repeat: int, run: Callable[[], Any]) -> float:
     return min(times)
 
 
+def validate(doc: Any) -> Any:
+    return validate_definition(doc.data, doc, catalog=CATALOG)
+
+
 def each(items: list[Any], work: Callable[[Any], Any]) -> None:
     """``work`` on every item, keeping no result (each file costs the same, first or last)."""
     for item in items:
@@ -108,14 +115,14 @@ def bench_files(count: int, repeat: int) -> None:
         for path in paths:  # every generated file is valid
             load_pile(path)
         docs = [load_document(p) for p in paths]
-        defs = [validate_definition(d.data, d) for d in docs]
+        defs = [validate_definition(d.data, d, catalog=CATALOG) for d in docs]
 
         bare = best(
             repeat, lambda: each(paths, lambda p: yaml.load(p.read_text(), Loader=yaml.CSafeLoader))
         )
         full = best(repeat, lambda: each(paths, load_pile))
         loading = best(repeat, lambda: each(paths, load_document))
-        validating = best(repeat, lambda: each(docs, lambda d: validate_definition(d.data, d)))
+        validating = best(repeat, lambda: each(docs, validate))
         building = best(repeat, lambda: each(defs, TaskPile))
         bare_kept = best(
             repeat, lambda: [yaml.load(p.read_text(), Loader=yaml.CSafeLoader) for p in paths]
@@ -165,7 +172,7 @@ def bench_dag(repeat: int) -> None:
     edges = pile.graph.number_of_edges()
     definition = pile.definition
     total = best(repeat, lambda: TaskPile(task))
-    validating = best(repeat, lambda: validate_definition(task))
+    validating = best(repeat, lambda: validate_definition(task, catalog=CATALOG))
     graph = best(repeat, lambda: compile_graph(definition.steps))
     building = best(repeat, lambda: TaskPile(definition))
     print(f"one DAG of {n} steps and {edges} edges, from a dict, best of {repeat}:")

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.engine.events import EventBus
 from flowtaskd.logs import configure_logging
+from flowtaskd.tasks import TaskPile
 from flowtaskd.tasks.task import Task
 
 

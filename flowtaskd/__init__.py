@@ -10,12 +10,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flowtaskd.core.pile import Step, TaskPile, check_syntax, load_pile, load_task
     from flowtaskd.engine.events import EventBus
     from flowtaskd.engine.stats import TaskMonitor
     from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
     from flowtaskd.tasks.abstract import AbstractTask
     from flowtaskd.tasks.command import Command
+    from flowtaskd.tasks.pile import Step, TaskPile, check_syntax, load_pile, load_task
     from flowtaskd.tasks.task import Task
 
 __all__ = [
@@ -40,11 +40,11 @@ _WHERE: dict[str, str] = {
     "Problem": "flowtaskd.errors",
     "TaskParseError": "flowtaskd.errors",
     # the task model
-    "Step": "flowtaskd.core.pile",
-    "TaskPile": "flowtaskd.core.pile",
-    "check_syntax": "flowtaskd.core.pile",
-    "load_pile": "flowtaskd.core.pile",
-    "load_task": "flowtaskd.core.pile",
+    "Step": "flowtaskd.tasks.pile",
+    "TaskPile": "flowtaskd.tasks.pile",
+    "check_syntax": "flowtaskd.tasks.pile",
+    "load_pile": "flowtaskd.tasks.pile",
+    "load_task": "flowtaskd.tasks.pile",
     # running tasks, their stats and events
     "AbstractTask": "flowtaskd.tasks.abstract",
     "Task": "flowtaskd.tasks.task",

@@ -8,8 +8,13 @@ one chain of processors, so they share a shape:
   UTC), ``logger`` and whatever context is bound (``task``, ``run_id``, ``step`` through
   ``structlog.contextvars``). This is what journald and log shippers get.
 * ``console``: structlog's ``ConsoleRenderer``; colours only when the stream is a tty.
-* ``auto``: console when the stream is a tty and ``$JOURNAL_STREAM`` is unset (i.e. not
-  under systemd), else json.
+* ``journald``: each line a native journal entry (:mod:`flowtaskd.journal`): ``PRIORITY``
+  from the level, ``MESSAGE``, and the fields as ``TASK=``, ``RUN_ID=``, ``STEP=``, ...
+* ``auto``: journald when ``$JOURNAL_STREAM`` names our stderr (we run under systemd);
+  else console when the stream is a tty, else json.
+
+JSON lines and journal entries carry a ``message`` (a short sentence,
+:mod:`flowtaskd.logmessages`) beside ``event`` (the machine name).
 
 Secrets never reach a line: a :class:`SecretMasker` runs as the last processor before
 rendering and replaces every registered secret in every string value -- the message, bound
@@ -33,6 +38,9 @@ from typing import Any, TextIO, TypeVar, cast
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
+from flowtaskd.journal import JOURNAL_SOCKET, JournalHandler, render_for_journal, stderr_is_journal
+from flowtaskd.logmessages import add_message
+
 __all__ = [
     "GLOBAL_MASKER",
     "MIN_SECRET_LENGTH",
@@ -51,7 +59,7 @@ _LEVELS = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
-_FORMATS = ("auto", "json", "console")
+_FORMATS = ("auto", "json", "console", "journald")
 # Libraries that are chatty at INFO; they log at WARNING or above unless asked for less.
 _QUIET_LOGGERS = ("watchfiles",)
 _PLAIN = (str, int, float, bool, type(None))
@@ -152,7 +160,7 @@ def _foreign_stack(logger: WrappedLogger, method: str, event_dict: EventDict) ->
     return event_dict
 
 
-_LEAD_KEYS = ("timestamp", "level", "logger", "event")
+_LEAD_KEYS = ("timestamp", "level", "logger", "event", "message")
 
 
 def _lead_keys(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
@@ -169,7 +177,13 @@ class _FlowtaskdHandler(logging.StreamHandler[TextIO]):
     """The root handler configure_logging installs; found and replaced on reconfiguration."""
 
 
+class _FlowtaskdJournalHandler(JournalHandler):
+    """The same, for the journald format."""
+
+
 def _default_format(stream: TextIO) -> str:
+    if stderr_is_journal(stream):
+        return "journald"
     isatty = getattr(stream, "isatty", None)
     tty = bool(isatty()) if callable(isatty) else False
     return "console" if tty and "JOURNAL_STREAM" not in os.environ else "json"
@@ -185,7 +199,8 @@ def _level(level: str) -> int:
 def reset_logging() -> None:
     """Undo configure_logging: drop its handler and reset structlog to its defaults."""
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, _FlowtaskdHandler)]:
+    ours = (_FlowtaskdHandler, _FlowtaskdJournalHandler)
+    for handler in [h for h in root.handlers if isinstance(h, ours)]:
         root.removeHandler(handler)
         handler.close()
     structlog.reset_defaults()
@@ -196,8 +211,10 @@ def configure_logging(
     level: str = "info",
     stream: TextIO | None = None,
     secrets: SecretMasker | None = None,
+    journal_socket: str = JOURNAL_SOCKET,
 ) -> None:
-    """Send structlog and stdlib logging to ``stream`` (default: stderr) as json or console.
+    """Send structlog and stdlib logging to ``stream`` (default: stderr) as json or console,
+    or to journald's socket ``journal_socket`` (``format="journald"``).
 
     Safe to call again (e.g. on reload): the previous handler is replaced, not stacked.
     """
@@ -219,6 +236,9 @@ def configure_logging(
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
         ordering: list[Processor] = [_lead_keys]
+    elif fmt == "journald":
+        renderer = render_for_journal
+        ordering = []
     else:
         tty = getattr(out, "isatty", None)
         renderer = structlog.dev.ConsoleRenderer(colors=bool(callable(tty) and tty()))
@@ -230,13 +250,18 @@ def configure_logging(
             # Exceptions become text before masking, in both formats, so no traceback
             # (which may quote a secret) escapes the masker.
             structlog.processors.format_exc_info,
+            *([add_message] if fmt != "console" else []),  # before the masker: it quotes values
             masker,
             *ordering,
             renderer,
         ],
     )
     reset_logging()
-    handler = _FlowtaskdHandler(out)
+    handler: logging.Handler
+    if fmt == "journald":
+        handler = _FlowtaskdJournalHandler(journal_socket, fallback=out)
+    else:
+        handler = _FlowtaskdHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.addHandler(handler)

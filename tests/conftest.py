@@ -1,9 +1,13 @@
-"""Shared test helpers: write task files, wait for conditions with a deadline, a fake clock."""
+"""The one home of the test helpers: write files, wait for a condition with a deadline
+(:func:`wait_for`, and :func:`wait_for_sync` outside an event loop), and the fake clock
+(:class:`FakeClock`). Test modules import them from here rather than defining their own."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import inspect
 import logging
 import os
 import time
@@ -23,27 +27,48 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-async def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
-    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds."""
+async def wait_for(
+    cond: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    what: str | None = None,
+) -> Any:
+    """Poll ``cond`` (a function, or one returning an awaitable) until it gives something
+    truthy, and return that; fail after ``timeout`` seconds, saying ``what`` was awaited."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {cond}")
+            raise AssertionError(f"{what or cond} not met within {timeout}s")
         await asyncio.sleep(interval)
 
 
-def wait_for_sync(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+def wait_for_sync(
+    cond: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    what: str | None = None,
+) -> Any:
+    """:func:`wait_for` for code outside an event loop."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {cond}")
+            raise AssertionError(f"{what or cond} not met within {timeout}s")
         time.sleep(interval)
+
+
+def file_text(path: Path) -> str | None:
+    """The content of ``path`` if it exists and is not empty (a :func:`wait_for` condition)."""
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text() or None
+    return None
 
 
 def pid_alive(pid: int) -> bool:
@@ -56,11 +81,23 @@ def pid_alive(pid: int) -> bool:
 
 
 class FakeClock:
-    """A clock tests move by hand: ``sleep`` records the wait and returns at once."""
+    """A clock tests move by hand.
 
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
+    By default ``sleep`` records the wait, moves the clock by it and returns at once. With
+    ``manual=True`` a ``sleep`` waits until the test moves the clock past its end with
+    :meth:`advance` (``sleepers`` counts the waiting ones). Calling the clock gives the time,
+    for parts that take a plain ``time()`` function.
+    """
+
+    def __init__(self, start: float = 1_800_000_000.0, *, manual: bool = False) -> None:
         self.t = start
+        self.manual = manual
         self.sleeps: list[float] = []
+        self.sleepers = 0
+        self._moved = asyncio.Event()
+
+    def __call__(self) -> float:
+        return self.t
 
     def time(self) -> float:
         return self.t
@@ -73,8 +110,22 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
+        if not self.manual:
+            self.t += seconds
+            await asyncio.sleep(0)
+            return
+        end = self.t + seconds
+        self.sleepers += 1
+        try:
+            while self.t < end:
+                self._moved.clear()
+                await self._moved.wait()
+        finally:
+            self.sleepers -= 1
+
+    def advance(self, seconds: float) -> None:
         self.t += seconds
-        await asyncio.sleep(0)
+        self._moved.set()
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ from typing import IO, Any
 
 import yaml
 
-from flowtaskd.daemon.runs.store import HistoryStore, RunRecord
+from flowtaskd.daemon.runs.records import RunRecord
+from flowtaskd.daemon.runs.store import HistoryStore
 
 __all__ = ["FLOWTASKD", "DaemonProcess", "LogLine", "short_root"]
 
@@ -78,6 +79,7 @@ class DaemonProcess:
             "log": {"format": "json", "level": "debug"},
             "shutdown_grace": 10,
             "kill_grace": 1,
+            "web": False,  # tests that want it set web: {listen: "127.0.0.1:0"}
         }
         self.write_config(**config)
         self.proc: subprocess.Popen[bytes] | None = None

@@ -517,11 +517,14 @@ def test_shipped_config_names_every_option() -> None:
         cfg.log,
         cfg.security,
         cfg.metrics,
+        cfg.web,
         cfg.inboxes[0],
         ScheduleConfig(task="a", every=1),
     ]
     keys = {key for model in models for key in type(model).model_fields}
     keys |= {"n_workers", "threads_per_worker", "url", "events", "secret", "retries"}
+    keys |= {"signing", "retry_schedule"}
+    keys |= {"sha256", "file"}
     assert [key for key in sorted(keys) if f"{key}:" not in text] == []
 
 
@@ -532,13 +535,17 @@ def test_summary_is_json_and_masks_secrets(tmp_path: Path) -> None:
         webhooks:
           - url: https://bot:hunter2@hooks.example.com/x?token=abc
             secret: s3cret
+            signing: github
           - url: https://example.com/plain
+          - url: https://example.com/rotating
+            secret: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, whsec_dGhlLXByZXZpb3VzLWtleS0wMTIzNDU2]
         """,
     )
     summary = config_summary(cfg)
     text = json.dumps(summary)
     assert "s3cret" not in text and "hunter2" not in text and "abc" not in text
-    first, second = summary["webhooks"]
+    first, second, third = summary["webhooks"]
+    assert third["secret"] == "***" and "whsec_" not in text
     assert first["secret"] == "***"
     assert first["url"] == "https://bot:***@hooks.example.com/x?***"
     assert second == {**second, "url": "https://example.com/plain", "secret": None}

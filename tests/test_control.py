@@ -79,7 +79,7 @@ def config_file(tmp_path: Path, sock_dir: Path) -> Path:
         (
             f"state_dir: {tmp_path / 'var'}\ntasks: [{tasks}]\n"
             f"control: {{socket: {sock_dir / 'control.sock'}, mode: '0640'}}\n"
-            "log: {level: warning}\nshutdown_grace: 2\nkill_grace: 1\n"
+            "log: {level: warning}\nshutdown_grace: 2\nkill_grace: 1\nweb: false\n"
         ),
     )
 
@@ -650,8 +650,13 @@ async def test_cli_commands(config: DaemonConfig, config_file: Path) -> None:
         code, out, _ = await cli("trigger", "fail", "--wait", "--json", "--socket", sock)
         assert code == 1 and json.loads(out.splitlines()[1])["status"] == "failed"
         code, out, err = await cli("trigger", "nope", "--socket", sock)
-        assert (code, out) == (2, "")
+        assert (code, out) == (1, "")  # refused: the exit code table's 1
         assert err == "flowtaskd: no task named 'nope' is loaded\n"
+        code, out, err = await cli("trigger", "tow", "--socket", sock)
+        assert (code, err) == (1, "flowtaskd: no task named 'tow' is loaded; did you mean 'two'?\n")
+        code, out, err = await cli("trigger", "broken", "--socket", sock)
+        assert code == 1 and err.startswith("flowtaskd: no task named 'broken' is loaded: its file")
+        assert err.endswith("broken.yaml is invalid (flowtaskd tasks shows why)\n")
         code, _, err = await cli("trigger", "two", "-p", "novalue", "--socket", sock)
         assert code == 2 and "KEY=VALUE" in err
 
@@ -661,7 +666,10 @@ async def test_cli_commands(config: DaemonConfig, config_file: Path) -> None:
         code, out, _ = await cli("cancel", out.strip(), "--socket", sock)
         assert code == 0 and "(it was running)" in out
         code, out, _ = await cli("reload", "--socket", sock)
-        assert code == 0 and out == "reloaded: 5 tasks loaded\n"
+        assert code == 0
+        assert (
+            out == "reloaded: 5 tasks loaded, 1 invalid file (flowtaskd tasks shows the problems)\n"
+        )
 
 
 async def test_cli_events_streams_until_interrupted(config: DaemonConfig) -> None:
@@ -725,7 +733,7 @@ def test_cli_without_a_daemon(sock_dir: Path, tmp_path: Path) -> None:
     ):
         done = _run_cli(args, cwd=tmp_path)
         where = args[-1]
-        assert (done.returncode, done.stdout) == (2, ""), done
+        assert (done.returncode, done.stdout) == (3, ""), done  # 3: the daemon is not reachable
         assert done.stderr == f"flowtaskd: cannot reach the daemon at {where} (is it running?)\n"
     # without --socket: the default socket of the default config (./var/control.sock)
     done = _run_cli(
@@ -733,7 +741,7 @@ def test_cli_without_a_daemon(sock_dir: Path, tmp_path: Path) -> None:
         cwd=tmp_path,
         env={**os.environ, "STATE_DIRECTORY": "", "RUNTIME_DIRECTORY": ""},
     )
-    assert done.returncode == 2
+    assert done.returncode == 3
     assert done.stderr == (
         f"flowtaskd: cannot reach the daemon at {tmp_path / 'var'}/control.sock (is it running?)\n"
     )

@@ -9,12 +9,12 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.conftest import file_text, wait_for_sync
 from tests.daemon_harness import FLOWTASKD, DaemonProcess, event, short_root
 
 pytestmark = pytest.mark.e2e
@@ -30,19 +30,6 @@ def dummy(name: str, **params: Any) -> dict[str, Any]:
 
 def command(name: str, *argv: str) -> dict[str, Any]:
     return {"Command": {"name": name, "command": list(argv)}}
-
-
-def wait_file(path: Path, timeout: float = 10.0) -> str:
-    """The content of ``path`` once it exists and is not empty."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(FileNotFoundError):
-            text = path.read_text()
-            if text:
-                return text
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {timeout}s")
-        time.sleep(0.01)
 
 
 def group_alive(pgid: int) -> bool:
@@ -170,7 +157,7 @@ def test_kill9_during_a_run_then_restart_loses_nothing(daemon: DaemonProcess) ->
     )
     daemon.start()
     daemon.drop("crashy.yaml", task("crashy", command("work", "sh", "-c", script)))
-    step_pid = int(wait_file(pidfile))
+    step_pid = int(wait_for_sync(lambda: file_text(pidfile)))
     try:
         first = daemon.wait_runs(lambda runs: [r for r in runs if r.status == "running"])
         daemon.kill9()
@@ -204,7 +191,7 @@ def test_sigterm_drains_running_steps_then_exits_zero(daemon: DaemonProcess) -> 
     code = daemon.stop(signal.SIGTERM)
     assert code == 0
     stopping = daemon.logs.index(daemon.find(event("daemon_stopping"))[0])
-    completed = daemon.logs.index(daemon.wait_log(event("completed", task="short")))
+    completed = daemon.logs.index(daemon.wait_log(event("done", task="short")))
     assert stopping < completed  # the run finished after the signal, during the drain
     [run] = daemon.runs()
     assert (run.run_id, run.status) == (started["run_id"], "done")
@@ -216,7 +203,7 @@ def test_second_sigterm_forces_stop_and_kills_the_step_group(daemon: DaemonProce
     script = f"echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; exec sleep 30"
     daemon.start()
     daemon.drop("long.yaml", task("long", command("wait", "sh", "-c", script)))
-    pgid = int(wait_file(pidfile))
+    pgid = int(wait_for_sync(lambda: file_text(pidfile)))
     try:
         assert group_alive(pgid)
         daemon.send(signal.SIGTERM)
@@ -251,7 +238,7 @@ def test_sighup_reloads_config_schedules_and_library(daemon: DaemonProcess) -> N
     assert reloaded["restart_needed"] == [] and reloaded["tasks"] == 1  # the new file too
     daemon.wait_log(event("task_loaded", task="new"), since=mark)
     daemon.wait_log(event("schedule_added", schedule="tick"), since=mark)
-    wait_file(out)
+    wait_for_sync(lambda: file_text(out))
     runs = daemon.wait_runs(lambda rs: [r for r in rs if r.status == "done"])
     assert {(r.task, r.trigger, r.schedule_id) for r in runs} == {("tick", "schedule", "tick")}
     mark = daemon.mark()

@@ -287,15 +287,17 @@ async def test_cancelling_a_step_no_worker_has_started(address: str, tmp_path: P
 
         try:
             task = asyncio.create_task(ex.run(c))
-            await wait_for_async(
-                state, lambda st: any(k.startswith("flowtaskd-t-r1-s-1-") for k in st["tasks"])
+            await wait_for(
+                lambda: holds(
+                    state, lambda st: any(k.startswith("flowtaskd-t-r1-s-1-") for k in st["tasks"])
+                )
             )
             began = asyncio.get_running_loop().time()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert asyncio.get_running_loop().time() - began < 2  # nothing to wait for
-            await wait_for_async(state, lambda st: not st["tasks"])
+            await wait_for(lambda: holds(state, lambda st: not st["tasks"]))
             assert any(f.startswith("flowtaskd-cancel-") for f in (await state())["flags"])
         finally:
             await ex.aclose()
@@ -303,14 +305,9 @@ async def test_cancelling_a_step_no_worker_has_started(address: str, tmp_path: P
     assert not (tmp_path / "ran").exists()
 
 
-async def wait_for_async(get: Any, cond: Any, timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await get()
-        if cond(value):
-            return value
-        assert asyncio.get_running_loop().time() < deadline, f"condition not met: {value}"
-        await asyncio.sleep(0.02)
+async def holds(get: Any, cond: Any) -> bool:
+    """Whether ``cond`` holds of what ``get()`` gives (a :func:`wait_for` condition)."""
+    return bool(cond(await get()))
 
 
 async def test_a_worker_dying_mid_step_fails_the_attempt_and_does_not_rerun_it(

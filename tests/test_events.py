@@ -6,7 +6,6 @@ import asyncio
 import functools
 import gc
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import blinker
@@ -21,21 +20,7 @@ from flowtaskd.engine.events import (
     TASK_EVENTS,
     EventBus,
 )
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Yield to the loop until ``cond()`` holds; fail after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.001)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.conftest import FakeClock, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -140,7 +125,7 @@ async def test_sync_and_async_receivers_on_one_signal() -> None:
         bus.emit("step_done", {"task": "x"})
         assert len(sync_got) == 1  # inline
         assert async_got == []  # not awaited by emit
-        await wait_until(lambda: async_got == ["x"])
+        await wait_for(lambda: async_got == ["x"], timeout=5.0, interval=0.001)
 
 
 async def test_async_callable_objects_and_partials_are_detected() -> None:
@@ -158,7 +143,7 @@ async def test_async_callable_objects_and_partials_are_detected() -> None:
     bus.connect("done", functools.partial(tagged, "partial"))
     async with bus:
         bus.emit("done", {})
-        await wait_until(lambda: len(got) == 2)
+        await wait_for(lambda: len(got) == 2, timeout=5.0, interval=0.001)
     assert sorted(got) == [("obj", "done"), ("partial", "done")]
     assert bus.receiver_errors == 0
 
@@ -179,7 +164,9 @@ async def test_raising_async_receiver_is_isolated_and_counted() -> None:
         async with bus:
             for n in range(3):
                 bus.emit("done", {"n": n})
-            await wait_until(lambda: len(good) == 3 and bus.receiver_errors == 3)
+            await wait_for(
+                lambda: len(good) == 3 and bus.receiver_errors == 3, timeout=5.0, interval=0.001
+            )
     assert good == [0, 1, 2]  # the bad receiver's consumer survived every failure too
     assert sum(e["event"] == "receiver_failed" for e in logs) == 3
 
@@ -202,7 +189,7 @@ async def test_slow_async_receiver_never_blocks_emit() -> None:
         for n in range(10_000):  # synchronous: returns without the stuck receiver running
             bus.emit("step_done", {"n": n})
         assert bus.dropped == 9_000  # its queue holds 1000, the rest is dropped for it only
-        await wait_until(lambda: len(fast) == 10_000)
+        await wait_for(lambda: len(fast) == 10_000, timeout=5.0, interval=0.001)
         await bus.aclose(timeout=0.05)  # the stuck one cannot drain: cancelled
     assert fast == list(range(10_000))  # order preserved, nothing lost for the fast one
     full = [e for e in logs if e["event"] == "receiver_queue_full"]
@@ -224,11 +211,11 @@ async def test_drop_logging_once_per_burst() -> None:
         async with bus:
             for n in range(5):
                 bus.emit("done", {"n": n})
-            await wait_until(lambda: len(got) == 2)
+            await wait_for(lambda: len(got) == 2, timeout=5.0, interval=0.001)
             bus.emit("done", {"n": 5})  # fits again: the burst is over
             for n in range(6, 10):
                 bus.emit("done", {"n": n})  # second burst: 5, 6 queued, 7..9 dropped
-            await wait_until(lambda: len(got) == 4)
+            await wait_for(lambda: len(got) == 4, timeout=5.0, interval=0.001)
     assert got == [0, 1, 5, 6]
     assert bus.dropped == 3 + 3
     names = [e["event"] for e in logs]
@@ -253,7 +240,7 @@ async def test_order_is_preserved_per_receiver_across_events() -> None:
             name = "step_start" if n % 2 else "step_done"
             expected.append((name, n))
             bus.emit(name, {"n": n})
-        await wait_until(lambda: len(got) == 500)
+        await wait_for(lambda: len(got) == 500, timeout=5.0, interval=0.001)
     assert got == expected
 
 
@@ -312,9 +299,10 @@ async def test_disconnect_async_discards_pending_and_stops_consumer() -> None:
     off2 = bus.connect("done", receiver)
     async with bus:
         bus.emit("done", {"n": 3})
-        await wait_until(lambda: got == [3])
+        await wait_for(lambda: got == [3], timeout=5.0, interval=0.001)
         off2()
-        await wait_until(lambda: not bus._tasks)  # the cancelled consumer finished
+        # the cancelled consumer finished
+        await wait_for(lambda: not bus._tasks, timeout=5.0, interval=0.001)
         bus.emit("done", {"n": 4})
     assert got == [3]
 
@@ -359,7 +347,7 @@ async def test_connect_after_start_spawns_a_consumer() -> None:
     async with EventBus() as bus:
         bus.connect("running", receiver)
         bus.emit("running", {})
-        await wait_until(lambda: got == ["running"])
+        await wait_for(lambda: got == ["running"], timeout=5.0, interval=0.001)
 
 
 async def test_emit_from_another_thread_runs_receivers_on_the_loop_thread() -> None:

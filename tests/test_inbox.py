@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from flowtaskd.daemon.intake import inotify
 from flowtaskd.daemon.intake.inbox import ClaimedFile, InboxWatcher, Spool, scan_inbox
 from flowtaskd.errors import DaemonError
 
@@ -262,10 +263,12 @@ async def running(
     """Run the watcher; with ``inbox``, return only once its native watch is live.
 
     A pre-existing file proves the start-up scan has listed the folder; a probe dropped
-    after that (with rescans off) can then only be claimed through the watch.
+    after that (with rescans off) can then only be claimed through the watch. The
+    pre-existing file is an hour old, so a long quiet window does not hold it.
     """
     if inbox is not None:
-        drop(inbox, "pre-probe.yaml")
+        old = time.time() - 3600
+        os.utime(drop(inbox, "pre-probe.yaml"), (old, old))
     stop = asyncio.Event()
     async with asyncio.TaskGroup() as group:
         task = group.create_task(watcher.run(stop))
@@ -356,6 +359,66 @@ async def test_a_file_written_slowly_is_claimed_once_complete(inbox: Path, spool
     assert done_at_claim, "claimed while the writer was still appending"
     assert content == (spool.dir / collector.claimed[0].spooled.name).read_bytes()
     assert len(content) >= 6 * 20  # it did write for a while
+
+
+@pytest.mark.skipif(not inotify.available(), reason="completion is proven with inotify")
+@pytest.mark.parametrize("how", ["renamed", "written in place"])
+async def test_a_finished_file_is_claimed_without_the_quiet_window(
+    inbox: Path, spool: Spool, how: str
+) -> None:
+    collector = Collector()
+    # a 20 s quiet window: only inotify's word plus the lease can claim within the deadline
+    watcher = InboxWatcher(
+        [("main", inbox)], spool, collector, stable_interval=10.0, rescan_interval=None
+    )
+    async with running(watcher, collector, inbox):
+        if how == "renamed":
+            drop(inbox, "job.yaml", "n: 1\n")
+        else:
+            with (inbox / "job.yaml").open("w") as f:
+                f.write("n: 1\n")
+        async with asyncio.timeout(DEADLINE / 2):
+            await collector.wait(claims=1)
+    assert [c.original.name for c in collector.claimed] == ["job.yaml"]
+    assert collector.claimed[0].spooled.read_text() == "n: 1\n"
+
+
+async def test_a_file_renamed_in_while_still_open_waits_for_its_writer(
+    inbox: Path, spool: Spool
+) -> None:
+    writer_done = threading.Event()
+    seen: list[tuple[bool, bytes]] = []
+    collector = Collector()
+
+    def submit(claimed: ClaimedFile) -> None:
+        if claimed.original.name == "held.yaml":
+            seen.append((writer_done.is_set(), claimed.spooled.read_bytes()))
+        collector(claimed)
+
+    def write() -> None:
+        # renamed in complete-looking, then written on through the descriptor it kept open,
+        # with pauses far longer than the quiet window
+        tmp = inbox / ".held.yaml.tmp"
+        with tmp.open("ab", buffering=0) as f:
+            f.write(b"# first\n")
+            os.rename(tmp, inbox / "held.yaml")
+            for _ in range(4):
+                time.sleep(0.05)
+                f.write(b"# more\n")
+            writer_done.set()  # before the close: a claim may follow the close at once
+
+    watcher = InboxWatcher([("main", inbox)], spool, submit, rescan_interval=None)
+    async with running(watcher, collector, inbox):
+        thread = threading.Thread(target=write)
+        thread.start()
+        try:
+            await collector.wait(claims=1)
+        finally:
+            thread.join(DEADLINE)
+    assert len(seen) == 1
+    done_at_claim, content = seen[0]
+    assert done_at_claim, "claimed while its writer still held it open"
+    assert content == b"# first\n" + b"# more\n" * 4
 
 
 async def test_ignored_names_are_left_alone(inbox: Path, spool: Spool) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from flowtaskd.components.registry import registry
 from flowtaskd.core.jsonschema import task_schema
 from flowtaskd.core.loader import load_document
 from tests.test_schema import FULL, task
@@ -25,7 +26,7 @@ from tests.test_schema import FULL, task
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "flowtaskd" / "task.schema.json"
 EXAMPLES = sorted(p for p in (REPO / "config" / "tasks").iterdir() if p.is_file())
-SCHEMA = task_schema()
+SCHEMA = task_schema(registry())
 
 _ANNOTATIONS = {"$schema", "$id", "title", "description", "default"}
 _CHECKED = {
@@ -39,8 +40,13 @@ _CHECKED = {
     "propertyNames",
     "items",
     "minItems",
+    "minProperties",
+    "maxProperties",
     "anyOf",
     "oneOf",
+    "if",
+    "then",
+    "else",
     "pattern",
     "minLength",
     "minimum",
@@ -84,6 +90,8 @@ def errors(value: Any, schema: dict[str, Any], at: str = "") -> Iterator[str]:
             if "items" in schema:
                 yield from errors(item, schema["items"], f"{at}[{i}]")
     if isinstance(value, dict):
+        if not schema.get("minProperties", 0) <= len(value) <= schema.get("maxProperties", 1e9):
+            yield f"{at}: {len(value)} keys"
         props = schema.get("properties", {})
         for key in schema.get("required", []):
             if key not in value:
@@ -97,6 +105,9 @@ def errors(value: Any, schema: dict[str, Any], at: str = "") -> Iterator[str]:
                 yield f"{at}.{key}: not allowed"
             elif isinstance(schema.get("additionalProperties"), dict):
                 yield from errors(item, schema["additionalProperties"], f"{at}.{key}")
+    if "if" in schema:
+        branch = "else" if list(errors(value, schema["if"], at)) else "then"
+        yield from errors(value, schema.get(branch, {}), at)
     if "anyOf" in schema and not any(not list(errors(value, s, at)) for s in schema["anyOf"]):
         yield f"{at}: matches none of anyOf"
     if "oneOf" in schema:
@@ -151,11 +162,13 @@ def test_every_extension_key_matches() -> None:
     [
         ({"steps": [{"Dummy": {}}]}, ": name required"),
         (task(), ": too few items"),
-        (task({"Command": {"comand": ["ls"]}}), "matches 0 of oneOf"),
-        (task({"Comand": {"command": ["ls"]}}), "matches 0 of oneOf"),
-        (task({"Dummy": {}, "Command": {}}), "matches 0 of oneOf"),
-        (task({"Dummy": {"trigger_rule": "sometimes"}}), "matches 0 of oneOf"),
-        (task({"Dummy": {"name": "a b"}}), "matches 0 of oneOf"),
+        (task({"Command": {"comand": ["ls"]}}), ".steps[0].Command.comand: not allowed"),
+        (task({"Comand": {"command": ["ls"]}}), ".steps[0].Comand: not allowed"),
+        (task({"Command": None}), ".steps[0].Command: not object"),
+        (task({"Dummy": {}, "Command": {}}), ".steps[0]: 2 keys"),
+        (task({}), ".steps[0]: 0 keys"),
+        (task({"Dummy": {"trigger_rule": "sometimes"}}), ".trigger_rule: 'sometimes' not in"),
+        (task({"Dummy": {"name": "a b"}}), ".steps[0].Dummy.name: matches none of anyOf"),
         (task({"Dummy": {}}, overlap="never"), ".overlap: 'never' not in"),
         (task({"Dummy": {}}, max_active_runs=0), ".max_active_runs: 0 out of range"),
         (task({"Dummy": {}}, extra=1), ".extra: not allowed"),

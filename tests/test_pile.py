@@ -13,6 +13,7 @@ import networkx as nx
 import pytest
 
 import flowtaskd
+from flowtaskd.components.registry import registry
 from flowtaskd.core.graph import graph_problems
 from flowtaskd.core.schema import validate_definition
 from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
@@ -60,7 +61,7 @@ def test_task_pile_from_a_dict() -> None:
     assert pile.groups == {"files": Group("files", "ls", ("count",))}
     assert pile.build() is pile  # built once, in the constructor
     step = pile["count"]
-    assert (step.name, step.id, step.step_name, step.step_id) == (
+    assert (step.component, step.id, step.step_name, step.step_id) == (
         "Command",
         "count",
         "Command",
@@ -72,13 +73,13 @@ def test_task_pile_from_a_dict() -> None:
         None,
         ("ls",),
     )
-    assert step.component is not None and step.component.name == "Command"
+    assert step.component == "Command"
     assert step.params == {"command": ["wc", "-l", "{file}"], "output_cap": 65536}
     assert pile["ls"].params["pattern"] == "*"  # defaults are filled in
 
 
 def test_task_pile_from_a_definition_keeps_it() -> None:
-    definition = validate_definition(DAG)
+    definition = validate_definition(DAG, catalog=registry())
     pile = TaskPile(definition)
     assert pile.definition is definition and pile["fetch"].spec is definition.steps[0]
 
@@ -104,7 +105,7 @@ def test_task_pile_reports_every_problem_of_a_dict() -> None:
 
 def test_step_on_its_own() -> None:
     step = Step("Command", 3, {"command": ["ls"], "depends": "a", "Group": "g"}, program="p")
-    assert (step.id, step.name, step.program, step.depends, step.group) == (
+    assert (step.id, step.component, step.program, step.depends, step.group) == (
         "Command_3",
         "Command",
         "p",
@@ -114,7 +115,7 @@ def test_step_on_its_own() -> None:
     named = Step("Dummy", "wait", {})
     assert (named.id, named.depends, named.group, named.to_group) == ("wait", (), None, None)
     assert repr(named) == "Step('Dummy', 'wait')"
-    assert Step("Nope", 1, {}).component is None
+    assert Step("Nope", 1, {}).component == "Nope"
 
 
 def test_from_task_pile_keeps_params_and_depends() -> None:
@@ -345,5 +346,7 @@ def test_graph_checks_skip_what_an_invalid_step_hides() -> None:
 
 
 def test_graph_problems_on_their_own() -> None:
-    specs = validate_definition(task({"Dummy": {"name": "a"}}, {"Dummy": {"name": "b"}})).steps
+    specs = validate_definition(
+        task({"Dummy": {"name": "a"}}, {"Dummy": {"name": "b"}}), catalog=registry()
+    ).steps
     assert graph_problems(specs) == []

@@ -10,6 +10,7 @@ import networkx as nx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flowtaskd.components.registry import registry
 from flowtaskd.errors import TaskParseError
 from flowtaskd.tasks import TaskPile
 
@@ -89,7 +90,7 @@ def test_random_step_graphs_build_or_raise_a_parse_error(items: list[dict[str, A
     assert nx.is_directed_acyclic_graph(pile.graph)
     assert len(pile) == len(items) == pile.graph.number_of_nodes()
     for group in pile.groups.values():
-        assert pile[group.parent].component is not None
+        assert registry()[pile[group.parent].component].iterator
         assert all(group.parent in nx.ancestors(pile.graph, m) for m in group.members)
 
 

@@ -27,7 +27,7 @@ from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.daemon.schedule.scheduler import ScheduleEntry, Scheduler, missed_fires, plan_catchup
 from flowtaskd.engine.events import EventBus
 from tests.conftest import FakeClock, wait_for, write
-from tests.test_runs import Rig, peak, rig
+from tests.test_manager import Rig, peak, rig
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -208,6 +208,26 @@ async def test_replace_adds_changes_and_removes_jobs(tmp_path: Path) -> None:
         assert next_fire(s, "daily") == utc(2027, 1, 16, 4)
         s.replace("task:other", [])  # another owner's entries are left alone
         assert set(s.entries) == {"daily"}
+
+
+async def test_replace_per_owner_among_many_owners(tmp_path: Path) -> None:
+    async with scheduler_after_downtime(tmp_path, hourly(), None, UP) as f:
+        s = f.scheduler
+        for i in range(300):
+            owner = f"task:t{i}"
+            entries = [
+                ScheduleEntry(id=f"{owner}:{k}", owner=owner, task=f"t{i}", cron="0 3 * * *")
+                for k in range(2)
+            ]
+            s.replace(owner, entries)
+        assert len(s.next_fire_times()) == 601
+        s.replace("task:t7", [])
+        s.replace("task:t8", [ScheduleEntry(id="task:t8:0", owner="task:t8", cron="0 5 * * *")])
+        jobs = s.next_fire_times()
+        assert len(jobs) == 598
+        assert "task:t7:0" not in jobs and "task:t8:1" not in jobs
+        assert next_fire(s, "task:t8:0") == utc(2027, 1, 16, 5)
+        assert set(s.entries) == set(jobs)
 
 
 # -- DST -----------------------------------------------------------------------------------

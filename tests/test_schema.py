@@ -19,9 +19,8 @@ import yaml
 
 from flowtaskd.components.registry import plugin_errors, registry
 from flowtaskd.core.cron import parse_cron
-from flowtaskd.core.options import EVENT_NAMES, STEP_OPTION_KEYS, Backoff, Overlap
+from flowtaskd.core.options import STEP_OPTION_KEYS, Backoff, Overlap
 from flowtaskd.core.rules import SkipError, TriggerRule
-from flowtaskd.engine.events import STEP_EVENTS, TASK_EVENTS
 from flowtaskd.errors import TaskParseError
 from flowtaskd.tasks import load_pile, load_task
 
@@ -781,10 +780,6 @@ def test_bad_extension_values_are_all_reported(fmt: str) -> None:
 
 
 # --- events ---------------------------------------------------------------------------------
-
-
-def test_event_names_are_the_run_events() -> None:
-    assert EVENT_NAMES == TASK_EVENTS + STEP_EVENTS
 
 
 def test_events_block(fmt: str) -> None:

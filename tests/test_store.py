@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from flowtaskd.daemon.runs.store import AttemptRecord, HistoryStore, RunRecord
+from flowtaskd.daemon.runs.records import AttemptRecord, RunRecord
+from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.errors import StoreError
 
 WRITER = "flowtaskd-store-writer"
@@ -190,14 +191,17 @@ async def test_last_fire_times_persist(db: Path) -> None:
     await first.set_last_fire("nightly", 100.0)
     await first.set_last_fire("hourly", 50.0)
     await first.set_last_fire("nightly", 200.0)
+    await first.set_last_fires({})  # nothing to write
+    await first.set_last_fires({"weekly": 7.0, "hourly": 60.0})
     await first.close()
     second = HistoryStore(db)
     await second.open()
     try:
-        assert second.last_fires() == {"nightly": 200.0, "hourly": 50.0}
+        assert second.last_fires() == {"nightly": 200.0, "hourly": 60.0, "weekly": 7.0}
     finally:
         await second.close()
-    assert HistoryStore.open_readonly(db).last_fires() == {"nightly": 200.0, "hourly": 50.0}
+    expected = {"nightly": 200.0, "hourly": 60.0, "weekly": 7.0}
+    assert HistoryStore.open_readonly(db).last_fires() == expected
 
 
 async def test_prune_by_age_keeps_running_and_cascades(db: Path, store: HistoryStore) -> None:

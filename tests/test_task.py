@@ -16,11 +16,10 @@ from flowtaskd.components.base import Component
 from flowtaskd.components.context import StepContext, StepOutcome
 from flowtaskd.components.registry import register, registry
 from flowtaskd.core.options import StrictModel
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.rules import StepStatus, TaskStatus
 from flowtaskd.engine.events import EventBus
 from flowtaskd.errors import TaskParseError
-from flowtaskd.tasks import Command, Task
+from flowtaskd.tasks import Command, Task, TaskPile
 from flowtaskd.tasks.task import new_run_id
 from tests.conftest import FakeClock, pid_alive, wait_for, write
 

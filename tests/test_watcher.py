@@ -255,3 +255,39 @@ async def test_wait_stable_waits_while_a_paused_writer_holds_the_file(tmp_path: 
         if not writer.closed:
             writer.close()
     assert st is not None and st.st_size == path.stat().st_size
+
+
+async def test_a_missing_root_is_reported_then_watched_once_it_appears(tmp_path: Path) -> None:
+    from flowtaskd.daemon.intake.watcher import watch_until_present  # noqa: PLC0415
+
+    here, later = tmp_path / "here", tmp_path / "later"
+    here.mkdir()
+    missing: list[Path] = []
+    stop = asyncio.Event()
+    batches: list[set[Path]] = []
+
+    async def consume() -> None:
+        gen = watch_until_present(
+            [here, later], stop, step_ms=5, poll=0.05, on_missing=missing.append
+        )
+        async for batch in gen:
+            batches.append(batch)
+
+    consumer = asyncio.create_task(consume())
+    deadline = time.monotonic() + 10
+    while not missing and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert missing == [later]
+    later.mkdir()
+    while {later} not in batches and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert {later} in batches  # the appearance itself is a change: the caller scans it
+    while time.monotonic() < deadline:  # now watched: a file in it is reported
+        (later / "t.yaml").write_text("name: t\n")
+        if any(later / "t.yaml" in b for b in batches):
+            break
+        await asyncio.sleep(0.05)
+    assert any(later / "t.yaml" in b for b in batches)
+    stop.set()
+    await asyncio.wait_for(consumer, 10)
+    assert missing == [later]  # reported once

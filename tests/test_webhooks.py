@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -18,15 +19,18 @@ from typing import Any
 
 import httpx
 import pytest
+import standardwebhooks
 from structlog.testing import capture_logs
 
 from flowtaskd.daemon.config.load import WebhookConfig
-from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher, backoff, user_agent
+from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher, target_of, user_agent
 from flowtaskd.engine.events import EventBus
 from tests.conftest import wait_for, wait_for_sync
 from tests.daemon_harness import DaemonProcess, event, short_root
 
 SECRET = "s3cret-hook-key"
+WHSEC = "whsec_" + base64.b64encode(b"flowtaskd-test-key-0123456789ab").decode()
+WHSEC_OLD = "whsec_" + base64.b64encode(b"the-previous-key-0123456789abcd").decode()
 
 
 @dataclass
@@ -39,6 +43,12 @@ class Received:
     def json(self) -> dict[str, Any]:
         return dict(json.loads(self.body))
 
+    @property
+    def data(self) -> dict[str, Any]:
+        """The event payload: a Standard Webhooks body's ``data``, or a github-style body."""
+        doc = self.json
+        return dict(doc["data"]) if set(doc) == {"type", "timestamp", "data"} else doc
+
 
 @dataclass
 class Receiver:
@@ -47,6 +57,7 @@ class Receiver:
     server: ThreadingHTTPServer
     requests: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=lambda: [200])
+    retry_after: str | None = None
     hang: bool = False
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -72,6 +83,8 @@ def receiver() -> Iterator[Receiver]:
                 state.release.wait(10)
             index = min(len(state.requests), len(state.statuses)) - 1
             self.send_response(state.statuses[index])
+            if state.retry_after is not None:
+                self.send_header("Retry-After", state.retry_after)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -119,7 +132,7 @@ async def finish(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
 
 
 async def test_a_matching_event_is_posted_signed(bus: EventBus, receiver: Receiver) -> None:
-    hook = WebhookConfig(url=receiver.url + "/hook", secret=SECRET)
+    hook = WebhookConfig(url=receiver.url + "/hook", secret=SECRET, signing="github")
     dispatcher = WebhookDispatcher(bus, [hook], sleep=Sleeps())
     stop, task = await serving(dispatcher)
     bus.emit("done", {"task": "backup", "run_id": "r1", "status": "done"})
@@ -162,7 +175,7 @@ async def test_event_and_task_filters(bus: EventBus, receiver: Receiver) -> None
     await wait_for(lambda: dispatcher.delivered == 3)
     await finish(stop, task)  # drains: anything else queued would arrive too
 
-    got = sorted((r.path, r.json["event"], r.json.get("task")) for r in receiver.requests)
+    got = sorted((r.path, r.data["event"], r.data.get("task")) for r in receiver.requests)
     assert got == [
         ("/backup", "done", "backup"),
         ("/both", "done", "backup"),
@@ -177,7 +190,11 @@ async def test_a_failing_receiver_is_retried_then_given_up(
     receiver.statuses = [500]
     sleeps = Sleeps()
     hook = WebhookConfig(
-        url="http://user:pw@" + receiver.url.removeprefix("http://"), secret=SECRET, retries=3
+        url="http://user:pw@" + receiver.url.removeprefix("http://"),
+        secret=SECRET,
+        signing="github",
+        retry_schedule=[0.5, 1, 2, 4],
+        retries=3,
     )
     dispatcher = WebhookDispatcher(bus, [hook], sleep=sleeps)
     stop, task = await serving(dispatcher)
@@ -202,7 +219,8 @@ async def test_retry_until_success_and_4xx_is_not_retried(
 ) -> None:
     receiver.statuses = [503, 429, 200, 404]
     sleeps = Sleeps()
-    dispatcher = WebhookDispatcher(bus, [WebhookConfig(url=receiver.url)], workers=1, sleep=sleeps)
+    hook = WebhookConfig(url=receiver.url, retry_schedule=[0.5, 1, 2])
+    dispatcher = WebhookDispatcher(bus, [hook], workers=1, sleep=sleeps)
     stop, task = await serving(dispatcher)
     bus.emit("done", {"task": "a"})
     await wait_for(lambda: dispatcher.delivered == 1)
@@ -213,9 +231,13 @@ async def test_retry_until_success_and_4xx_is_not_retried(
     assert sleeps.waits == [0.5, 1.0] and dispatcher.retried == 2
 
 
-def test_backoff_doubles_and_is_capped() -> None:
-    assert [backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
-    assert backoff(7) == 30.0 and backoff(50) == 30.0
+def test_the_retry_schedule_and_its_defaults() -> None:
+    default = target_of(WebhookConfig(url="http://x/"))
+    assert default.schedule == (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
+    assert default.delay(6) == 36000.0 and default.delay(7) is None
+    custom = target_of(WebhookConfig(url="http://x/", retry_schedule=["1s", "2m"], retries=4))
+    assert custom.schedule == (1.0, 120.0, 120.0, 120.0)  # the last wait repeats
+    assert target_of(WebhookConfig(url="http://x/", retries=0)).delay(1) is None
 
 
 async def test_a_receiver_that_hangs_past_the_timeout_is_a_failure(
@@ -240,7 +262,9 @@ async def test_a_receiver_that_hangs_past_the_timeout_is_a_failure(
 async def test_connection_refused_is_retried_then_counted(bus: EventBus) -> None:
     sleeps = Sleeps()
     dispatcher = WebhookDispatcher(
-        bus, [WebhookConfig(url="http://127.0.0.1:9/", retries=2)], sleep=sleeps
+        bus,
+        [WebhookConfig(url="http://127.0.0.1:9/", retry_schedule=[0.5, 1], retries=2)],
+        sleep=sleeps,
     )
     stop, task = await serving(dispatcher)
     with capture_logs():
@@ -290,7 +314,7 @@ async def test_stop_drains_what_is_queued(bus: EventBus, receiver: Receiver) -> 
     async with asyncio.timeout(15):
         await dispatcher.serve(stop)
     assert dispatcher.delivered == 50
-    assert sorted(r.json["step"] for r in receiver.requests) == sorted(f"s{i}" for i in range(50))
+    assert sorted(r.data["step"] for r in receiver.requests) == sorted(f"s{i}" for i in range(50))
     bus.emit("done", {"task": "t"})  # closed: not queued any more
     assert dispatcher.pending == 0
 
@@ -330,7 +354,7 @@ def test_a_real_daemon_posts_webhooks_serves_metrics_and_loads_plugins(
         daemon = DaemonProcess(
             root,
             subscribers=["tests.subscriber_plugin:setup_logging", "tests.nowhere:setup"],
-            webhooks=[{"url": receiver.url + "/hook", "secret": SECRET, "events": ["completed"]}],
+            webhooks=[{"url": receiver.url + "/hook", "secret": WHSEC, "events": ["completed"]}],
             metrics={"listen": "127.0.0.1:0"},
             schedules=[{"task": "hello", "every": "1s"}],
         )
@@ -352,9 +376,8 @@ def test_a_real_daemon_posts_webhooks_serves_metrics_and_loads_plugins(
         finally:
             daemon.close()
     req = receiver.requests[0]
-    assert req.json["event"] == "completed" and req.json["task"] == "hello"
-    expected = hmac.new(SECRET.encode(), req.body, hashlib.sha256).hexdigest()
-    assert req.headers["X-Flowtaskd-Signature"] == f"sha256={expected}"
+    doc = standardwebhooks.Webhook(WHSEC).verify(req.body, req.headers)
+    assert doc["type"] == "completed" and doc["data"]["task"] == "hello"
 
 
 def test_the_daemon_masks_webhook_secrets_in_logs(tmp_path: Path) -> None:
@@ -365,10 +388,173 @@ def test_the_daemon_masks_webhook_secrets_in_logs(tmp_path: Path) -> None:
     secret = "whsec-only-for-this-test-4711"
     cfg = default_config(environ={}, cwd=tmp_path)
     cfg = cfg.model_copy(
-        update={"webhooks": [WebhookConfig(url="http://127.0.0.1:9/x", secret=secret)]}
+        update={
+            "webhooks": [
+                WebhookConfig(url="http://127.0.0.1:9/x", secret=secret, signing="github"),
+                WebhookConfig(url="http://127.0.0.1:9/y", secret=[WHSEC, WHSEC_OLD]),
+            ]
+        }
     )
     Daemon(cfg)
     try:
         assert GLOBAL_MASKER.mask(f"posting with {secret}") == "posting with ***"
+        assert GLOBAL_MASKER.mask(f"{WHSEC} {WHSEC_OLD}") == "*** ***"
     finally:
-        GLOBAL_MASKER.discard(secret)
+        for value in (secret, WHSEC, WHSEC_OLD):
+            GLOBAL_MASKER.discard(value)
+
+
+# -- Standard Webhooks, Retry-After, pending deliveries across restarts, the WebHook action --
+
+
+async def test_standard_webhooks_verify_with_either_secret_while_rotating(
+    bus: EventBus, receiver: Receiver
+) -> None:
+    hook = WebhookConfig(url=receiver.url, secret=[WHSEC, WHSEC_OLD])
+    dispatcher = WebhookDispatcher(bus, [hook], sleep=Sleeps())
+    stop, task = await serving(dispatcher)
+    bus.emit("step_error", {"task": "t", "run_id": "r1", "step": "a", "ts": time.time()})
+    await wait_for(lambda: dispatcher.delivered == 1)
+    await finish(stop, task)
+    (req,) = receiver.requests
+    for secret in (WHSEC, WHSEC_OLD):  # the receiver may still hold the old one
+        doc = standardwebhooks.Webhook(secret).verify(req.body, req.headers)
+        assert doc["type"] == "step_error" and doc["data"]["step"] == "a"
+        assert doc["timestamp"].endswith("Z")
+    assert req.headers["webhook-id"].startswith("msg_")
+    assert req.headers["X-Flowtaskd-Delivery"] == req.headers["webhook-id"]
+    other = "whsec_" + base64.b64encode(b"some-other-key-0123456789abcdef").decode()
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(other).verify(req.body, req.headers)
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(WHSEC).verify(req.body + b" ", req.headers)
+    # a replay an hour later is refused by the receiver's timestamp check
+    stale = {**req.headers, "webhook-timestamp": str(int(time.time()) - 3600)}
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(WHSEC).verify(req.body, stale)
+
+
+def test_secrets_must_fit_the_signing() -> None:
+    with pytest.raises(ValueError, match=r"whsec_.*signing: github"):
+        WebhookConfig(url="http://x/", secret="plain-key")
+    with pytest.raises(ValueError, match="one secret"):
+        WebhookConfig(url="http://x/", secret=["a-key", "b-key"], signing="github")
+    assert WebhookConfig(url="http://x/", secret="plain-key", signing="github")
+
+
+async def test_retry_after_replaces_the_scheduled_wait(bus: EventBus, receiver: Receiver) -> None:
+    receiver.statuses, receiver.retry_after = [429, 200], "7"
+    sleeps = Sleeps()
+    hook = WebhookConfig(url=receiver.url, retry_schedule=[0.5])
+    dispatcher = WebhookDispatcher(bus, [hook], sleep=sleeps)
+    stop, task = await serving(dispatcher)
+    bus.emit("done", {"task": "t"})
+    await wait_for(lambda: dispatcher.delivered == 1)
+    await finish(stop, task)
+    assert sleeps.waits == [7.0]
+    ids = {r.headers["webhook-id"] for r in receiver.requests}
+    stamps = [r.headers["webhook-timestamp"] for r in receiver.requests]
+    assert len(ids) == 1 and len(stamps) == 2  # one delivery, re-signed per attempt
+
+
+class NeverDue:
+    """A retry wait that does not end before the dispatcher stops."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.Event().wait()
+
+
+async def test_pending_deliveries_survive_a_restart(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.statuses = [503, 200]
+    pending = tmp_path / "state" / "webhooks"
+    hook = WebhookConfig(url=receiver.url, secret=WHSEC, retry_schedule=["5m"])
+    async with EventBus() as bus:
+        first = WebhookDispatcher(bus, [hook], sleep=NeverDue(), pending_dir=pending)
+        stop, task = await serving(first)
+        bus.emit("on_error", {"task": "t", "run_id": "r1", "ts": time.time()})
+        await wait_for(lambda: first.retried == 1)
+        bus.emit("done", {"task": "t", "run_id": "r2"})  # queued: the worker may be busy
+        await wait_for(lambda: first.pending == 1 or len(list(pending.glob("*.json"))) == 1)
+        await finish(stop, task)
+    files = sorted(pending.glob("*.json"))
+    assert len(files) >= 1
+    saved = [json.loads(f.read_text()) for f in files]
+    retried = next(d for d in saved if d["payload"]["run_id"] == "r1")
+    assert retried["attempt"] == 2 and retried["due"] > time.time() + 200
+    assert receiver.url not in files[0].read_text() and WHSEC not in files[0].read_text()
+
+    # the next start: the same entry, the clock moved past the due time
+    async with EventBus() as bus:
+        second = WebhookDispatcher(
+            bus, [hook], sleep=Sleeps(), clock=lambda: time.time() + 600, pending_dir=pending
+        )
+        stop, task = await serving(second)
+        await wait_for(lambda: second.delivered == len(saved))
+        await finish(stop, task)
+    assert not list(pending.glob("*.json"))
+    again = [r for r in receiver.requests if r.data["run_id"] == "r1"]
+    assert len({r.headers["webhook-id"] for r in again}) == 1 and len(again) == 2
+
+
+async def test_a_pending_file_of_a_removed_entry_is_dropped(tmp_path: Path) -> None:
+    pending = tmp_path / "webhooks"
+    pending.mkdir()
+    doc = {"id": "msg_x", "target": "0123456789abcdef", "attempt": 2, "due": 0, "payload": {}}
+    (pending / "msg_x.json").write_text(json.dumps(doc))
+    (pending / "broken.json").write_text("{")
+    async with EventBus() as bus:
+        d = WebhookDispatcher(bus, [WebhookConfig(url="http://127.0.0.1:9/")], pending_dir=pending)
+        stop = asyncio.Event()
+        stop.set()
+        with capture_logs() as logs:
+            await d.serve(stop)
+    assert [e["event"] for e in logs].count("webhook_pending_dropped") == 2
+    assert not list(pending.iterdir())
+
+
+async def test_the_webhook_action_goes_through_the_dispatcher(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    from flowtaskd.tasks import Task  # noqa: PLC0415
+
+    definition = {
+        "name": "act",
+        "steps": [{"Dummy": {"name": "a"}}],
+        "events": {"done": [{"WebHook": {"url": receiver.url + "/act", "secret": WHSEC}}]},
+    }
+    async with EventBus() as bus:
+        dispatcher = WebhookDispatcher(bus, [], sleep=Sleeps())
+        stop, task = await serving(dispatcher)
+        async with Task(task=definition, events=bus, log_dir=tmp_path, webhooks=dispatcher) as t:
+            await t.run()
+        await wait_for(lambda: dispatcher.delivered == 1)
+        await finish(stop, task)
+    (req,) = receiver.requests
+    doc = standardwebhooks.Webhook(WHSEC).verify(req.body, req.headers)
+    assert doc["type"] == "done" and doc["data"]["task"] == "act"
+    assert req.headers["User-Agent"] == user_agent()
+
+
+async def test_the_webhook_action_without_a_daemon_retries_inline(
+    tmp_path: Path, receiver: Receiver, fake_clock: Any
+) -> None:
+    from flowtaskd.tasks import Task  # noqa: PLC0415
+
+    receiver.statuses = [500, 200]
+    action = {"url": receiver.url, "signing": "github", "secret": SECRET, "retry_schedule": [3]}
+    definition = {
+        "name": "solo",
+        "steps": [{"Dummy": {"name": "a"}}],
+        "events": {"done": [{"WebHook": action}]},
+    }
+    async with Task(task=definition, log_dir=tmp_path, clock=fake_clock) as t:
+        await t.run()
+    assert len(receiver.requests) == 2
+    body = receiver.requests[1].body
+    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert receiver.requests[1].headers["X-Flowtaskd-Signature"] == f"sha256={expected}"
+    assert receiver.requests[1].data["event"] == "done"

@@ -7,9 +7,11 @@ else from the config (``--config FILE``, else the defaults: ``./var/control.sock
 are in ``flowtaskd history``) until Ctrl-C or the daemon stops; ``--follow`` is accepted
 for familiarity.
 
-Exit codes: 0 success; 1 ``trigger --wait``: the run failed or was cancelled; 2 the daemon
-could not be reached, refused the request, or closed the connection. Errors are one line
-on stderr, never a traceback. The client uses plain blocking sockets: it is a CLI.
+Exit codes (:mod:`flowtaskd.cli.errors`, the same for every command): 0 success; 1 the
+daemon refused the request (unknown task, ambiguous run id, a skipped run) or ``trigger
+--wait``'s run failed; 2 usage (bad ``-p``, an invalid config); 3 the daemon could not be
+reached or closed the connection. Errors are one line on stderr, never a traceback. The
+client uses plain blocking sockets: it is a CLI.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from flowtaskd.daemon.config.load import load_config
-from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
+from flowtaskd.cli.errors import EXIT_UNREACHABLE, EXIT_USAGE, CliError, plural
 
 __all__ = ["register"]
 
@@ -33,25 +34,41 @@ _REPLY_TIMEOUT = 60.0
 _CONNECT_PATIENCE = 3.0  # seconds a full listen backlog is waited out
 
 
-class _CliError(Exception):
-    """One line for stderr and an exit code."""
+_CliError = CliError  # the name the commands here raise
 
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
+
+class _Unreachable(CliError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_UNREACHABLE)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("status", help="show the running daemon's state")
+    p = sub.add_parser(
+        "status",
+        help="show the running daemon's state",
+        epilog="example:\n  flowtaskd status --json | jq .runs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(p)
     p.set_defaults(handler=_run(_cmd_status))
 
-    p = sub.add_parser("tasks", help="list the tasks the running daemon has loaded")
+    p = sub.add_parser(
+        "tasks",
+        help="list the tasks the running daemon has loaded",
+        epilog="example:\n  flowtaskd tasks",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(p)
     p.set_defaults(handler=_run(_cmd_tasks))
 
-    p = sub.add_parser("trigger", help="run a loaded task now")
-    p.add_argument("task", metavar="NAME")
+    p = sub.add_parser(
+        "trigger",
+        help="run a loaded task now",
+        epilog="examples:\n  flowtaskd trigger hello -p who=you\n"
+        "  flowtaskd trigger nightly -p days:=3 --wait",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("task", metavar="NAME", help="a loaded task's name").completer = _complete_tasks
     p.add_argument(
         "-p",
         "--param",
@@ -66,16 +83,34 @@ def register(sub: Any) -> None:
     _common(p)
     p.set_defaults(handler=_run(_cmd_trigger))
 
-    p = sub.add_parser("cancel", help="cancel a running or queued run")
-    p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix")
+    p = sub.add_parser(
+        "cancel",
+        help="cancel a running or queued run",
+        epilog="example:\n  flowtaskd cancel 019b7c40",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "run_id", metavar="RUN_ID", help="a run id or a unique prefix"
+    ).completer = _complete_active_runs
     _common(p)
     p.set_defaults(handler=_run(_cmd_cancel))
 
-    p = sub.add_parser("reload", help="re-read the config and rescan the task folders")
+    p = sub.add_parser(
+        "reload",
+        help="re-read the config and rescan the task folders",
+        epilog="example:\n  flowtaskd reload     # the same as systemctl reload flowtaskd",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(p)
     p.set_defaults(handler=_run(_cmd_reload))
 
-    p = sub.add_parser("events", help="stream live lifecycle events (until Ctrl-C)")
+    p = sub.add_parser(
+        "events",
+        help="stream live lifecycle events (until Ctrl-C)",
+        epilog="examples:\n  flowtaskd events --task nightly\n"
+        "  flowtaskd events --event step_error,completed --json | jq .",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "-f", "--follow", action="store_true", help="accepted for familiarity: always follows"
     )
@@ -97,6 +132,27 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the daemon's JSON replies")
 
 
+def _ask_quietly(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
+    """For shell completion: the daemon's reply to ``cmd`` within a second, or {}."""
+    try:
+        with _Client(_socket_path(args)) as client:
+            client.sock.settimeout(1.0)
+            return client.request({"cmd": cmd})
+    except Exception:
+        return {}
+
+
+def _complete_tasks(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    names = [t["name"] for t in _ask_quietly(parsed_args, "tasks").get("tasks", [])]
+    return [n for n in names if n.startswith(prefix)]
+
+
+def _complete_active_runs(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    runs = _ask_quietly(parsed_args, "status").get("runs", {})
+    ids = [r.get("run_id", "") for r in [*runs.get("active", []), *runs.get("queued", [])]]
+    return [i for i in ids if i.startswith(prefix)]
+
+
 def _run(command: Any) -> Any:
     def handler(args: argparse.Namespace) -> int:
         try:
@@ -112,13 +168,16 @@ def _run(command: Any) -> Any:
 def _socket_path(args: argparse.Namespace) -> Path:
     if args.socket is not None:
         return Path(args.socket)
+    from flowtaskd.daemon.config.load import load_config  # noqa: PLC0415 - fast --help
+    from flowtaskd.errors import FlowtaskError, TaskParseError  # noqa: PLC0415
+
     try:
         path: Path = load_config(args.config).control.socket
     except TaskParseError as exc:
         lines = [str(p) for p in exc.problems] or [str(exc)]
-        raise _CliError("; ".join(lines)) from None
+        raise _CliError("; ".join(lines), EXIT_USAGE) from None
     except FlowtaskError as exc:
-        raise _CliError(str(exc)) from None
+        raise _CliError(str(exc), EXIT_USAGE) from None
     return path
 
 
@@ -160,9 +219,9 @@ class _Client:
         try:
             self.sock = _connect(path)
         except PermissionError:
-            raise _CliError(f"cannot reach the daemon at {path}: permission denied") from None
+            raise _Unreachable(f"cannot reach the daemon at {path}: permission denied") from None
         except OSError:
-            raise _CliError(f"cannot reach the daemon at {path} (is it running?)") from None
+            raise _Unreachable(f"cannot reach the daemon at {path} (is it running?)") from None
         self.file = self.sock.makefile("rb")
 
     def _again(self, refused: dict[str, Any]) -> bool:
@@ -197,7 +256,7 @@ class _Client:
         except OSError as exc:
             if not self._replies:
                 return  # maybe refused: the first receive reads why, and tries again
-            raise _CliError(f"lost the connection to the daemon at {self.path}: {exc}") from None
+            raise _Unreachable(f"lost the connection to the daemon at {self.path}: {exc}") from None
 
     def receive(self, *, follow: bool = False) -> dict[str, Any] | None:
         """The next JSON line (None at end of stream when ``follow``)."""
@@ -213,15 +272,15 @@ class _Client:
         try:
             line = self.file.readline()
         except TimeoutError:
-            raise _CliError(
+            raise _Unreachable(
                 f"no reply from the daemon at {self.path} within {_REPLY_TIMEOUT:g}s"
             ) from None
         except OSError as exc:
-            raise _CliError(f"lost the connection to the daemon at {self.path}: {exc}") from None
+            raise _Unreachable(f"lost the connection to the daemon at {self.path}: {exc}") from None
         if not line:
             if follow:
                 return None
-            raise _CliError(f"the daemon at {self.path} closed the connection")
+            raise _Unreachable(f"the daemon at {self.path} closed the connection")
         try:
             reply = json.loads(line)
         except ValueError:
@@ -314,6 +373,8 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
             print(f"{t['name']:<{width}}  {t['steps']:>5}  {sched:<15}  {t['file']}")
             if t.get("description"):
                 print(f"{'':<{width}}         {t['description']}")
+    from flowtaskd.errors import Problem  # noqa: PLC0415
+
     for bad in invalid:
         print(f"invalid: {bad['file']}")
         for p in bad["problems"]:
@@ -326,12 +387,13 @@ def _params(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key or key == ":":
-            raise _CliError(f"-p {pair!r}: write KEY=VALUE (or KEY:=JSON)")
+            raise _CliError(f"-p {pair!r}: write KEY=VALUE (or KEY:=JSON)", EXIT_USAGE)
         if key.endswith(":"):
             try:
                 params[key[:-1]] = json.loads(value)
             except ValueError:
-                raise _CliError(f"-p {pair!r}: the value after := is not JSON") from None
+                message = f"-p {pair!r}: the value after := is not JSON"
+                raise _CliError(message, EXIT_USAGE) from None
         else:
             params[key] = value
     return params
@@ -351,7 +413,7 @@ def _cmd_trigger(args: argparse.Namespace) -> int:
             return 0
         end = client.receive(follow=True)
     if end is None:
-        raise _CliError(f"the daemon closed the connection before run {first['run_id']} ended")
+        raise _Unreachable(f"the daemon closed the connection before run {first['run_id']} ended")
     end = _checked(end)
     status = end.get("status")
     if args.json:
@@ -378,7 +440,11 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(reply)
         return 0
-    print(f"reloaded: {reply['tasks']} tasks loaded")
+    invalid = reply.get("invalid", 0)
+    line = f"reloaded: {plural(reply['tasks'], 'task')} loaded"
+    if invalid:
+        line += f", {plural(invalid, 'invalid file')} (flowtaskd tasks shows the problems)"
+    print(line)
     if reply.get("restart_needed"):
         changed = ", ".join(reply["restart_needed"])
         print(f"flowtaskd: restart the daemon to apply changes to: {changed}", file=sys.stderr)

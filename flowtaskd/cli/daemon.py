@@ -9,29 +9,49 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowtaskd.daemon.config.load import load_config
-from flowtaskd.daemon.runs.store import HistoryStore
-from flowtaskd.daemon.service import main_run
-from flowtaskd.errors import FlowtaskError, TaskParseError
+from flowtaskd.cli.errors import EXIT_FAILED, EXIT_USAGE, fail
 
-__all__ = ["register", "state_dir_from"]
+# The daemon, the store and the config models are imported by the commands that use them:
+# building the parser (--help, --version, completion) must stay fast.
+
+__all__ = ["history_path", "register", "state_dir_from"]
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="run the daemon (watch folders, schedules, runs)")
-    p.add_argument("--config", type=Path, default=None, help="config file (YAML or TOML)")
+    p = sub.add_parser(
+        "run",
+        help="run the daemon (watch folders, schedules, runs)",
+        description="Run the daemon in the foreground until SIGTERM or Ctrl-C.",
+        epilog="example:\n  flowtaskd run --config ~/flowtaskd/flowtaskd.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config", type=Path, default=None, help="config file, YAML or TOML (default: defaults)"
+    )
     p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("history", help="list recent runs from the history")
-    p.add_argument("task", nargs="?", default=None)
+    p = sub.add_parser(
+        "history",
+        help="list recent runs from the history",
+        epilog="examples:\n  flowtaskd history\n  flowtaskd history nightly -n 5 --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("task", nargs="?", default=None, metavar="TASK", help="only this task's runs")
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON array on stdout")
     _where(p)
     p.set_defaults(handler=cmd_history)
 
-    p = sub.add_parser("show", help="show one run and its step attempts")
-    p.add_argument("run_id", help="a run id or a unique prefix")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "show",
+        help="show one run and its step attempts",
+        epilog="example:\n  flowtaskd show 019b7c40",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "run_id", metavar="RUN_ID", help="a run id or a unique prefix"
+    ).completer = _complete_run_ids
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     _where(p)
     p.set_defaults(handler=cmd_show)
 
@@ -43,13 +63,15 @@ def _where(p: argparse.ArgumentParser) -> None:
 
 def state_dir_from(args: argparse.Namespace) -> Any:
     """The daemon config implied by ``--config`` / ``--state-dir`` (defaults otherwise)."""
+    from flowtaskd.daemon.config.load import load_config  # noqa: PLC0415
+
     cfg = load_config(args.config)
     if getattr(args, "state_dir", None) is not None:
         cfg = cfg.model_copy(update={"state_dir": args.state_dir.resolve()})
     return cfg
 
 
-def _history_path(args: argparse.Namespace) -> Path:
+def history_path(args: argparse.Namespace) -> Path:
     cfg = state_dir_from(args)
     path: Path = (
         cfg.history.path
@@ -60,15 +82,30 @@ def _history_path(args: argparse.Namespace) -> Path:
 
 
 def _error(exc: Exception) -> int:
+    """A config problem is a usage error; anything else (the store, a prefix) a failure."""
+    from flowtaskd.errors import ConfigError, TaskParseError  # noqa: PLC0415
+
+    code = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
     if isinstance(exc, TaskParseError):
-        for p in exc.problems:
-            print(f"error {p}", file=sys.stderr)
-    else:
-        print(f"error: {exc}", file=sys.stderr)
-    return 2
+        return fail([str(p) for p in exc.problems] or [str(exc)], code)
+    return fail(str(exc), code)
+
+
+def _complete_run_ids(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    """Shell completion: recent run ids from the history (quietly nothing on any error)."""
+    try:
+        from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415
+
+        store = HistoryStore.open_readonly(history_path(parsed_args))
+        return [r.run_id for r in store.list_runs(None, 50) if r.run_id.startswith(prefix)]
+    except Exception:
+        return []
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from flowtaskd.daemon.service import main_run  # noqa: PLC0415
+    from flowtaskd.errors import FlowtaskError  # noqa: PLC0415
+
     try:
         return main_run(args.config)
     except FlowtaskError as exc:
@@ -82,8 +119,11 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415
+    from flowtaskd.errors import FlowtaskError  # noqa: PLC0415
+
     try:
-        store = HistoryStore.open_readonly(_history_path(args))
+        store = HistoryStore.open_readonly(history_path(args))
         runs = store.list_runs(args.task, args.n)
     except FlowtaskError as exc:
         return _error(exc)
@@ -109,14 +149,16 @@ def _run_dict(r: Any) -> dict[str, Any]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415
+    from flowtaskd.errors import FlowtaskError  # noqa: PLC0415
+
     try:
-        store = HistoryStore.open_readonly(_history_path(args))
+        store = HistoryStore.open_readonly(history_path(args))
         found = store.get_run(args.run_id)
     except FlowtaskError as exc:
         return _error(exc)
     if found is None:
-        print(f"error: no run {args.run_id!r} in the history", file=sys.stderr)
-        return 1
+        return fail(f"no run {args.run_id!r} in the history", EXIT_FAILED)
     run, attempts = found
     if args.json:
         out = _run_dict(run)

@@ -3,31 +3,33 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from flowtaskd.core.cron import CronError, next_fire_times, parse_cron, validate_timezone
-from flowtaskd.core.rules import TaskStatus
-from flowtaskd.engine.events import EventBus
-from flowtaskd.engine.stats import TaskMonitor
-from flowtaskd.errors import FlowtaskError, TaskParseError
-from flowtaskd.logs import configure_logging
-from flowtaskd.tasks.task import Task
+from flowtaskd.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
+
+if TYPE_CHECKING:
+    from flowtaskd.engine.stats import TaskMonitor
 
 __all__ = ["parse_params", "register"]
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+# the engine is imported by the commands: building the parser must stay fast
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("exec", help="run one task file in the foreground")
-    p.add_argument("file", type=Path)
+    p = sub.add_parser(
+        "exec",
+        help="run one task file in the foreground",
+        description="Run one task file now, without a daemon; exit 0 if it ends done.",
+        epilog="examples:\n  flowtaskd exec config/tasks/hello.yaml -p who=you\n"
+        "  flowtaskd exec job.yaml --json > stats.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="a task file (.yaml .yml .json .toml)")
     p.add_argument(
         "-p",
         "--param",
@@ -41,8 +43,13 @@ def register(sub: Any) -> None:
     p.add_argument("--log-level", default="warning", help="log level (default: warning)")
     p.set_defaults(handler=cmd_exec)
 
-    p = sub.add_parser("next", help="print the next fire times of a cron expression")
-    p.add_argument("cron")
+    p = sub.add_parser(
+        "next",
+        help="print the next fire times of a cron expression",
+        epilog="example:\n  flowtaskd next '0 3 * * 1-5' --tz Europe/Berlin -n 3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("cron", metavar="CRON", help="5 fields, or @hourly, @daily, ...")
     p.add_argument("--tz", default="UTC", help="IANA time zone (default UTC)")
     p.add_argument("--after", default=None, help="ISO 8601 start (default: now)")
     p.add_argument("-n", type=int, default=5, help="how many (default 5)")
@@ -87,6 +94,12 @@ class _Progress:
 
 
 async def _exec(args: argparse.Namespace, params: dict[str, str]) -> TaskMonitor:
+    import asyncio  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    from flowtaskd.engine.events import EventBus  # noqa: PLC0415
+    from flowtaskd.tasks.task import Task  # noqa: PLC0415
+
     bus = EventBus()
     task = Task(
         task=str(args.file), params=params, events=bus, log_dir=args.log_dir, trigger="exec"
@@ -112,21 +125,23 @@ async def _exec(args: argparse.Namespace, params: dict[str, str]) -> TaskMonitor
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    configure_logging("auto", args.log_level)
+    import asyncio  # noqa: PLC0415
+
+    from flowtaskd.core.rules import TaskStatus  # noqa: PLC0415
+    from flowtaskd.errors import FlowtaskError, TaskParseError  # noqa: PLC0415
+    from flowtaskd.logs import configure_logging  # noqa: PLC0415
+
     try:
+        configure_logging("auto", args.log_level)
         params = parse_params(args.param)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return fail(str(exc), EXIT_USAGE)
     try:
         stats = asyncio.run(_exec(args, params))
     except TaskParseError as exc:
-        for problem in exc.problems:
-            print(f"error {problem}", file=sys.stderr)
-        return EXIT_INVALID
+        return fail([str(p) for p in exc.problems] or [str(exc)], EXIT_FAILED)
     except FlowtaskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return fail(str(exc), EXIT_FAILED)
     if args.json:
         json.dump(stats.to_dict(), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -144,10 +159,17 @@ def _summary(stats: TaskMonitor, out: TextIO) -> None:
         took = f"{s['duration']:.2f}s" if s["duration"] is not None else "-"
         out.write(f"  {s['status']:<16} {sid:<30} {took:>8}  {extra}\n")
     if d["error"]:
-        out.write(f"error: {d['error']}\n")
+        out.write(f"flowtaskd: {d['error']}\n")
 
 
 def cmd_next(args: argparse.Namespace) -> int:
+    from flowtaskd.core.cron import (  # noqa: PLC0415
+        CronError,
+        next_fire_times,
+        parse_cron,
+        validate_timezone,
+    )
+
     try:
         spec = parse_cron(args.cron)
         tz = validate_timezone(args.tz)
@@ -156,8 +178,7 @@ def cmd_next(args: argparse.Namespace) -> int:
             after = after.replace(tzinfo=tz)
         times = next_fire_times(spec, tz, after, args.n)
     except (CronError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc), EXIT_USAGE)
     for t in times:
         print(t.isoformat())
     return 0

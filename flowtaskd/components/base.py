@@ -14,16 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from flowtaskd.core.options import StrictModel
+from flowtaskd.core.options import NoParams, StrictModel
 
 if TYPE_CHECKING:
     from flowtaskd.components.context import StepContext, StepOutcome
 
 __all__ = ["Component", "NoParams"]
-
-
-class NoParams(StrictModel):
-    """A component that takes no parameters of its own."""
 
 
 class Component:
@@ -39,6 +35,10 @@ class Component:
     iterator: ClassVar[bool] = False
     remote: ClassVar[bool] = False
     summary: ClassVar[str] = ""
+    needs_env: ClassVar[bool] = False
+    """The step reads the environment (credentials named by env var): ``ctx.env`` is filled."""
+    wants_input: ClassVar[bool] = False
+    """The step reads the output of the step it depends on (``ctx.input``): ``IF``, ``Loop``."""
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         self.params: Mapping[str, Any] = params or {}

@@ -39,6 +39,8 @@ class StepContext:
     item: Mapping[str, Any] | None = None  # the group item this attempt runs for
     base_dir: str | None = None  # the task file's folder (relative paths in RunTask)
     resources: Mapping[str, float] | None = None
+    input: str | None = None  # the upstream step's output, for ``wants_input`` components
+    timezone: str | None = None  # the task's zone (``Wait: {until: ...}``)
     runtime: SubRun | None = field(default=None, compare=False)
 
     @property
@@ -72,6 +74,9 @@ class StepOutcome:
     log_path: str | None = None
     items: list[dict[str, Any]] | None = None  # what an iterator step produced
     worker: str | None = None  # where it ran, when not here
+    skip: tuple[str, ...] = ()  # steps a branching step (IF, Switch) did not choose
+    variables: Mapping[str, Any] | None = None  # placeholders set for later steps (SetVariables)
+    retry_after: float | None = None  # seconds a server asked to wait before a retry
 
     @property
     def ok(self) -> bool:

@@ -11,17 +11,16 @@ again (tests, a daemon reload).
 
 from __future__ import annotations
 
-import difflib
 from functools import cache
 from importlib.metadata import entry_points
 
 from pydantic import BaseModel
 
 from flowtaskd.components.base import Component
+from flowtaskd.core.options import STEP_OPTION_KEYS
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "closest",
     "get_component",
     "plugin_errors",
     "register",
@@ -33,9 +32,37 @@ _plugin_errors: list[str] = []
 
 
 def _builtins() -> list[type[Component]]:
-    from flowtaskd.components import basic, commands, files  # noqa: PLC0415 - after base
+    from flowtaskd.components import (  # noqa: PLC0415 - after base
+        archives,
+        basic,
+        branching,
+        commands,
+        files,
+        ftp,
+        http,
+        iterators,
+        mail,
+        remote,
+        rsync,
+        sensors,
+        sql,
+    )
 
-    return [*commands.COMPONENTS, *files.COMPONENTS, *basic.COMPONENTS]
+    return [
+        *commands.COMPONENTS,
+        *files.COMPONENTS,
+        *basic.COMPONENTS,
+        *http.COMPONENTS,
+        *archives.COMPONENTS,
+        *sensors.COMPONENTS,
+        *iterators.COMPONENTS,
+        *branching.COMPONENTS,
+        *mail.COMPONENTS,
+        *remote.COMPONENTS,
+        *ftp.COMPONENTS,
+        *sql.COMPONENTS,
+        *rsync.COMPONENTS,
+    ]
 
 
 @cache
@@ -62,8 +89,6 @@ def registry() -> dict[str, type[Component]]:
 
 def component_error(cls: object) -> str | None:
     """Why ``cls`` cannot be a component, or ``None`` if it can."""
-    from flowtaskd.core.options import STEP_OPTION_KEYS  # noqa: PLC0415 - options imports base
-
     if not (isinstance(cls, type) and issubclass(cls, Component)):
         return "is not a Component class"
     if not cls.name or not cls.name.isidentifier():
@@ -87,12 +112,6 @@ def plugin_errors() -> list[str]:
 
 def get_component(name: str) -> type[Component] | None:
     return registry().get(name)
-
-
-def closest(word: str, choices: list[str] | set[str] | frozenset[str]) -> str | None:
-    """The nearest of ``choices`` to a misspelt ``word``, if any is close."""
-    hits = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return hits[0] if hits else None
 
 
 def register(cls: type[Component]) -> type[Component]:

@@ -15,6 +15,7 @@ __all__ = [
     "ALL_EVENTS",
     "CATCH_ALL",
     "DAEMON_EVENTS",
+    "FILE_EVENTS",
     "STEP_EVENTS",
     "TASK_EVENTS",
     "Payload",
@@ -53,6 +54,8 @@ DAEMON_EVENTS: tuple[str, ...] = (
     "inbox_ignored",
 )
 ALL_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + DAEMON_EVENTS
+FILE_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS
+"""The events a task file's ``events:`` block may act on."""
 CATCH_ALL = "*"
 """Connect to this name to receive every event."""
 

@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 from pydantic import BaseModel
 
-from flowtaskd.components.registry import get_component
 from flowtaskd.core.values import placeholders
 from flowtaskd.errors import Problem, format_path
 
 if TYPE_CHECKING:
-    from flowtaskd.core.schema import StepSpec
+    from flowtaskd.core.spec import StepSpec
 
 __all__ = ["CompiledGraph", "Group", "LineOf", "compile_graph", "graph_problems"]
 
@@ -186,8 +185,7 @@ class CompiledGraph:
                     )
                 else:
                     parents[feeds] = spec
-                comp = get_component(spec.component) if spec.index not in partial else None
-                if comp is not None and not comp.iterator:
+                if spec.iterator is False:
                     self._add(
                         spec,
                         ("to_group",),

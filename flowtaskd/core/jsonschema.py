@@ -4,8 +4,8 @@ Built from the same pydantic models that validate task files: the header, one mo
 component (its parameters plus the step options) and the ``events:`` actions, so it can
 not drift from the validator. What a schema cannot say (unknown ``depends``, cycles, cron
 syntax, YAML 1.1 traps) is left to ``flowtaskd validate``. A copy is committed as
-``flowtaskd/task.schema.json``; regenerate it with
-``flowtaskd schema > flowtaskd/task.schema.json``.
+``flowtaskd/task.schema.json`` and shipped in the package (``flowtaskd schema --path``);
+regenerate it with ``flowtaskd schema > flowtaskd/task.schema.json``.
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from flowtaskd.components.registry import registry
-from flowtaskd.core.options import EVENT_ACTION_MODELS, EVENT_NAMES
+from flowtaskd.core.catalog import Catalog
+from flowtaskd.core.events import FILE_EVENTS
+from flowtaskd.core.options import EVENT_ACTION_MODELS
 from flowtaskd.core.schema import TaskHeader, step_model
 
 __all__ = ["SCHEMA_ID", "task_schema"]
 
-SCHEMA_ID = "https://flowtaskd.invalid/schema/task.schema.json"
+SCHEMA_ID = "https://json.schemastore.org/flowtaskd-task.json"
+"""Where the schema is published (SchemaStore; see ``schemastore/``). Editors that know
+the catalog pick it up by file name; ``flowtaskd schema --path`` gives the local copy."""
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _DESCRIPTION = (
     "A flowtaskd task (the flowtask format, extended): a `name` and a list of `steps`, each "
@@ -30,20 +33,40 @@ _DESCRIPTION = (
 )
 
 
-def _one_key(key: str, ref: dict[str, Any], nullable: bool) -> dict[str, Any]:
-    value = {"anyOf": [ref, {"type": "null"}]} if nullable else ref
+def _one_of_keys(what: str, choices: list[tuple[str, dict[str, Any], bool]]) -> dict[str, Any]:
+    """A mapping with exactly one key, one of ``choices`` (name, ``$ref``, nullable).
+
+    Written as ``properties`` + ``additionalProperties: false`` + ``min/maxProperties: 1``
+    rather than a ``oneOf`` of single-key objects, so a validator's best error names the
+    key: a misspelt ``Comand`` is "Additional properties are not allowed ('Comand' was
+    unexpected)" in check-jsonschema, ajv and taplo alike, and an error inside a
+    component points into that component. ``null`` is allowed only for components whose
+    parameters are all optional (``Dummy:`` runs; ``Command:`` with no value does not).
+    """
     return {
         "type": "object",
-        "title": key,
-        "properties": {key: value},
-        "required": [key],
+        "description": f"One key, the {what}: " + ", ".join(name for name, _, _ in choices),
+        "minProperties": 1,
+        "maxProperties": 1,
+        "properties": {name: _or_null(ref) if nullable else ref for name, ref, nullable in choices},
         "additionalProperties": False,
     }
 
 
-def task_schema() -> dict[str, Any]:
-    """The schema of a task file; components come from the registry (plugins included)."""
-    components = sorted(registry().items())
+def _or_null(ref: dict[str, Any]) -> dict[str, Any]:
+    # if/then/else, not anyOf [ref, null]: validators report the errors of `then` as they
+    # are (the misspelt option's name) instead of "not valid under any of the given schemas"
+    return {"if": {"type": "object"}, "then": ref, "else": {"type": "null"}}
+
+
+def _nullable(defs: dict[str, Any], ref: dict[str, Any]) -> bool:
+    """True when the model ``ref`` points to has no required key (so ``Name:`` is enough)."""
+    return not defs[ref["$ref"].rsplit("/", 1)[1]].get("required")
+
+
+def task_schema(catalog: Catalog) -> dict[str, Any]:
+    """The schema of a task file for the components of ``catalog`` (plugins included)."""
+    components = sorted(catalog.items())
     actions = sorted(EVENT_ACTION_MODELS.items())
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(TaskHeader, "validation")]
     models += [(step_model(comp), "validation") for _, comp in components]
@@ -56,25 +79,29 @@ def task_schema() -> dict[str, Any]:
         "type": "array",
         "minItems": 1,
         "description": props["steps"].get("description", ""),
-        "items": {
-            "oneOf": [
-                _one_key(name, refs[(step_model(comp), "validation")], nullable=True)
+        "items": _one_of_keys(
+            "component",
+            [
+                (name, ref, _nullable(defs, ref))
                 for name, comp in components
-            ]
-        },
+                for ref in [refs[(step_model(comp), "validation")]]
+            ],
+        ),
     }
     props["events"] = {
         "description": props["events"].get("description", ""),
         "type": ["object", "null"],
-        "propertyNames": {"enum": list(EVENT_NAMES)},
+        "propertyNames": {"enum": list(FILE_EVENTS)},
         "additionalProperties": {
             "type": "array",
-            "items": {
-                "oneOf": [
-                    _one_key(name, refs[(model, "validation")], nullable=True)
+            "items": _one_of_keys(
+                "action",
+                [
+                    (name, ref, _nullable(defs, ref))
                     for name, model in actions
-                ]
-            },
+                    for ref in [refs[(model, "validation")]]
+                ],
+            ),
         },
     }
     return {

@@ -15,16 +15,15 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from flowtaskd.core.cron import CronError, parse_every
 from flowtaskd.core.rules import SkipError, TriggerRule
 
 __all__ = [
     "EVENT_ACTION_MODELS",
-    "EVENT_NAMES",
     "STEP_ID_PATTERN",
     "STEP_OPTION_KEYS",
     "Argv",
@@ -34,6 +33,7 @@ __all__ = [
     "EnvMap",
     "EventAction",
     "LogAction",
+    "NoParams",
     "Overlap",
     "RetryPolicy",
     "RunTaskAction",
@@ -52,6 +52,10 @@ class StrictModel(BaseModel):
     """Unknown keys are errors; values are not silently coerced from the wrong type."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class NoParams(StrictModel):
+    """A component that takes no parameters of its own."""
 
 
 _DECIMAL = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ms|s|m|h|d|)")
@@ -220,22 +224,6 @@ STEP_OPTION_KEYS: frozenset[str] = frozenset(StepOptions.model_fields)
 
 # --- the task file's ``events:`` block --------------------------------------------------------
 
-EVENT_NAMES: tuple[str, ...] = (
-    "start",
-    "running",
-    "done",
-    "on_error",
-    "exception",
-    "completed",
-    "cancelled",
-    "step_start",
-    "step_done",
-    "step_error",
-    "step_retry",
-    "step_skipped",
-)
-"""Events a task file's ``events:`` block may name (the run's task and step events)."""
-
 
 class LogAction(StrictModel):
     message: str = "task {task} {event}"
@@ -253,10 +241,28 @@ class RunTaskAction(StrictModel):
 
 
 class WebHookAction(StrictModel):
+    """The same delivery as a ``webhooks:`` entry of the daemon config (see README)."""
+
     url: str = Field(pattern=r"^https?://")
-    secret: str | None = None
+    secret: str | list[str] | None = Field(
+        default=None, description="standard: whsec_<base64> (a list for rotation); github: any."
+    )
+    signing: Literal["standard", "github"] = "standard"
     timeout: Timeout = 10.0
+    retry_schedule: list[Duration] | None = Field(
+        default=None, description="Waits before each retry; null: 5s, 5m, 30m, 2h, 5h, 10h."
+    )
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _secrets_fit_signing(self) -> WebHookAction:
+        secrets = self.secret if isinstance(self.secret, list) else [self.secret or ""]
+        if self.signing == "standard" and any(s and not s.startswith("whsec_") for s in secrets):
+            raise ValueError(
+                "secret: a Standard Webhooks secret starts with whsec_ "
+                "(for a plain HMAC key, set signing: github)"
+            )
+        return self
 
 
 EVENT_ACTION_MODELS: dict[str, type[StrictModel]] = {

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import networkx as nx
 
-from flowtaskd.components.registry import get_component
+from flowtaskd.core.catalog import Catalog
 from flowtaskd.core.graph import Group, compile_graph
 from flowtaskd.core.loader import load_document
 from flowtaskd.core.schema import StepSpec, TaskDefinition, validate_definition
 from flowtaskd.core.values import has_braces
 from flowtaskd.errors import Problem, TaskParseError
-
-if TYPE_CHECKING:
-    from flowtaskd.components.base import Component
 
 __all__ = ["Group", "Step", "TaskPile", "check_syntax", "load_pile", "load_task"]
 
@@ -30,17 +27,18 @@ __all__ = ["Group", "Step", "TaskPile", "check_syntax", "load_pile", "load_task"
 class Step:
     """One step of a task: a component with its parameters (flowtask's ``Step``).
 
-    ``name`` is the component (``step_name``); ``id`` is the step's id (``step_id``): an
-    int ``step_id`` makes ``<step_name>_<step_id>`` as upstream does. ``depends`` is what
+    ``component`` is the component's name (upstream's ``step_name``); ``id`` is the step's
+    id (upstream's ``step_id``): an int ``step_id`` makes ``<step_name>_<step_id>`` as
+    upstream does. ``depends`` is what
     the step waits for (in a :class:`TaskPile`: after the default chain is applied).
     """
 
     __slots__ = (
         "_templated",
+        "component",
         "depends",
         "group",
         "id",
-        "name",
         "params",
         "program",
         "spec",
@@ -56,7 +54,7 @@ class Step:
         *,
         spec: StepSpec | None = None,
     ) -> None:
-        self.name = step_name
+        self.component = step_name
         self.id = f"{step_name}_{step_id}" if isinstance(step_id, int) else step_id
         self.params = dict(params)
         self.program = program
@@ -84,35 +82,39 @@ class Step:
 
     @property
     def step_name(self) -> str:
-        return self.name
+        return self.component
 
     @property
     def step_id(self) -> str:
         return self.id
 
-    @property
-    def component(self) -> type[Component] | None:
-        """The component class, from the registry."""
-        return get_component(self.name)
-
     def __repr__(self) -> str:
-        return f"Step({self.name!r}, {self.id!r})"
+        return f"Step({self.component!r}, {self.id!r})"
 
 
 class TaskPile:
     """Parses a task definition into steps and a DAG (flowtask's ``TaskPile``).
 
-    ``task`` is a task dict (as read from a file) or an already validated
-    :class:`TaskDefinition`. Raises :class:`TaskParseError` listing every problem.
+    ``task`` is an already validated :class:`TaskDefinition`, or a task dict (as read from
+    a file) validated against the components of ``catalog``. Raises
+    :class:`TaskParseError` listing every problem. :class:`flowtaskd.tasks.TaskPile` is
+    this class with the installed components as the catalog.
     """
 
     def __init__(
-        self, task: Mapping[str, Any] | TaskDefinition, program: str | None = None
+        self,
+        task: Mapping[str, Any] | TaskDefinition,
+        program: str | None = None,
+        *,
+        catalog: Catalog | None = None,
     ) -> None:
         if isinstance(task, TaskDefinition):
             self.definition = task
+        elif catalog is None:
+            raise TypeError("validating a task dict needs a component catalog")
         else:
-            self.definition = validate_definition(dict(task) if isinstance(task, Mapping) else task)
+            data = dict(task) if isinstance(task, Mapping) else task
+            self.definition = validate_definition(data, catalog=catalog)
         self.task = self.definition.raw
         self.program = program
         self._graph: nx.DiGraph = nx.DiGraph()
@@ -138,11 +140,14 @@ class TaskPile:
         self._graph, self._groups, self._built = graph.graph, graph.groups, True
         return self
 
-    @staticmethod
+    @classmethod
     def from_task_pile(
+        cls,
         task_pile: Sequence[Mapping[str, Any]],
         name: str = "Generated TaskPile",
         program: str | None = None,
+        *,
+        catalog: Catalog | None = None,
     ) -> TaskPile:
         """Build from ``[{"task_id": "a", "step": "Command", "command": [...], ...}]``.
 
@@ -167,7 +172,7 @@ class TaskPile:
             steps.append({item["step"]: params})
         if problems:
             raise TaskParseError(problems)
-        return TaskPile({"name": name, "steps": steps}, program=program)
+        return cls({"name": name, "steps": steps}, program=program, catalog=catalog)
 
     # -- queries -------------------------------------------------------------------------------
     @property
@@ -212,18 +217,18 @@ class TaskPile:
         return len(self._task)
 
 
-def load_pile(path: str | Path, program: str | None = None) -> TaskPile:
+def load_pile(path: str | Path, program: str | None = None, *, catalog: Catalog) -> TaskPile:
     """Read, validate and build a task file's DAG (every problem reported at once)."""
     doc = load_document(path)
-    return TaskPile(validate_definition(doc.data, doc), program=program)
+    return TaskPile(validate_definition(doc.data, doc, catalog=catalog), program=program)
 
 
-def load_task(path: str | Path) -> TaskDefinition:
+def load_task(path: str | Path, *, catalog: Catalog) -> TaskDefinition:
     """Read a JSON, YAML or TOML task file into a validated definition (its graph too)."""
-    return load_pile(path).definition
+    return load_pile(path, catalog=catalog).definition
 
 
-def check_syntax(task: Mapping[str, Any] | TaskDefinition) -> bool:
+def check_syntax(task: Mapping[str, Any] | TaskDefinition, *, catalog: Catalog) -> bool:
     """True if ``task`` (a dict) is a valid task, else raise :class:`TaskParseError`."""
-    TaskPile(task)
+    TaskPile(task, catalog=catalog)
     return True

@@ -9,6 +9,7 @@ errors say what was given (``got integer 5``). Pure.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, get_args
@@ -16,12 +17,18 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from flowtaskd.components.registry import closest
 from flowtaskd.core.loader import Document
 from flowtaskd.core.options import STEP_ID_PATTERN
 from flowtaskd.errors import Problem, format_path
 
-__all__ = ["pydantic_problems", "shown"]
+__all__ = ["closest", "pydantic_problems", "shown"]
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The nearest of ``choices`` to a misspelt ``word``, if any is close."""
+    hits = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return hits[0] if hits else None
+
 
 _Path = tuple[str | int, ...]
 

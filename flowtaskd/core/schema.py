@@ -18,24 +18,25 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
 
-from flowtaskd.components.base import Component, NoParams
-from flowtaskd.components.registry import closest, registry
+from flowtaskd.core.catalog import Catalog, ComponentInfo
 from flowtaskd.core.cron import CronError, parse_cron, validate_timezone
+from flowtaskd.core.events import FILE_EVENTS
 from flowtaskd.core.graph import graph_problems
 from flowtaskd.core.loader import Document
 from flowtaskd.core.options import (
     EVENT_ACTION_MODELS,
-    EVENT_NAMES,
     STEP_OPTION_KEYS,
     EnvMap,
     EventAction,
+    NoParams,
     Overlap,
     RetryPolicy,
     StepOptions,
     StrictModel,
     Timeout,
 )
-from flowtaskd.core.problems import pydantic_problems, shown
+from flowtaskd.core.problems import closest, pydantic_problems, shown
+from flowtaskd.core.spec import StepSpec
 from flowtaskd.errors import Problem, TaskParseError, format_path
 
 __all__ = [
@@ -86,20 +87,6 @@ _HEADER_KEYS = frozenset(TaskHeader.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
-class StepSpec:
-    """One validated step: its id, component, parameters and options."""
-
-    index: int
-    id: str
-    component: str
-    params: StrictModel
-    options: StepOptions
-    line: int | None = None
-    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
-    """The step's mapping as written (parameters and options), when it came from data."""
-
-
-@dataclass(frozen=True, slots=True)
 class TaskDefinition:
     """A validated task file. ``raw`` is the document as read (for sub-runs and dumps)."""
 
@@ -122,10 +109,10 @@ class TaskDefinition:
         return self.source.line_of(path) if self.source is not None else None
 
 
-_STEP_MODELS: dict[type[Component], type[BaseModel]] = {}
+_STEP_MODELS: dict[ComponentInfo, type[BaseModel]] = {}
 
 
-def step_model(component: type[Component]) -> type[BaseModel]:
+def step_model(component: ComponentInfo) -> type[BaseModel]:
     """One model of a step's mapping: the component's parameters plus every step option
     (for the JSON Schema; validation checks the two parts separately)."""
     model = _STEP_MODELS.get(component)
@@ -175,8 +162,11 @@ class _Problems:
                 self.items.append(problem)
 
 
-def validate_definition(data: Any, doc: Document | None = None) -> TaskDefinition:
-    """Validate a task's data; raise :class:`TaskParseError` listing every problem."""
+def validate_definition(
+    data: Any, doc: Document | None = None, *, catalog: Catalog
+) -> TaskDefinition:
+    """Validate a task's data against the components of ``catalog``; raise
+    :class:`TaskParseError` listing every problem."""
     found = _Problems(doc)
     if not isinstance(data, dict):
         what = "nothing" if data is None else type(data).__name__
@@ -188,7 +178,7 @@ def validate_definition(data: Any, doc: Document | None = None) -> TaskDefinitio
     except ValidationError as exc:
         found.pydantic(exc, (), data, _HEADER_KEYS, TaskHeader)
     raw_steps = data.get("steps")
-    steps, partial = _validate_steps(raw_steps, found)
+    steps, partial = _validate_steps(raw_steps, found, catalog)
     events = _validate_events(data.get("events"), found)
     if header is not None:
         _check_schedules(header, isinstance(data.get("schedule"), str), found)
@@ -209,12 +199,13 @@ def _file_order(problem: Problem) -> tuple[int, int]:
     return (problem.line or 0, int(step[1]) if step else -1)
 
 
-def _validate_steps(raw: Any, found: _Problems) -> tuple[list[StepSpec], frozenset[int]]:
+def _validate_steps(
+    raw: Any, found: _Problems, components: Catalog
+) -> tuple[list[StepSpec], frozenset[int]]:
     """Every step that validates, plus stand-ins (in ``partial``) for those that do not,
     so the graph can still be checked around them."""
     if not isinstance(raw, list):
         return [], frozenset()
-    components = registry()
     steps: list[StepSpec] = []
     partial: set[int] = set()
     for i, item in enumerate(raw):
@@ -226,9 +217,7 @@ def _validate_steps(raw: Any, found: _Problems) -> tuple[list[StepSpec], frozens
     return steps, frozenset(partial)
 
 
-def _validate_step(
-    i: int, item: Any, components: Mapping[str, type[Component]], found: _Problems
-) -> StepSpec | None:
+def _validate_step(i: int, item: Any, components: Catalog, found: _Problems) -> StepSpec | None:
     where: _Path = ("steps", i)
     if not isinstance(item, dict) or len(item) != 1:
         found.add(
@@ -267,10 +256,10 @@ def _validate_step(
         return None
     line = found.line_of(where)  # the component key's line
     step_id = options.name or f"{comp_name}_{i + 1}"
-    return StepSpec(i, step_id, comp.name, own_params, options, line, params)
+    return StepSpec(i, step_id, comp.name, own_params, options, line, params, comp.iterator)
 
 
-def _known(comp: type[Component]) -> frozenset[str]:
+def _known(comp: ComponentInfo) -> frozenset[str]:
     return frozenset(comp.Params.model_fields) | STEP_OPTION_KEYS
 
 
@@ -309,12 +298,12 @@ def _validate_events(raw: Any, found: _Problems) -> dict[str, tuple[EventAction,
     out: dict[str, tuple[EventAction, ...]] = {}
     for event, actions in raw.items():
         where: _Path = ("events", event)
-        if event not in EVENT_NAMES:
-            near = closest(str(event), set(EVENT_NAMES))
+        if event not in FILE_EVENTS:
+            near = closest(str(event), set(FILE_EVENTS))
             found.add(
                 f"unknown event `{event}`",
                 where,
-                f"did you mean `{near}`?" if near else f"known: {', '.join(EVENT_NAMES)}",
+                f"did you mean `{near}`?" if near else f"known: {', '.join(FILE_EVENTS)}",
             )
             continue
         if not isinstance(actions, list):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import resource
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,7 @@ import structlog
 if TYPE_CHECKING:
     from flowtaskd.daemon.outputs.metrics import DaemonMetrics
     from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher
+    from flowtaskd.daemon.web.server import WebServer
 
 from flowtaskd.clock import Clock, SystemClock
 from flowtaskd.components.context import Executor
@@ -33,6 +36,7 @@ from flowtaskd.daemon.intake.dispatch import Intake
 from flowtaskd.daemon.intake.library import Library, LibraryChange
 from flowtaskd.daemon.outputs.subscribers import load_subscribers
 from flowtaskd.daemon.runs.manager import RunManager
+from flowtaskd.daemon.runs.records import RunStore
 from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.daemon.schedule.scheduler import ScheduleEntry, Scheduler
 from flowtaskd.daemon.statelock import StateLock
@@ -57,7 +61,7 @@ class Daemon:
         self.bus = EventBus(clock=self.clock.time)
         self.faults = Faults(self.bus.emit)
         state = config.state_dir
-        self.store = HistoryStore(config.history.path or state / "history.db")
+        self.store: RunStore = HistoryStore(config.history.path or state / "history.db")
         self.executor: Executor = _executor(config)
         self.library = Library(config.tasks, trust_all=config.security.trust_all_files)
         self.runs = RunManager(
@@ -86,17 +90,21 @@ class Daemon:
         self._state_lock = StateLock(config.state_dir)
         self._signals = 0
         self.extensions: list[Any] = []  # control socket, webhooks, metrics (see events issue)
-        self.extensions.append(ControlServer(self))
+        control = ControlServer(self)
+        self.extensions.append(control)
         self.subscriber_errors: list[str] = []  # plugin subscribers: loaded at the top of _run
         # webhooks and metrics import httpx / prometheus_client: only when configured
         self.webhooks: WebhookDispatcher | None = None
         # webhook secrets are secrets: masked in every log line and event like task secrets
-        GLOBAL_MASKER.update(h.secret for h in config.webhooks if h.secret)
-        if config.webhooks:
-            from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher  # noqa: PLC0415
+        for h in config.webhooks:
+            GLOBAL_MASKER.update(h.secret if isinstance(h.secret, list) else [h.secret or ""])
+        # always made (cheap: httpx is imported at the first delivery): the task files'
+        # WebHook actions go through it too
+        from flowtaskd.daemon.outputs.webhooks import WebhookDispatcher  # noqa: PLC0415
 
-            self.webhooks = WebhookDispatcher(self.bus, config.webhooks)
-            self.extensions.append(self.webhooks)
+        self.webhooks = WebhookDispatcher(self.bus, config.webhooks, pending_dir=state / "webhooks")
+        self.runs.webhooks = self.webhooks
+        self.extensions.append(self.webhooks)
         self.metrics: DaemonMetrics | None = None
         if config.metrics.address is not None:
             from flowtaskd.daemon.outputs.metrics import DaemonMetrics  # noqa: PLC0415
@@ -109,6 +117,13 @@ class Daemon:
                 webhooks=self.webhooks,
             )
             self.extensions.append(self.metrics)
+        # the HTTP API and dashboard import aiohttp and jinja2: only when enabled
+        self.web: WebServer | None = None
+        if config.web.enabled:
+            from flowtaskd.daemon.web.server import WebServer  # noqa: PLC0415
+
+            self.web = WebServer(self, control.requests)
+            self.extensions.append(self.web)
 
     # -- process life -----------------------------------------------------------------
     def request_stop(self) -> None:
@@ -159,9 +174,15 @@ class Daemon:
             _log.warning(
                 "run_interrupted", task=run.task, run_id=run.run_id, inbox_file=run.inbox_file
             )
-        self._apply_library(await asyncio.to_thread(self.library.scan), startup=True)
-        self._set_config_schedules()
-        self.scheduler.start()
+        # Loading allocates what it keeps (a large library is millions of objects): cyclic
+        # collections during it would walk them again and again and free next to nothing.
+        gc.disable()
+        try:
+            self._apply_library(await asyncio.to_thread(self.library.scan), startup=True)
+            self._set_config_schedules()
+            self.scheduler.start()
+        finally:
+            gc.enable()
         await self.scheduler.record_catchups()
         runs_stop = asyncio.Event()
         ext_stop = asyncio.Event()  # extensions outlive the drain: they report its last events
@@ -291,6 +312,7 @@ class Daemon:
                 "metrics",
                 "webhooks",
                 "subscribers",
+                "web",
             )
             for key in restart_keys:
                 if getattr(new, key) != getattr(self.config, key):
@@ -307,15 +329,23 @@ class Daemon:
             "daemon_reloaded", {"tasks": len(self.library.tasks), "restart_needed": changed}
         )
         _log.info("daemon_reloaded", tasks=len(self.library.tasks), restart_needed=changed)
-        return {"ok": True, "tasks": len(self.library.tasks), "restart_needed": changed}
+        return {
+            "ok": True,
+            "tasks": len(self.library.tasks),
+            "invalid": len(self.library.invalid),
+            "restart_needed": changed,
+        }
 
     # -- library and schedules --------------------------------------------------------
     def _apply_library(self, changes: list[LibraryChange], startup: bool = False) -> None:
+        # at start one line sums the library up: 10,000 info lines would cost a second and
+        # flood the journal; each task's line is there at debug level
+        log_loaded = _log.debug if startup else _log.info
         for ch in changes:
             payload: dict[str, Any] = {"task": ch.name, "file": str(ch.path)}
             if ch.kind in ("loaded", "reloaded") and ch.task is not None:
                 self.bus.emit("task_loaded", {**payload, "reloaded": ch.kind == "reloaded"})
-                _log.info(
+                log_loaded(
                     "task_loaded", task=ch.name, file=str(ch.path), reloaded=ch.kind == "reloaded"
                 )
                 self._set_task_schedules(ch.task.name)
@@ -332,11 +362,17 @@ class Daemon:
                     _log.warning(
                         event, file=str(ch.path), problem=str(p), kept_last_good=ch.kept_last_good
                     )
-        # schedules of tasks no longer loaded (removed, renamed, rejected) go with them
-        owners = {e.owner for e in self.scheduler.entries.values() if e.owner.startswith("task:")}
-        for owner in owners:
-            if self.library.get(owner.removeprefix("task:")) is None:
-                self.scheduler.replace(owner, [])
+        # schedules of tasks no longer loaded (removed, renamed, rejected) go with them; only
+        # a change names such a task, so a batch costs its changes, not the whole library
+        gone = {ch.previous.name for ch in changes if ch.previous is not None}
+        gone.update(ch.name for ch in changes if ch.kind == "removed" and ch.name)
+        for name in sorted(gone):
+            if self.library.get(name) is None:
+                self.scheduler.replace(f"task:{name}", [])
+        if startup:
+            _log.info(
+                "library_loaded", tasks=len(self.library.tasks), invalid=len(self.library.invalid)
+            )
 
     def _set_task_schedules(self, name: str) -> None:
         loaded = self.library.get(name)
@@ -387,6 +423,10 @@ class Daemon:
 
     def _fire(self, entry: ScheduleEntry, fire_time: float, trigger: str) -> None:
         self.intake.fire_schedule(entry, fire_time, trigger)
+
+    def trigger(self, name: str, params: Mapping[str, Any]) -> str | None:
+        """Start a run of a loaded task now (the control socket's ``trigger``)."""
+        return self.intake.trigger(name, params)
 
 
 def raise_fd_limit() -> None:

@@ -2,17 +2,16 @@
 
 Upstream format: ``events: {on_error: [{Log: {message: ...}}], completed: [...]}``.
 Actions: ``Log``, ``Command`` (argv, no shell), ``RunTask`` (a sub-run) and ``WebHook``
-(a signed JSON POST). They run in tasks the Task owns and awaits at ``close()``, so they
-never slow the run; a failing action is logged, never fatal.
+(a signed JSON POST through the daemon's webhook dispatcher: the same body, headers,
+signing and retries as a ``webhooks:`` entry, :mod:`flowtaskd.engine.hookpost`). They run
+in tasks the Task owns and awaits at ``close()``, so they never slow the run; a failing
+action is logged, never fatal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import json
 import shlex
 import tempfile
 from pathlib import Path
@@ -22,20 +21,28 @@ import structlog
 
 from flowtaskd.core.schema import EventAction, TaskDefinition
 from flowtaskd.core.values import resolve
+from flowtaskd.engine.hookpost import (
+    DEFAULT_SCHEDULE,
+    Target,
+    WebhookSink,
+    deliver_inline,
+    github_signature,
+)
 from flowtaskd.errors import FlowtaskError
+from flowtaskd.logs import GLOBAL_MASKER
 from flowtaskd.process.spawn import ProcessSpec, run_process
 
 if TYPE_CHECKING:
-    from flowtaskd.tasks.task import Task
+    from flowtaskd.clock import Clock
+    from flowtaskd.components.context import SubRun
 
 __all__ = ["ActionRunner", "sign_body"]
 
 _log = structlog.get_logger("flowtaskd.actions")
 
 
-def sign_body(secret: str, body: bytes) -> str:
-    """The ``X-Flowtaskd-Signature`` header value: ``sha256=<hex HMAC of the body>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+sign_body = github_signature
+"""The ``X-Flowtaskd-Signature`` header value: ``sha256=<hex HMAC of the body>``."""
 
 
 def _values(payload: dict[str, Any]) -> dict[str, Any]:
@@ -52,20 +59,29 @@ class ActionRunner:
     grace period, then cancels the rest). A failing action is logged, never fatal.
     """
 
-    def __init__(self, definition: TaskDefinition, task: Task) -> None:
+    def __init__(
+        self,
+        definition: TaskDefinition,
+        subrun: SubRun,
+        *,
+        clock: Clock,
+        webhooks: WebhookSink | None = None,
+    ) -> None:
         self.actions = definition.events
-        self.task = task
+        self.subrun = subrun
+        self.clock = clock
+        self.webhooks = webhooks  # the daemon's dispatcher; None: WebHook posts in place
         self._running: set[asyncio.Task[None]] = set()
 
     def __call__(self, event: str, payload: dict[str, Any]) -> None:
         for action in self.actions.get(event, ()):
-            job = asyncio.get_running_loop().create_task(self._guarded(action, payload))
+            job = asyncio.get_running_loop().create_task(self._guarded(action, event, payload))
             self._running.add(job)
             job.add_done_callback(self._running.discard)
 
-    async def _guarded(self, action: EventAction, payload: dict[str, Any]) -> None:
+    async def _guarded(self, action: EventAction, event: str, payload: dict[str, Any]) -> None:
         try:
-            await _perform(action, payload, self.task)
+            await _perform(action, event, payload, self)
         except Exception as exc:  # an action's failure is logged, never fatal to anything
             _log.warning(
                 "action_failed",
@@ -85,7 +101,9 @@ class ActionRunner:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _perform(action: EventAction, payload: dict[str, Any], task: Task) -> None:
+async def _perform(
+    action: EventAction, event: str, payload: dict[str, Any], runner: ActionRunner
+) -> None:
     p = action.params.model_dump()
     values = _values(payload)
     if action.action == "Log":
@@ -115,16 +133,29 @@ async def _perform(action: EventAction, payload: dict[str, Any], task: Task) -> 
                 run_id=payload.get("run_id"),
             )
     elif action.action == "RunTask":
-        outcome = await task._subrun(str(p["task"]), dict(p.get("params") or {}))
+        outcome = await runner.subrun(str(p["task"]), dict(p.get("params") or {}))
         if not outcome.ok:
             _log.warning("action_failed", action="RunTask", error=outcome.error)
     elif action.action == "WebHook":
-        import httpx  # noqa: PLC0415 - 3 MB the daemon only pays for when a task posts one
+        await _webhook(p, {"event": event, **payload}, runner)
 
-        body = json.dumps(payload, default=str, sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", **p.get("headers", {})}
-        if p.get("secret"):
-            headers["X-Flowtaskd-Signature"] = sign_body(p["secret"], body)
-        async with httpx.AsyncClient(timeout=p["timeout"]) as client:
-            response = await client.post(p["url"], content=body, headers=headers)
-            response.raise_for_status()
+
+async def _webhook(p: dict[str, Any], payload: dict[str, Any], runner: ActionRunner) -> None:
+    """Through the daemon's dispatcher when there is one; else sent here, retried inline."""
+    secret = p.get("secret")
+    secrets = tuple(secret if isinstance(secret, list) else [secret] if secret else [])
+    GLOBAL_MASKER.update(secrets)
+    schedule = p.get("retry_schedule")
+    target = Target(
+        url=p["url"],
+        secrets=secrets,
+        signing=p.get("signing", "standard"),
+        timeout=p["timeout"],
+        schedule=tuple(schedule) if schedule is not None else DEFAULT_SCHEDULE,
+        headers=dict(p.get("headers") or {}),
+    )
+    if runner.webhooks is not None:
+        if not runner.webhooks.submit(target, payload):
+            raise FlowtaskError("the webhook queue is full")
+        return
+    await deliver_inline(target, payload, runner.clock)

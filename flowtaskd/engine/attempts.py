@@ -8,6 +8,7 @@ without sleeping.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 from collections.abc import Callable, Iterator, Mapping
@@ -28,7 +29,8 @@ from flowtaskd.execution.local import LocalExecutor
 from flowtaskd.logs import SecretMasker
 
 if TYPE_CHECKING:
-    from flowtaskd.engine.runner import DagRun
+    from flowtaskd.core.pile import TaskPile
+    from flowtaskd.engine.stats import TaskMonitor
 
 __all__ = ["Attempts", "RunSettings"]
 
@@ -61,12 +63,13 @@ class RunSettings:
 
 
 class Attempts:
-    def __init__(self, run: DagRun, settings: RunSettings) -> None:
-        self.run_ = run
+    def __init__(self, pile: TaskPile, monitor: TaskMonitor, settings: RunSettings) -> None:
+        self.monitor = monitor
         self.s = settings
-        self.pile = run.pile
+        self.pile = pile
         self.items_of: dict[str, list[dict[str, Any]]] = {}
-        d = run.pile.definition
+        self.variables: dict[str, Any] = {}  # set by steps (SetVariables) for later placeholders
+        d = pile.definition
         self.task_env = dict(d.header.env)
         self.default_retry = d.header.retry or _NO_RETRY
         self.max_active = asyncio.Semaphore(d.header.max_active_steps)
@@ -86,7 +89,7 @@ class Attempts:
     @staticmethod
     def _env_needed(component: str) -> bool:
         comp = get_component(component)
-        return comp is None or comp.remote
+        return comp is None or comp.remote or comp.needs_env
 
     def _inherits_env(self, component: str, opts: StepOptions) -> bool:
         """The step's process can inherit this process's environment (env None)."""
@@ -104,9 +107,10 @@ class Attempts:
         v.update(mask_values(self.s.clock.now()))
         v["task"] = self.pile.name
         v["run_id"] = self.s.run_id
+        v.update(self.variables)
         if item:
             v.update(item)
-            v["item"] = item.get("file", item.get("index"))
+            v["item"] = item.get("item", item.get("file", item.get("index")))
         return _Values(v, outputs)
 
     def _prepare(
@@ -121,7 +125,7 @@ class Attempts:
             values = self.values(outputs, item)
             params = resolve(step.params, values, sid)
             env = None
-            if not self._inherits_env(step.name, opts):
+            if not self._inherits_env(step.component, opts):
                 env = dict(s.base_env)
                 env.update(resolve(self.task_env, values, "env"))
                 env.update(resolve(opts.env or {}, values, f"{sid}.env"))
@@ -131,9 +135,9 @@ class Attempts:
         else:
             params, cwd, precondition = step.params, opts.cwd, opts.precondition
             env = {}
-            if self._inherits_env(step.name, opts):
+            if self._inherits_env(step.component, opts):
                 env = None
-            elif self._env_needed(step.name):
+            elif self._env_needed(step.component):
                 env = {**s.base_env, **self.task_env, **(opts.env or {})}
         if cwd and s.base_dir and not os.path.isabs(cwd):
             cwd = os.path.join(s.base_dir, cwd)
@@ -142,7 +146,7 @@ class Attempts:
     def _forbidden(self, component: str, params: Mapping[str, Any]) -> str | None:
         """Why a Python step may not run (``security.python_allow``), or None."""
         allow = self.s.python_allow
-        if component != "Python" or allow is None:
+        if component not in ("Python", "UserFunc") or allow is None:
             return None
         target = str(params.get("function", ""))
         for prefix in allow:
@@ -161,11 +165,11 @@ class Attempts:
         s, step = self.s, self.pile[sid]
         assert step.spec is not None
         opts = step.spec.options
-        mon = self.run_.monitor.steps[sid]
+        mon = self.monitor.steps[sid]
         now = s.clock.time()
         mon.started_at = now if mon.started_at is None else min(mon.started_at, now)
         mon.status = StepStatus.RUNNING
-        base: dict[str, Any] = {"step": sid, "component": step.name}
+        base: dict[str, Any] = {"step": sid, "component": step.component}
         if item_index is not None:
             base["item"] = item_index
         try:
@@ -173,7 +177,7 @@ class Attempts:
         except PlaceholderError as exc:
             failed = StepOutcome(StepStatus.FAILED, error=s.masker.mask(str(exc)))
             return self._end(sid, mon, failed, base)
-        refused = self._forbidden(step.name, prep.params)
+        refused = self._forbidden(step.component, prep.params)
         if refused:
             return self._end(sid, mon, StepOutcome(StepStatus.FAILED, error=refused), base)
 
@@ -196,10 +200,14 @@ class Attempts:
                 item=item,
                 base_dir=s.base_dir,
                 resources=opts.resources,
+                input=upstream_input,
+                timezone=self.pile.definition.header.timezone,
                 runtime=s.subrun,
             )
 
-        executor = self._executor_for(step.name, opts.executor)
+        comp = get_component(step.component)
+        upstream_input = self._input_of(sid, outputs) if comp and comp.wants_input else None
+        executor = self._executor_for(step.component, opts.executor)
         if prep.precondition:
             async with self.max_active:
                 pre = await executor.run(
@@ -216,7 +224,7 @@ class Attempts:
             s.emit("step_start", {**base, "status": "running", "attempt": attempt})
             try:
                 async with self.max_active:
-                    outcome = await executor.run(ctx_for(step.name, params, attempt))
+                    outcome = await executor.run(ctx_for(step.component, params, attempt))
             except asyncio.CancelledError:
                 a.status, a.finished_at = "cancelled", s.clock.time()
                 raise
@@ -227,7 +235,7 @@ class Attempts:
                 break
             if not policy.should_retry(attempt, outcome.exit_code):
                 break
-            delay = policy.delay_before(attempt + 1, s.rand())
+            delay = _retry_delay(policy, attempt + 1, s.rand(), outcome)
             s.emit(
                 "step_retry",
                 {
@@ -244,6 +252,16 @@ class Attempts:
         if outcome.items is not None:
             self.items_of[sid] = outcome.items
         return self._end(sid, mon, outcome, {**base, "attempt": attempt})
+
+    def _input_of(self, sid: str, outputs: Mapping[str, str | None]) -> str | None:
+        """What a ``wants_input`` step reads: its upstream step's output (several: a JSON
+        object of them by step id)."""
+        ups = list(self.pile.graph.predecessors(sid))
+        if len(ups) == 1:
+            return outputs.get(ups[0])
+        if not ups:
+            return None
+        return json.dumps({u: outputs.get(u) for u in ups})
 
     def _skip(self, mon: Any, base: dict[str, Any], why: str) -> StepOutcome:
         mon.reason = why
@@ -275,6 +293,18 @@ class _Prepared:
     env: Mapping[str, str] | None  # None: inherit this process's environment
     cwd: str | None
     precondition: Any
+
+
+def _retry_delay(policy: RetryPolicy, attempt: int, rand: float, outcome: StepOutcome) -> float:
+    """The policy's wait before try ``attempt``, or longer if the server asked for it
+    (HTTP ``Retry-After``, capped by ``max_delay``)."""
+    delay = policy.delay_before(attempt, rand)
+    if outcome.retry_after is not None:
+        wait = outcome.retry_after
+        if policy.max_delay is not None:
+            wait = min(wait, policy.max_delay)
+        delay = max(delay, wait)
+    return delay
 
 
 def _precondition_reason(pre: StepOutcome) -> str:

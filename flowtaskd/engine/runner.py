@@ -59,9 +59,10 @@ class DagRun:
             params=settings.masker.mask_obj(dict(settings.params)),
         )
         for step in pile:
-            self.monitor.steps[step.id] = StepMonitor(step.id, step.name)
+            self.monitor.steps[step.id] = StepMonitor(step.id, step.component)
         self.status: dict[str, StepStatus] = {}
         self.outputs: dict[str, str | None] = {}
+        self._not_chosen: dict[str, str] = {}  # step id -> the branching step that passed it by
         self._unit_of: dict[str, str] = {}
         self._members: dict[str, Group] = {}
         for g in pile.groups.values():
@@ -71,7 +72,7 @@ class DagRun:
         self._tg: asyncio.TaskGroup | None = None
         self._cancel_requested = False
         self._main: asyncio.Task[Any] | None = None
-        self.attempts = Attempts(self, settings)
+        self.attempts = Attempts(self.pile, self.monitor, settings)
 
     # -- public -----------------------------------------------------------------------
     def cancel(self) -> None:
@@ -152,6 +153,10 @@ class DagRun:
                 """The work to start ``unit``, or (if it does not run) what it unblocks."""
                 if unit in self._members:
                     return [(unit, self._run_group(self._members[unit]))]
+                if unit in self._not_chosen:
+                    why = f"not chosen by {self._not_chosen[unit]}"
+                    self._settle(unit, StepStatus.SKIPPED, why)
+                    return finished(unit)
                 decision = decide(self._rule(unit), self._upstream(unit))
                 if decision.run:
                     return [(unit, self._run_single(unit))]
@@ -222,6 +227,17 @@ class DagRun:
         outcome = await self.attempts.run(sid, self.outputs)
         self.outputs[sid] = outcome.output
         self.status[sid] = self.monitor.steps[sid].status
+        self._took(sid, outcome)
+
+    def _took(self, sid: str, outcome: StepOutcome) -> None:
+        """What a finished step says about later ones: variables, branches not taken."""
+        if not outcome.ok:
+            return
+        if outcome.variables:
+            self.attempts.variables.update(outcome.variables)
+        for other in outcome.skip:
+            if other in self.pile and other not in self.status:
+                self._not_chosen.setdefault(other, sid)
 
     # -- groups -------------------------------------------------------------------------
     async def _run_group(self, group: Group) -> None:
@@ -269,6 +285,8 @@ class DagRun:
                     outcome.status if not self._skip_error(m, outcome.status) else StepStatus.DONE
                 )
                 outputs[m] = outcome.output
+                if outcome.ok and outcome.variables:
+                    self.attempts.variables.update(outcome.variables)
             else:
                 local[m] = d.status or StepStatus.SKIPPED
                 self.monitor.steps[m].reason = d.reason

@@ -7,11 +7,11 @@ engine's (:mod:`flowtaskd.engine`); this package is their public face.
 """
 
 from flowtaskd.core.graph import Group
-from flowtaskd.core.pile import Step, TaskPile, check_syntax, load_pile, load_task
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import TaskParseError
 from flowtaskd.tasks.abstract import AbstractTask
 from flowtaskd.tasks.command import Command
+from flowtaskd.tasks.pile import Step, TaskPile, check_syntax, load_pile, load_task
 from flowtaskd.tasks.task import Task
 
 __all__ = [

@@ -12,10 +12,9 @@ import abc
 from types import TracebackType
 from typing import Any
 
-from flowtaskd.core.pile import TaskPile
-from flowtaskd.core.schema import validate_definition
 from flowtaskd.engine.events import EventBus
 from flowtaskd.engine.stats import TaskMonitor
+from flowtaskd.tasks.pile import check_syntax
 
 __all__ = ["AbstractTask"]
 
@@ -64,8 +63,7 @@ class AbstractTask(abc.ABC):
     @staticmethod
     def check_syntax(task: Any) -> bool:
         """True when ``task`` (a dict) is a valid task; raises ``TaskParseError`` otherwise."""
-        TaskPile(validate_definition(task))
-        return True
+        return check_syntax(task)
 
     async def __aenter__(self) -> AbstractTask:
         await self.start()

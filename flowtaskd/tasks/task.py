@@ -9,12 +9,13 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import structlog
 
 from flowtaskd.clock import Clock, SystemClock
 from flowtaskd.components.context import Executor, StepOutcome
+from flowtaskd.components.registry import registry
 from flowtaskd.core.loader import TASK_SUFFIXES, load_document
 from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.rules import StepStatus, TaskStatus
@@ -27,6 +28,7 @@ from flowtaskd.errors import TaskNotFound
 from flowtaskd.execution.local import LocalExecutor
 from flowtaskd.logs import GLOBAL_MASKER, SecretMasker
 from flowtaskd.tasks.abstract import AbstractTask
+from flowtaskd.tasks.options import TaskOptions, inherited
 
 __all__ = ["Task", "new_run_id"]
 
@@ -65,10 +67,8 @@ def new_run_id() -> str:
 class Task(AbstractTask):
     """Runs a task definition as a DAG.
 
-    Keyword arguments beyond flowtask's: ``params`` (per-run overrides), ``executor``,
-    ``events`` (an :class:`EventBus` to share), ``log_dir``, ``clock``, ``trigger``,
-    ``run_id``, ``kill_grace``, ``python_allow``, ``resolve_task`` (name -> path, for
-    library names and ``RunTask``), ``tasks_dir`` (where names are looked up).
+    The positional arguments are flowtask's; the keyword options beyond them are a
+    :class:`~flowtaskd.tasks.options.TaskOptions` (typed: mypy checks every caller).
     """
 
     def __init__(
@@ -79,9 +79,10 @@ class Task(AbstractTask):
         loop: Any = None,
         parser: Any = None,
         worker: Executor | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[TaskOptions],
     ) -> None:
         super().__init__(task_id, task, program, loop, parser, **kwargs)
+        self.options: TaskOptions = kwargs
         self.worker: Executor = worker or kwargs.get("executor") or LocalExecutor()
         self._owns_executor = worker is None and kwargs.get("executor") is None
         self.clock: Clock = kwargs.get("clock") or SystemClock()
@@ -92,7 +93,7 @@ class Task(AbstractTask):
         self.file: Path | None = None
         self._run: DagRun | None = None
         self._actions: ActionRunner | None = None
-        self._depth: int = kwargs.get("_depth", 0)
+        self._depth: int = kwargs.get("depth", 0)
         self._cancel_requested = False
 
     # -- definition -------------------------------------------------------------------
@@ -104,12 +105,12 @@ class Task(AbstractTask):
             self.file = Path(task.file) if task.file else None
             return task
         if isinstance(task, Mapping):
-            return validate_definition(dict(task))
+            return validate_definition(dict(task), catalog=registry())
         if isinstance(task, str | os.PathLike):
             path = self._find(str(task))
             self.file = path
             doc = load_document(path)
-            return validate_definition(doc.data, doc)
+            return validate_definition(doc.data, doc, catalog=registry())
         raise TaskNotFound(f"cannot run {task!r}: give a task file, a library name or a dict")
 
     def _find(self, ref: str) -> Path:
@@ -118,12 +119,12 @@ class Task(AbstractTask):
             if not path.exists():
                 raise TaskNotFound(f"no such task file: {ref}")
             return path
-        resolver = self.kwargs.get("resolve_task")
+        resolver = self.options.get("resolve_task")
         if resolver is not None:
             found = resolver(ref)
             if found is not None:
                 return Path(found)
-        folder = Path(self.kwargs.get("tasks_dir") or self.program or "config/tasks")
+        folder = Path(self.options.get("tasks_dir") or self.program or "config/tasks")
         for suffix in sorted(TASK_SUFFIXES):
             candidate = folder / f"{ref}{suffix}"
             if candidate.exists():
@@ -143,7 +144,16 @@ class Task(AbstractTask):
         bus = self.task_events()
         if self._owns_bus:
             await bus.start()
-        self._actions = ActionRunner(definition, self) if definition.events else None
+        self._actions = (
+            ActionRunner(
+                definition,
+                self._subrun,
+                clock=self.clock,
+                webhooks=self.options.get("webhooks"),
+            )
+            if definition.events
+            else None
+        )
         self._stats = TaskMonitor(definition.name, self.run_id, trigger=self.trigger)
         self._started = True
 
@@ -164,10 +174,10 @@ class Task(AbstractTask):
         assert self.pile is not None
         d = self.pile.definition
         params = {**d.header.params, **self.params}
-        base_env = dict(self.kwargs.get("base_env") or os.environ)
+        base_env = dict(self.options.get("base_env") or os.environ)
         # local steps without env of their own inherit ours as it is (cheaper to spawn),
         # unless it holds what only the daemon may use
-        inherit_env = not self.kwargs.get("base_env") and not any(
+        inherit_env = not self.options.get("base_env") and not any(
             var in base_env for var in _DAEMON_ONLY_ENV
         )
         for var in _DAEMON_ONLY_ENV:  # steps must not talk to systemd as the daemon
@@ -177,10 +187,14 @@ class Task(AbstractTask):
         GLOBAL_MASKER.update(secrets)
         bus = self.task_events()
         log = _log.bind(task=d.name, run_id=self.run_id)
-        log_dir = Path(self.kwargs.get("log_dir") or Path(tempfile.gettempdir()) / "flowtaskd-logs")
+        log_dir = Path(
+            self.options.get("log_dir") or Path(tempfile.gettempdir()) / "flowtaskd-logs"
+        )
         log_dir = log_dir / d.name / self.run_id  # made when a step first prints
         name, run_id = d.name, self.run_id
-        quiet = {"step_start", "step_done", "running"}
+        # one line per fact: a run's end is logged as done / on_error / cancelled, not again
+        # as completed
+        quiet = {"step_start", "step_done", "running", "completed"}
         actions = self._actions
 
         def emit(event: str, payload: dict[str, Any]) -> None:
@@ -208,10 +222,10 @@ class Task(AbstractTask):
             base_env=base_env,
             inherit_env=inherit_env,
             secrets=secrets,
-            kill_grace=float(self.kwargs.get("kill_grace", 5.0)),
+            kill_grace=float(self.options.get("kill_grace", 5.0)),
             base_dir=str(self.file.parent) if self.file else None,
             subrun=self._subrun if self._depth < _MAX_DEPTH else None,
-            python_allow=self.kwargs.get("python_allow"),
+            python_allow=self.options.get("python_allow"),
         )
         self._run = DagRun(self.pile, settings)
         if self._cancel_requested:
@@ -234,28 +248,14 @@ class Task(AbstractTask):
             and Path(ref).suffix in TASK_SUFFIXES
         ):
             target = str(self.file.parent / ref)
-        child = Task(
-            task=target,
-            params=dict(params),
-            executor=self.worker,
-            events=self.task_events(),
-            clock=self.clock,
-            trigger="subrun",
-            _depth=self._depth + 1,
-            **{
-                k: v
-                for k, v in self.kwargs.items()
-                if k
-                in (
-                    "log_dir",
-                    "kill_grace",
-                    "python_allow",
-                    "resolve_task",
-                    "tasks_dir",
-                    "base_env",
-                )
-            },
-        )
+        options = inherited(self.options)
+        options["params"] = dict(params)
+        options["executor"] = self.worker
+        options["events"] = self.task_events()
+        options["clock"] = self.clock
+        options["trigger"] = "subrun"
+        options["depth"] = self._depth + 1
+        child = Task(task=target, **options)
         try:
             async with child:
                 stats = await child.run()

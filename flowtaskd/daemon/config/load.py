@@ -51,19 +51,20 @@ from flowtaskd.daemon.config.models import (
     ConcurrencyConfig,
     ControlConfig,
     DaskLocalConfig,
+    EntryPoint,
     ExecutorConfig,
     HistoryConfig,
     InboxConfig,
     LogConfig,
     MetricsConfig,
+    PathContext,
     ScheduleConfig,
     SecurityConfig,
+    WebConfig,
     WebhookConfig,
-    _Context,
-    _EntryPoint,
-    _inbox_defaults,
-    _raw_path,
-    _with,
+    inbox_defaults,
+    raw_path,
+    with_default,
 )
 from flowtaskd.errors import ConfigError, Problem, TaskNotFound, TaskParseError, format_path
 
@@ -79,6 +80,7 @@ __all__ = [
     "MetricsConfig",
     "ScheduleConfig",
     "SecurityConfig",
+    "WebConfig",
     "WebhookConfig",
     "config_summary",
     "default_config",
@@ -103,9 +105,10 @@ class DaemonConfig(StrictModel):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
-    subscribers: list[_EntryPoint] = Field(default_factory=list)
+    subscribers: list[EntryPoint] = Field(default_factory=list)
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     shutdown_grace: Duration = Field(default=30.0, description="Drain time after SIGTERM.")
     kill_grace: Duration = Field(default=5.0, description="SIGTERM to SIGKILL, per step.")
 
@@ -114,15 +117,18 @@ class DaemonConfig(StrictModel):
     def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
-        ctx = _Context.of(info)
+        ctx = PathContext.of(info)
         out = {key: value for key, value in data.items() if value is not None}
-        state = _raw_path(out.setdefault("state_dir", ctx.state_dir()), ctx)
+        state = raw_path(out.setdefault("state_dir", ctx.state_dir()), ctx)
         state = state or ctx.state_dir()  # a bad state_dir is reported by its field
         inboxes = out.setdefault("inboxes", [{"path": state / "inbox"}])
         if isinstance(inboxes, list):
-            out["inboxes"] = [_inbox_defaults(item, ctx, state) for item in inboxes]
-        out["history"] = _with(out.get("history"), "path", state / "history.db")
-        out["control"] = _with(out.get("control"), "socket", ctx.socket(state))
+            out["inboxes"] = [inbox_defaults(item, ctx, state) for item in inboxes]
+        out["history"] = with_default(out.get("history"), "path", state / "history.db")
+        out["control"] = with_default(out.get("control"), "socket", ctx.socket(state))
+        web = out.get("web", {})
+        web = {"enabled": web} if isinstance(web, bool) else web
+        out["web"] = with_default(web, "token_file", state / "web-token")
         return out
 
     @model_validator(mode="after")
@@ -220,7 +226,7 @@ def _validate(
         problems.append(Problem(f"the config is a mapping of options, got {kind}", file, 1))
         raise ConfigError(problems, file)
     try:
-        cfg = DaemonConfig.model_validate(data, context=_Context(cwd, environ))
+        cfg = DaemonConfig.model_validate(data, context=PathContext(cwd, environ))
     except ValidationError as exc:
         problems.extend(_problems(exc, doc))
     if problems:
@@ -276,4 +282,7 @@ def config_summary(cfg: DaemonConfig) -> dict[str, Any]:
         hook["url"] = _mask_url(hook["url"])
         if hook["secret"] is not None:
             hook["secret"] = "***"
+    for token in data["web"]["tokens"]:
+        if token["sha256"] is not None:
+            token["sha256"] = "***"
     return data

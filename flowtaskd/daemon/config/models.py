@@ -12,6 +12,7 @@ on disk.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import shlex
@@ -35,6 +36,7 @@ from pydantic_core import PydanticCustomError
 from flowtaskd.core.cron import parse_cron, validate_timezone
 from flowtaskd.core.events import ALL_EVENTS
 from flowtaskd.core.options import Argv, Duration, Overlap, StrictModel
+from flowtaskd.engine.hookpost import standard_key
 from flowtaskd.errors import format_path
 
 __all__ = [
@@ -49,6 +51,8 @@ __all__ = [
     "MetricsConfig",
     "ScheduleConfig",
     "SecurityConfig",
+    "WebConfig",
+    "WebToken",
     "WebhookConfig",
 ]
 
@@ -79,22 +83,22 @@ def _event_ok(name: str) -> str:
 
 
 _ModulePrefix = Annotated[str, _matching(_MODULE, "a module prefix such as 'mypkg.jobs'")]
-_EntryPoint = Annotated[str, _matching(_ENTRY, "'package.module:function'")]
+EntryPoint = Annotated[str, _matching(_ENTRY, "'package.module:function'")]
 _Listen = Annotated[str, _matching(_LISTEN, "host:port (e.g. 127.0.0.1:9464 or [::1]:9464)")]
 _EventName = Annotated[str, AfterValidator(_event_ok)]
 
 
 @dataclass(frozen=True)
-class _Context:
+class PathContext:
     """What relative paths and environment defaults resolve against."""
 
     cwd: Path
     environ: Mapping[str, str]
 
     @classmethod
-    def of(cls, info: ValidationInfo) -> _Context:
+    def of(cls, info: ValidationInfo) -> PathContext:
         ctx = info.context
-        return ctx if isinstance(ctx, _Context) else cls(Path.cwd(), os.environ)
+        return ctx if isinstance(ctx, PathContext) else cls(Path.cwd(), os.environ)
 
     def path(self, value: str | os.PathLike[str]) -> Path:
         text = os.fspath(value)
@@ -120,7 +124,7 @@ def _problem(message: str, *at: str | int) -> PydanticCustomError:
     return PydanticCustomError("config", "{text}", {"text": text, "at": [(at, message)]})
 
 
-def _raw_path(value: Any, ctx: _Context) -> Path | None:
+def raw_path(value: Any, ctx: PathContext) -> Path | None:
     usable = (isinstance(value, str) and value.strip()) or isinstance(value, os.PathLike)
     return ctx.path(value) if usable else None
 
@@ -132,13 +136,13 @@ def _not_empty(value: Any) -> Any:
 
 
 def _absolute(value: Path, info: ValidationInfo) -> Path:
-    return _Context.of(info).path(value)
+    return PathContext.of(info).path(value)
 
 
 AbsPath = Annotated[Path, BeforeValidator(_not_empty), AfterValidator(_absolute)]
 
 
-def _with(section: Any, key: str, default: Any) -> Any:
+def with_default(section: Any, key: str, default: Any) -> Any:
     """``section`` with ``key`` set to ``default`` when missing or null."""
     if section is None:
         section = {}
@@ -147,12 +151,12 @@ def _with(section: Any, key: str, default: Any) -> Any:
     return section
 
 
-def _inbox_defaults(data: Any, ctx: _Context, state_dir: Path) -> Any:
-    if not isinstance(data, dict) or (path := _raw_path(data.get("path"), ctx)) is None:
+def inbox_defaults(data: Any, ctx: PathContext, state_dir: Path) -> Any:
+    if not isinstance(data, dict) or (path := raw_path(data.get("path"), ctx)) is None:
         return data
-    out = _with(data, "name", path.name)
+    out = with_default(data, "name", path.name)
     if isinstance(out["name"], str):
-        out = _with(out, "archive", state_dir / "archive" / out["name"])
+        out = with_default(out, "archive", state_dir / "archive" / out["name"])
     return out
 
 
@@ -171,8 +175,8 @@ class InboxConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
-        ctx = _Context.of(info)
-        return _inbox_defaults(data, ctx, ctx.state_dir())
+        ctx = PathContext.of(info)
+        return inbox_defaults(data, ctx, ctx.state_dir())
 
     @field_validator("name")
     @classmethod
@@ -287,7 +291,7 @@ class ExecutorConfig(StrictModel):
 
 
 class LogConfig(StrictModel):
-    format: Literal["auto", "json", "console"] = "auto"
+    format: Literal["auto", "json", "console", "journald"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -299,7 +303,7 @@ class HistoryConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
-        return _with(data, "path", _Context.of(info).state_dir() / "history.db")
+        return with_default(data, "path", PathContext.of(info).state_dir() / "history.db")
 
 
 class SecurityConfig(StrictModel):
@@ -329,8 +333,8 @@ class ControlConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any, info: ValidationInfo) -> Any:
-        ctx = _Context.of(info)
-        return _with(data, "socket", ctx.socket(ctx.state_dir()))
+        ctx = PathContext.of(info)
+        return with_default(data, "socket", ctx.socket(ctx.state_dir()))
 
     @field_validator("socket")
     @classmethod
@@ -352,9 +356,39 @@ class WebhookConfig(StrictModel):
     url: str = Field(repr=False)  # may hold a token or password
     events: list[_EventName] | None = Field(default=None, description="null: every event.")
     tasks: list[str] | None = Field(default=None, description="null: every task.")
-    secret: str | None = Field(default=None, repr=False, description="HMAC-SHA256 key.")
+    secret: str | list[str] | None = Field(
+        default=None,
+        repr=False,
+        description="signing: standard: whsec_<base64> (a list: several, for rotation); "
+        "signing: github: any string.",
+    )
+    signing: Literal["standard", "github"] = Field(
+        default="standard",
+        description="standard: Standard Webhooks; github: X-Flowtaskd-Signature.",
+    )
     timeout: Duration = 10.0
-    retries: int = Field(default=5, ge=0)
+    retry_schedule: list[Duration] | None = Field(
+        default=None, description="Waits before each retry; null: 5s, 5m, 30m, 2h, 5h, 10h."
+    )
+    retries: int | None = Field(
+        default=None, ge=0, description="How many retries; null: one per retry_schedule entry."
+    )
+
+    @model_validator(mode="after")
+    def _secrets_fit_signing(self) -> WebhookConfig:
+        secrets = self.secret if isinstance(self.secret, list) else [self.secret or ""]
+        secrets = [s for s in secrets if s]
+        if self.signing == "github" and len(secrets) > 1:
+            raise _problem("signing: github takes one secret", "secret")
+        if self.signing == "standard":
+            for s in secrets:
+                try:
+                    standard_key(s)
+                except ValueError as exc:
+                    raise _problem(
+                        f"{exc} (for a plain HMAC key, set signing: github)", "secret"
+                    ) from None
+        return self
 
     @field_validator("url")
     @classmethod
@@ -372,3 +406,71 @@ class MetricsConfig(StrictModel):
     def address(self) -> tuple[str, int] | None:
         match = _LISTEN.fullmatch(self.listen) if self.listen else None
         return (match["v6"] or match["host"], int(match["port"])) if match else None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class WebToken(StrictModel):
+    """One more login token for the web API: its SHA-256 (hex), or a file holding it."""
+
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$", repr=False)
+    file: AbsPath | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> WebToken:
+        if (self.sha256 is None) == (self.file is None):
+            raise _problem("give `sha256` (of the token, hex) or `file` (holding it), not both")
+        return self
+
+
+class WebConfig(StrictModel):
+    """The HTTP API and dashboard: on by default on loopback; ``web: false`` turns it off."""
+
+    enabled: bool = True
+    listen: _Listen = Field(default="127.0.0.1:8470", description="host:port; port 0: any.")
+    insecure_http: bool = Field(default=False, description="Allow plain HTTP off loopback.")
+    tls_cert: AbsPath | None = None
+    tls_key: AbsPath | None = None
+    token_file: AbsPath | None = Field(default=None, description="Default <state_dir>/web-token.")
+    tokens: list[WebToken] = Field(default_factory=list)
+    public_url: str | None = Field(default=None, description="The URL users open (a proxy's).")
+    session_hours: float = Field(default=12.0, gt=0)
+    login_failures: int = Field(default=10, ge=1, description="Per client per minute, then 429.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, data: Any) -> Any:
+        if isinstance(data, bool):
+            return {"enabled": data}
+        return {} if data is None else data
+
+    @property
+    def address(self) -> tuple[str, int]:
+        match = _LISTEN.fullmatch(self.listen)
+        assert match is not None  # checked by the field
+        return (match["v6"] or match["host"], int(match["port"]))
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @model_validator(mode="after")
+    def _safe(self) -> WebConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise _problem("TLS needs both `tls_cert` and `tls_key`", missing)
+        exposed = self.enabled and not _is_loopback(self.address[0])
+        if exposed and not self.tls and not self.insecure_http:
+            raise _problem(
+                f"'{self.listen}' is not a loopback address: set `tls_cert` and `tls_key`,"
+                " or `insecure_http: true` (behind a TLS reverse proxy)",
+                "listen",
+            )
+        return self

@@ -1,0 +1,1 @@
+"""The control socket: the server, its requests and the batched event streams."""

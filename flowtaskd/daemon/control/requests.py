@@ -20,18 +20,29 @@ import dataclasses
 import difflib
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowtaskd.engine.events import ALL_EVENTS, CATCH_ALL, Payload
+from flowtaskd.errors import FlowtaskError
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.service import Daemon
+    from pathlib import Path
+
+    from flowtaskd.clock import Clock
+    from flowtaskd.daemon.config.load import DaemonConfig
+    from flowtaskd.daemon.faults import Faults
+    from flowtaskd.daemon.intake.library import Library
+    from flowtaskd.daemon.runs.manager import RunManager
+    from flowtaskd.daemon.runs.records import RunStore
+    from flowtaskd.daemon.schedule.scheduler import Scheduler
+    from flowtaskd.engine.events import EventBus
 
 __all__ = [
     "COMMANDS",
     "BadRequest",
+    "ControlHost",
     "ControlView",
     "Requests",
     "Session",
@@ -79,6 +90,55 @@ class Session(Protocol):
 
     async def send(self, obj: Payload) -> None:
         """Write one reply now (before the handler returns its last one)."""
+
+
+class WebView(Protocol):
+    """The web server, as ``status`` reports it."""
+
+    def summary(self) -> Payload: ...
+
+
+class ControlHost(Protocol):
+    """What the control socket reads and does of the daemon (the composition root is one)."""
+
+    @property
+    def config(self) -> DaemonConfig: ...
+
+    @property
+    def config_path(self) -> Path | None: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def bus(self) -> EventBus: ...
+
+    @property
+    def library(self) -> Library: ...
+
+    @property
+    def runs(self) -> RunManager: ...
+
+    @property
+    def store(self) -> RunStore: ...
+
+    @property
+    def scheduler(self) -> Scheduler: ...
+
+    @property
+    def web(self) -> WebView | None: ...
+
+    @property
+    def faults(self) -> Faults: ...
+
+    def trigger(self, name: str, params: Mapping[str, Any]) -> str | None:
+        """Start a run of a loaded task now; its run id, or None when it was skipped."""
+        ...
+
+    async def reload(self) -> dict[str, Any]: ...
 
 
 class ControlView(Protocol):
@@ -202,7 +262,7 @@ class _RunWatch:
 class Requests:
     """Answers the one-reply requests of the control socket for ``daemon``."""
 
-    def __init__(self, daemon: Daemon, server: ControlView) -> None:
+    def __init__(self, daemon: ControlHost, server: ControlView) -> None:
         self.d = daemon
         self.server = server
         self._handlers: dict[str, Callable[[Session, dict[str, Any]], Awaitable[Payload]]] = {
@@ -238,6 +298,7 @@ class Requests:
             "runs": d.runs.snapshot(),
             "next_fire_times": d.scheduler.next_fire_times(),
             "control": self.server.summary(),
+            "web": d.web.summary() if d.web is not None else {"enabled": False},
             "faults": d.faults.summary(),
         }
 
@@ -271,7 +332,7 @@ class Requests:
         watch = _RunWatch(session.wake)
         disconnect = self.d.bus.connect(("completed", "run_skipped"), watch, task=name)
         try:
-            run_id = self.d.intake.trigger(name, params)
+            run_id = self.d.trigger(name, params)
             if run_id is None:
                 return error_reply(f"run of {name} not started: {watch.skip_reason or 'skipped'}")
             if not wait:
@@ -321,18 +382,11 @@ class Requests:
     async def _cancel(self, session: Session, req: dict[str, Any]) -> Payload:
         prefix = _text(req, "run_id", required=True)
         assert prefix is not None
-        runs = self.d.runs
-        running = [rid for rid in runs.active if rid.startswith(prefix)]
-        queued = [r.run_id for r in runs.queue if r.run_id.startswith(prefix)]
-        matches = running + queued
-        if not matches:
-            return error_reply(f"no such running or queued run: {prefix}")
-        if len(matches) > 1:
-            return error_reply(
-                f"run id prefix {prefix!r} is ambiguous ({', '.join(matches[:5])}): give more of it"
-            )
-        runs.cancel(matches[0])
-        return {"ok": True, "run_id": matches[0], "was": "running" if running else "queued"}
+        try:
+            run_id, was = self.d.runs.cancel_one(prefix)
+        except FlowtaskError as exc:
+            return error_reply(str(exc))
+        return {"ok": True, "run_id": run_id, "was": was}
 
     async def _runs(self, session: Session, req: dict[str, Any]) -> Payload:
         """The queue, one page at a time (``status`` shows only its head)."""

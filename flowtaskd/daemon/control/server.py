@@ -44,13 +44,14 @@ import contextlib
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from flowtaskd.daemon.control.listener import Listener, open_streams
 from flowtaskd.daemon.control.requests import (
     BadRequest,
+    ControlHost,
     Requests,
     error_reply,
     parse_request,
@@ -60,9 +61,6 @@ from flowtaskd.daemon.control.sockfile import bind_socket, unlink_socket
 from flowtaskd.daemon.control.streams import Stream, StreamHub, encode_line
 from flowtaskd.engine.events import CATCH_ALL, Payload
 from flowtaskd.errors import FlowtaskError
-
-if TYPE_CHECKING:
-    from flowtaskd.daemon.service import Daemon
 
 __all__ = ["MAX_LINE", "ControlServer"]
 
@@ -124,7 +122,7 @@ class ControlServer:
 
     def __init__(
         self,
-        daemon: Daemon,
+        daemon: ControlHost,
         *,
         queue_size: int = 1000,
         buffer_bytes: int = 16 * 1024 * 1024,

@@ -10,30 +10,67 @@ run again.
 from __future__ import annotations
 
 import asyncio
+import difflib
 from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from flowtaskd.components.registry import registry
 from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.intake.inbox import ClaimedFile, InboxWatcher, Spool
 from flowtaskd.daemon.intake.trust import untrusted_reason
-from flowtaskd.daemon.runs.manager import SHUTDOWN, OnDone, RunRequest
+from flowtaskd.daemon.runs.request import SHUTDOWN, OnDone, RunRequest
 from flowtaskd.daemon.schedule.scheduler import ScheduleEntry
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError, Problem, TaskParseError
 from flowtaskd.tasks import load_pile
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.service import Daemon
+    from flowtaskd.daemon.config.load import DaemonConfig
+    from flowtaskd.daemon.faults import Faults
+    from flowtaskd.daemon.intake.library import LoadedTask
+    from flowtaskd.engine.events import EventBus
 
-__all__ = ["Intake"]
+__all__ = ["Intake", "IntakeHost", "RunSink", "TaskLookup"]
 
 _log = structlog.get_logger("flowtaskd.intake")
 
 
+class RunSink(Protocol):
+    def submit(self, req: RunRequest) -> str | None:
+        """Queue a run; its id, or None when the overlap policy skipped it."""
+        ...
+
+
+class TaskLookup(Protocol):
+    def get(self, name: str) -> LoadedTask | None: ...
+
+
+class IntakeHost(Protocol):
+    """What the intake needs of the daemon: its config, bus, runs, library and faults."""
+
+    @property
+    def config(self) -> DaemonConfig: ...
+
+    @property
+    def bus(self) -> EventBus: ...
+
+    @property
+    def runs(self) -> RunSink: ...
+
+    @property
+    def library(self) -> TaskLookup: ...
+
+    @property
+    def faults(self) -> Faults: ...
+
+
 class Intake:
-    def __init__(self, daemon: Daemon) -> None:
+    """Turns inbox drops, schedule fires and manual triggers into run requests."""
+
+    def __init__(self, daemon: IntakeHost) -> None:
         self.d = daemon
         cfg = daemon.config
         self.spool = Spool(cfg.state_dir / "spool")
@@ -142,6 +179,7 @@ class Intake:
             params=params,
             source=str(claimed.original),
             inbox_file=str(claimed.spooled),
+            inbox=claimed.inbox,
             on_done=self._done_callback(claimed),
         )
         self.d.runs.submit(req)
@@ -231,7 +269,8 @@ class Intake:
                 step["cwd"] = entry.cwd
             if entry.timeout:
                 step["timeout"] = entry.timeout
-            pile = TaskPile({"name": entry.id.replace(":", "-"), "steps": [{"Command": step}]})
+            task = {"name": entry.id.replace(":", "-"), "steps": [{"Command": step}]}
+            pile = TaskPile(task, catalog=registry())
             self._commands[entry.id] = pile
         return pile
 
@@ -239,12 +278,24 @@ class Intake:
         """Run a library task now (the control socket's ``trigger``)."""
         loaded = self.d.library.get(name)
         if loaded is None:
-            raise FlowtaskError(f"no task named {name!r} is loaded")
+            raise FlowtaskError(_not_loaded(name, self.d.library))
         return self.d.runs.submit(
             RunRequest(
                 pile=loaded.pile, trigger="manual", params=dict(params), source=str(loaded.path)
             )
         )
+
+
+def _not_loaded(name: str, library: Any) -> str:
+    """Why ``trigger NAME`` found nothing: a file of that name is invalid, or a near name."""
+    text = f"no task named {name!r} is loaded"
+    bad = [p for p in library.invalid if Path(p).stem == name]
+    if bad:
+        return f"{text}: its file {bad[0]} is invalid (flowtaskd tasks shows why)"
+    close = difflib.get_close_matches(name, list(library.tasks), n=3, cutoff=0.6)
+    if close:
+        return f"{text}; did you mean {' or '.join(repr(c) for c in close)}?"
+    return text
 
 
 def _step_summary(s: Mapping[str, Any]) -> dict[str, Any]:

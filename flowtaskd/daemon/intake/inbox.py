@@ -11,9 +11,17 @@ into place, so it appears complete and in one step::
 
 Hidden names and the usual temporary endings (``.tmp``, ``.part``, ``.swp``, ``~``) are
 never picked up (:func:`~flowtaskd.daemon.intake.watcher.is_ignored`), nor are ``*.result.json``
-sidecars or anything in subfolders. A file written in place under its final name is picked
-up only once its size and mtime stopped changing
-(:func:`~flowtaskd.daemon.intake.watcher.wait_stable`).
+sidecars or anything in subfolders.
+
+**When a file is complete.** Where inotify runs (Linux), a file renamed into the inbox
+(``IN_MOVED_TO``) or written in place and closed (``IN_CLOSE_WRITE``) is claimed at once if
+no process holds it open for writing, which a read lease proves
+(:mod:`flowtaskd.daemon.intake.complete`): a drop starts in about a millisecond. Otherwise
+(a writer still has it open, no lease can be taken, files seen by a rescan, watchfiles on
+other platforms) it is claimed only once its size and mtime stopped changing for a quiet
+window and no writer holds it (:func:`~flowtaskd.daemon.intake.watcher.wait_stable`). A
+writer that closes a file and opens it again later to add more must not write in place:
+write a temporary name and rename it in.
 
 **Claiming and archiving** go through the :class:`~flowtaskd.daemon.intake.spool.Spool`
 (``<state_dir>/spool``; see :mod:`flowtaskd.daemon.intake.spool`): a claim is an atomic rename, so
@@ -30,14 +38,16 @@ from __future__ import annotations
 import asyncio
 import os
 import stat as stat_mod
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flowtaskd.core.loader import format_for
 from flowtaskd.daemon.faults import Faults
 from flowtaskd.daemon.intake import inotify
-from flowtaskd.daemon.intake.spool import _SIDECAR, ClaimedFile, Spool, _check_inbox_name
+from flowtaskd.daemon.intake.complete import COMPLETE_EVENTS, complete_now
+from flowtaskd.daemon.intake.spool import SIDECAR_SUFFIX, ClaimedFile, Spool, check_inbox_name
 from flowtaskd.daemon.intake.watcher import is_ignored, wait_stable, watch_paths
 from flowtaskd.errors import DaemonError
 from flowtaskd.logs import get_logger
@@ -52,7 +62,9 @@ _SETTLE_ATTEMPT = 0.5  # seconds per wait_stable call; bounds how long stop take
 
 def _is_candidate(path: Path) -> bool:
     name = path.name
-    return not is_ignored(path) and format_for(name) is not None and not name.endswith(_SIDECAR)
+    if is_ignored(path) or name.endswith(SIDECAR_SUFFIX):
+        return False
+    return format_for(name) is not None
 
 
 def _scan(folder: Path, ignored: list[tuple[Path, str]] | None = None) -> list[Path]:
@@ -97,6 +109,20 @@ def _check_folders(folders: Sequence[Path]) -> None:
         raise DaemonError(f"inbox folder does not exist or is not a folder: {', '.join(missing)}")
 
 
+async def _first_of(work: asyncio.Future[Any], event: asyncio.Event) -> bool:
+    """Wait for ``work`` or ``event``: True when ``work`` finished (it is then done), False
+    when ``event`` was set first (``work`` is then cancelled and awaited)."""
+    woken = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({work, woken}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+        if not work.done():
+            work.cancel()
+        await asyncio.gather(work, woken, return_exceptions=True)
+    return not work.cancelled()
+
+
 def _signature(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
@@ -133,7 +159,7 @@ class InboxWatcher:
     ) -> None:
         self._folders: dict[Path, str] = {}
         for name, folder in inboxes:
-            _check_inbox_name(name)
+            check_inbox_name(name)
             absolute = Path(os.path.abspath(folder))
             if absolute in self._folders or name in self._folders.values():
                 raise ValueError(f"inbox {name!r} ({folder}) is listed twice")
@@ -149,6 +175,8 @@ class InboxWatcher:
         self._on_ignored = on_ignored
         self._ignored: dict[Path, str] = {}  # entries reported as never run, and why
         self._busy: dict[Path, bool] = {}  # path -> seen again while being handled
+        # path (being handled) -> set when inotify says it was renamed in or closed
+        self._ended: dict[Path, asyncio.Event] = {}
         self._failed: dict[Path, tuple[tuple[int, int, int] | None, str]] = {}
 
     async def run(self, stop_event: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -185,6 +213,7 @@ class InboxWatcher:
 
     async def _watch(self, run: _Run, live: asyncio.Event) -> None:
         folders = list(self._folders)
+        batches: AsyncIterator[dict[Path, int]] | AsyncIterator[set[Path]]
         if inotify.available():
             # on the event loop: nothing runs while idle, a rename is seen in microseconds
             batches = inotify.watch_folders(folders, run.stop, on_live=live.set)
@@ -193,10 +222,12 @@ class InboxWatcher:
         async for batch in batches:
             if any(path in self._folders for path in batch):  # events were lost: look again
                 await self._scan_all(run)
+            masks: dict[Path, int] = batch if isinstance(batch, dict) else {}  # watchfiles: none
             for path in sorted(batch):
                 inbox = self._folders.get(path.parent)  # None: in a subfolder
                 if inbox is not None and _is_candidate(path):
-                    self._start(run, path, inbox)
+                    ended = bool(masks.get(path, 0) & COMPLETE_EVENTS)
+                    self._start(run, path, inbox, ended=ended)
 
     async def _scan_all(self, run: _Run) -> None:
         for folder, inbox in self._folders.items():
@@ -231,13 +262,19 @@ class InboxWatcher:
             except Exception:
                 _log.exception("inbox_on_ignored_failed", file=str(path))
 
-    def _start(self, run: _Run, path: Path, inbox: str) -> None:
+    def _start(self, run: _Run, path: Path, inbox: str, *, ended: bool = False) -> None:
+        """Handle ``path``; ``ended``: its last inotify event was a rename in or a close."""
         if run.stop.is_set():
             return
         if path in self._busy:
             self._busy[path] = True  # handled again once the current attempt is over
+            if ended:
+                self._ended[path].set()  # wakes a settle waiting out its quiet window
             return
         self._busy[path] = False
+        self._ended[path] = event = asyncio.Event()
+        if ended:
+            event.set()
         run.group.create_task(self._handle(run, path, inbox))
 
     async def _handle(self, run: _Run, path: Path, inbox: str) -> None:
@@ -249,15 +286,23 @@ class InboxWatcher:
                 self._busy[path] = False
         finally:
             del self._busy[path]
+            del self._ended[path]
 
     async def _attempt(self, run: _Run, path: Path, inbox: str) -> None:
         st: os.stat_result | None = None
+        claimed: ClaimedFile | None = None
         try:
             async with run.settling:
-                st = await self._settle(path, run.stop)
-            if st is None or run.stop.is_set():
-                return
-            claimed = await asyncio.to_thread(self._spool.claim, path, inbox)
+                ended = self._ended[path]
+                if ended.is_set():  # renamed in or closed: prove it complete and claim it
+                    ended.clear()  # in one thread hop
+                    st, claimed = await asyncio.to_thread(self._claim_if_complete, path, inbox)
+                if st is None:
+                    st = await self._settle(path, run.stop, ended)
+            if claimed is None:
+                if st is None or run.stop.is_set():
+                    return
+                claimed = await asyncio.to_thread(self._spool.claim, path, inbox)
         except Exception as error:  # one bad file never stops the watcher
             reason = str(error) or type(error).__name__
             self._report(path, reason, _signature(st) if st is not None else None)
@@ -271,18 +316,48 @@ class InboxWatcher:
         except Exception as error:
             self._report(path, f"claimed as {claimed.spooled}, not submitted: {error!r}", None)
 
-    async def _settle(self, path: Path, stop: asyncio.Event) -> os.stat_result | None:
-        """The stat of ``path`` once stable; None if it is gone or not a regular file."""
-        try:
-            first = await asyncio.to_thread(os.lstat, path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if not stat_mod.S_ISREG(first.st_mode):
-            return None  # a folder, a symbolic link, a pipe: not ours to claim
+    def _claim_if_complete(
+        self, path: Path, inbox: str
+    ) -> tuple[os.stat_result | None, ClaimedFile | None]:
+        """(stat, claim) when :func:`complete_now` proves ``path`` complete (the claim is
+        None if it went meanwhile); (None, None) when it cannot. Blocking."""
+        st = complete_now(path)
+        if st is None:
+            return None, None
+        return st, self._spool.claim(path, inbox)
+
+    async def _settle(
+        self, path: Path, stop: asyncio.Event, ended: asyncio.Event
+    ) -> os.stat_result | None:
+        """The stat of ``path`` once complete; None if it is gone or not a regular file.
+
+        Complete at once when ``ended`` is set (renamed in, or closed by its writer) and
+        :func:`complete_now` proves no writer holds it; else when :func:`wait_stable` says
+        so, or when ``ended`` is set meanwhile and the proof then holds.
+        """
+        checked = False
         while not stop.is_set():
-            st = await wait_stable(
-                path, interval=self._interval, checks=self._checks, timeout=_SETTLE_ATTEMPT
+            if ended.is_set():
+                ended.clear()
+                st = await asyncio.to_thread(complete_now, path)
+                if st is not None:
+                    return st
+            if not checked:
+                try:
+                    first = await asyncio.to_thread(os.lstat, path)
+                except (FileNotFoundError, NotADirectoryError):
+                    return None
+                if not stat_mod.S_ISREG(first.st_mode):
+                    return None  # a folder, a symbolic link, a pipe: not ours to claim
+                checked = True
+            stable = asyncio.ensure_future(
+                wait_stable(
+                    path, interval=self._interval, checks=self._checks, timeout=_SETTLE_ATTEMPT
+                )
             )
+            if not await _first_of(stable, ended):
+                continue  # renamed in or closed meanwhile: try the proof again
+            st = stable.result()
             if st is not None:
                 return st if stat_mod.S_ISREG(st.st_mode) else None
             if not await asyncio.to_thread(os.path.lexists, path):

@@ -51,10 +51,12 @@ async def watch_folders(
     folders: Sequence[Path],
     stop: asyncio.Event,
     on_live: Callable[[], None] | None = None,
-) -> AsyncIterator[set[Path]]:
-    """Yield sets of paths created, written (closed) or renamed into ``folders``.
+) -> AsyncIterator[dict[Path, int]]:
+    """Yield the paths created, written (closed) or renamed into ``folders``, each with the
+    mask of its *last* event in the batch (``IN_CLOSE_WRITE``, ``IN_MOVED_TO``,
+    ``IN_CREATE``; see :data:`~flowtaskd.daemon.intake.complete.COMPLETE_EVENTS`).
 
-    An event-queue overflow yields the folders themselves: the caller rescans them.
+    An event-queue overflow yields the folders themselves (mask 0): the caller rescans them.
     Ends when ``stop`` is set or a watched folder is deleted or moved away.
     """
     if _LIBC is None:
@@ -63,7 +65,7 @@ async def watch_folders(
     if fd < 0:
         raise OSError(ctypes.get_errno(), "inotify_init1 failed")
     loop = asyncio.get_running_loop()
-    ready: asyncio.Queue[set[Path] | None] = asyncio.Queue()
+    ready: asyncio.Queue[dict[Path, int] | None] = asyncio.Queue()
     try:
         dirs: dict[int, Path] = {}
         for folder in folders:
@@ -97,9 +99,10 @@ async def watch_folders(
         os.close(fd)
 
 
-def _read(fd: int, dirs: dict[int, Path]) -> set[Path] | None:
-    """Drain the inotify descriptor: the changed paths (None if a folder vanished)."""
-    out: set[Path] = set()
+def _read(fd: int, dirs: dict[int, Path]) -> dict[Path, int] | None:
+    """Drain the inotify descriptor: the changed paths and their last event's mask (None if
+    a folder vanished)."""
+    out: dict[Path, int] = {}
     while True:
         try:
             data = os.read(fd, 65536)
@@ -111,11 +114,13 @@ def _read(fd: int, dirs: dict[int, Path]) -> set[Path] | None:
             raw = data[offset + _HEADER.size : offset + _HEADER.size + length]
             offset += _HEADER.size + length
             if mask & _IN_Q_OVERFLOW:
-                out.update(dirs.values())  # the caller rescans
+                out.update(dict.fromkeys(dirs.values(), 0))  # the caller rescans
                 continue
             if mask & (_IN_DELETE_SELF | _IN_MOVE_SELF):
                 return None
             folder = dirs.get(wd)
             name = raw.split(b"\0", 1)[0]
             if folder is not None and name:
-                out.add(folder / os.fsdecode(name))
+                path = folder / os.fsdecode(name)
+                out.pop(path, None)  # keep the order of last events
+                out[path] = mask

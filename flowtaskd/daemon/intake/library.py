@@ -46,15 +46,19 @@ from pathlib import Path
 from types import MappingProxyType
 
 from flowtaskd.core.loader import TASK_SUFFIXES
+from flowtaskd.core.pile import TaskPile
 from flowtaskd.daemon.intake.trust import untrusted_reason
-from flowtaskd.daemon.intake.watcher import is_ignored, watch_paths
+from flowtaskd.daemon.intake.watcher import is_ignored, watch_until_present
 from flowtaskd.errors import Problem, TaskNotFound, TaskParseError
-from flowtaskd.tasks import TaskPile, load_task
+from flowtaskd.logs import get_logger
+from flowtaskd.tasks import load_pile
 
 __all__ = ["Library", "LibraryChange", "LoadedTask"]
 
 _Sig = tuple[int, int, int, int]
 _NO_SIG: _Sig = (0, 0, 0, 0)  # a file that cannot be stat'ed
+
+_log = get_logger("flowtaskd.library")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +188,14 @@ class Library:
         it raises ends the watch. Call :meth:`scan` first: changes made before the native
         watches are in place are only seen by the next scan.
         """
-        # hot reload needs no millisecond latency: a slower poll keeps the idle daemon quiet
-        async for paths in watch_paths(self._roots, stop_event, step_ms=50):
+
+        # hot reload needs no millisecond latency: a slower poll keeps the idle daemon quiet;
+        # a task folder that does not exist yet (a fresh install) is waited for, not fatal
+        def missing(root: Path) -> None:
+            _log.warning("task_folder_missing", folder=str(root), hint="watching for it")
+
+        batches = watch_until_present(self._roots, stop_event, step_ms=50, on_missing=missing)
+        async for paths in batches:
             changes = await asyncio.to_thread(self.apply, paths)
             if changes:
                 on_changes(changes)
@@ -291,8 +301,8 @@ class _Batch:
     def read(self, path: Path, st: os.stat_result) -> None:
         problems: tuple[Problem, ...] = ()
         try:
-            definition = load_task(path)
-            pile = TaskPile(definition)
+            pile = load_pile(path)  # (load_task + TaskPile built the graph twice)
+            definition = pile.definition
         except TaskNotFound:  # deleted between the stat and the read
             self.gone(path)
             return

@@ -38,7 +38,7 @@ from flowtaskd.errors import DaemonError
 
 __all__ = ["ClaimedFile", "Spool"]
 
-_SIDECAR = ".result.json"
+SIDECAR_SUFFIX = ".result.json"
 _ID_TIME = "%Y%m%dT%H%M%S%fZ"
 _INBOX_NAME = r"[A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*"
 _CLAIMING = re.compile(r"\.(.+)\.\d{8}T\d{12}Z-[0-9a-f]{6}\.claiming")
@@ -56,7 +56,7 @@ class ClaimedFile:
     claimed_at: float  # seconds since the epoch
 
 
-def _check_inbox_name(inbox: str) -> None:
+def check_inbox_name(inbox: str) -> None:
     if not re.fullmatch(_INBOX_NAME, inbox):
         raise ValueError(
             f"bad inbox name {inbox!r}: use letters, digits and _, with single . or - inside"
@@ -135,7 +135,7 @@ class Spool:
 
     def claim(self, path: Path, inbox: str) -> ClaimedFile | None:
         """Move ``path`` into the spool; None if it is gone (another claimer won)."""
-        _check_inbox_name(inbox)
+        check_inbox_name(inbox)
         now = self._clock()
         stamp_time = datetime.fromtimestamp(now, UTC)
         claim_id = f"{stamp_time.strftime(_ID_TIME)}-{secrets.token_hex(3)}"
@@ -238,7 +238,7 @@ class Spool:
         # The sidecar goes in place first: a watcher of done/ (or a crash) never sees the
         # file without its result.
         for dest in (folder / name, folder / alternate):
-            sidecar = folder / f"{dest.name}{_SIDECAR}"
+            sidecar = folder / f"{dest.name}{SIDECAR_SUFFIX}"
             if os.path.lexists(dest) or os.path.lexists(sidecar):
                 continue
             _write_synced(folder, sidecar, text)

@@ -26,14 +26,14 @@ import fcntl
 import os
 import stat as stat_mod
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import watchfiles
 
 from flowtaskd.errors import DaemonError
 
-__all__ = ["IGNORED_SUFFIXES", "is_ignored", "wait_stable", "watch_paths"]
+__all__ = ["IGNORED_SUFFIXES", "is_ignored", "wait_stable", "watch_paths", "watch_until_present"]
 
 #: File-name endings of files still being written by their producer.
 IGNORED_SUFFIXES: tuple[str, ...] = (".tmp", ".part", ".swp", "~", ".crdownload")
@@ -70,7 +70,7 @@ class _StopFlag:
     the caller's event directly would stop every other watcher sharing that event.
     """
 
-    def __init__(self, outer: asyncio.Event) -> None:
+    def __init__(self, outer: asyncio.Event | _UntilAppears) -> None:
         self._outer = outer
         self._own = False
 
@@ -83,6 +83,74 @@ class _StopFlag:
     async def wait(self) -> bool:  # part of watchfiles' AnyEvent protocol; not used by it
         await self._outer.wait()
         return True
+
+
+class _UntilAppears:
+    """Set when ``outer`` is, or once one of the ``missing`` folders exists (looked at every
+    ``poll`` seconds at most: watchfiles asks from its thread every step)."""
+
+    def __init__(self, outer: asyncio.Event, missing: Sequence[Path], poll: float) -> None:
+        self._outer, self._missing, self._poll = outer, tuple(missing), poll
+        self._next = 0.0
+        self.appeared = False
+
+    def is_set(self) -> bool:
+        if self._outer.is_set() or self.appeared:
+            return True
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self._poll
+            self.appeared = any(r.is_dir() for r in self._missing)
+        return self.appeared
+
+    def set(self) -> None:  # awatch sets its flag when torn down; ours is one per watch
+        self.appeared = True
+
+    async def wait(self) -> bool:
+        while not self.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll):
+                    await self._outer.wait()
+        return True
+
+
+def _split(roots: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    present = [r for r in roots if r.is_dir()]
+    return present, [r for r in roots if r not in present]
+
+
+async def watch_until_present(
+    roots: Sequence[Path],
+    stop_event: asyncio.Event,
+    *,
+    step_ms: int = 5,
+    poll: float = 1.0,
+    on_missing: Callable[[Path], None] | None = None,
+) -> AsyncGenerator[set[Path], None]:
+    """:func:`watch_paths` over the roots that exist; a missing one is reported once to
+    ``on_missing``, looked for every ``poll`` seconds, and yielded (as a changed path) when
+    it appears, from then on watched too. Ends when ``stop_event`` is set."""
+    absolute = await asyncio.to_thread(lambda: [Path(os.path.abspath(r)) for r in roots])
+    told: set[Path] = set()
+    while not stop_event.is_set():
+        present, missing = await asyncio.to_thread(_split, absolute)
+        for root in missing:
+            if root not in told and on_missing is not None:
+                on_missing(root)
+        told.update(missing)
+        flag = _UntilAppears(stop_event, missing, poll) if missing else stop_event
+        if present:
+            async with contextlib.aclosing(watch_paths(present, flag, step_ms=step_ms)) as batches:
+                async for batch in batches:
+                    yield batch
+        else:
+            await flag.wait()
+        if not missing or stop_event.is_set():
+            return
+        appeared = set((await asyncio.to_thread(_split, missing))[0])
+        told -= appeared
+        if appeared:
+            yield appeared
 
 
 def _filter_for(roots: Sequence[Path]) -> Callable[[watchfiles.Change, str], bool]:
@@ -107,13 +175,13 @@ def _checked_roots(roots: Sequence[Path]) -> list[Path]:
 
 async def watch_paths(
     roots: Sequence[Path],
-    stop_event: asyncio.Event,
+    stop_event: asyncio.Event | _UntilAppears,
     *,
     step_ms: int = 5,
     debounce_ms: int = 20,
     recursive: bool = True,
     on_live: Callable[[], None] | None = None,
-) -> AsyncIterator[set[Path]]:
+) -> AsyncGenerator[set[Path], None]:
     """Yield batches of changed (added, modified or deleted) paths under ``roots``.
 
     A batch closes ``step_ms`` after its last change, or ``debounce_ms`` after its first.
@@ -241,6 +309,10 @@ async def wait_stable(
         current = await _stat(path)
         if current is None:
             return None
-        # quiet now or not, the loop goes round: only the branch above may return a stat,
-        # and it always asks whether a writer still holds the file open
+        if (
+            _same(current, last)
+            and (wall() - current.st_mtime_ns / 1e9) >= quiet
+            and not await asyncio.to_thread(_held_for_writing, path)
+        ):
+            return current
         last = current

@@ -11,9 +11,23 @@ Counted from events, by cheap synchronous receivers (a dict insert or pop per ev
 
 * ``flowtaskd_runs_total{task,status}`` -- on ``completed`` (status done/failed/cancelled);
 * ``flowtaskd_run_duration_seconds{task}`` -- ``start`` to ``completed``;
-* ``flowtaskd_step_duration_seconds{task}`` -- one observation per attempt, ``step_start`` to
-  ``step_done`` / ``step_error`` / ``step_retry`` (keyed by run, step and group item; an
-  attempt that never ends -- a cancelled run -- is forgotten at ``completed``);
+* ``flowtaskd_step_duration_seconds{task,step,status}`` -- one observation per attempt,
+  ``step_start`` to ``step_done`` / ``step_error`` / ``step_retry`` (keyed by run, step and
+  group item; an attempt that never ends -- a cancelled run -- is forgotten at
+  ``completed``); ``status`` is the attempt's (done, failed, timeout, cancelled);
+* ``flowtaskd_step_attempts_total{task,step}`` and ``flowtaskd_step_retries_total{task,step}``;
+* ``flowtaskd_runs_skipped_total{task,reason}`` -- ``run_skipped``, reason one of
+  ``overlap``, ``queue_full``, ``paused``, ``stopping``, ``cancelled``, ``other``;
+* ``flowtaskd_schedule_missed_total{task}`` -- fires dropped at start (``schedule_missed``);
+* ``flowtaskd_last_success_timestamp_seconds{task}`` and ``flowtaskd_last_run_status{task,
+  status}`` (1 for the last run's status, 0 for the others) -- for "has it run lately" alerts;
+
+**Bounded labels** (:mod:`~flowtaskd.daemon.outputs.metric_labels`): ``task`` is the name of
+a loaded task; a run of anything else -- a file dropped in an inbox, whose name may be made
+up per file -- is labelled ``inbox:<inbox name>`` (or ``other``), and ``step`` is a step of
+the loaded task or ``other``. So the series count follows the task folder, never the
+traffic. ``flowtaskd_build_info{version,python}`` is 1; prometheus-client's standard
+``process_*`` and ``python_*`` collectors are registered too.
 * ``flowtaskd_queue_wait_seconds`` -- ``run_queued`` to ``start`` of the same ``run_id``;
 * ``flowtaskd_schedule_lag_seconds`` -- fire time to ``start`` of runs with trigger
   ``schedule``. No event carries the fire time, so it is read from the run manager's active
@@ -35,9 +49,19 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, Protocol
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from flowtaskd.daemon.outputs.metric_labels import LabelBounds, build_info, skip_reason
 from flowtaskd.engine.events import EventBus, Payload
 
 __all__ = ["DaemonMetrics", "LibraryView", "RunsView", "WebhookStats"]
@@ -49,6 +73,7 @@ _RUN_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 216
 _STEP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 _WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800)
 _LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300)
+_RUN_STATUSES = ("done", "failed", "cancelled")
 
 
 class LibraryView(Protocol):
@@ -183,11 +208,52 @@ class DaemonMetrics:
         )
         self.step_duration = Histogram(
             "flowtaskd_step_duration_seconds",
-            "Step attempt duration.",
-            ["task"],
+            "Step attempt duration, by the attempt's status.",
+            ["task", "step", "status"],
             buckets=_STEP_BUCKETS,
             registry=r,
         )
+        self.step_attempts = Counter(
+            "flowtaskd_step_attempts", "Step attempts started.", ["task", "step"], registry=r
+        )
+        self.step_retries = Counter(
+            "flowtaskd_step_retries", "Step attempts retried.", ["task", "step"], registry=r
+        )
+        self.runs_skipped = Counter(
+            "flowtaskd_runs_skipped",
+            "Runs not made, by reason.",
+            ["task", "reason"],
+            registry=r,
+        )
+        self.schedule_missed = Counter(
+            "flowtaskd_schedule_missed",
+            "Schedule fires missed while the daemon was down and not caught up.",
+            ["task"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "flowtaskd_last_success_timestamp_seconds",
+            "When the task's last successful run ended (Unix time).",
+            ["task"],
+            registry=r,
+        )
+        self.last_status = Gauge(
+            "flowtaskd_last_run_status",
+            "1 for the status of the task's last run, 0 for the others.",
+            ["task", "status"],
+            registry=r,
+        )
+        info = build_info()
+        Gauge(
+            "flowtaskd_build_info",
+            "flowtaskd's version and Python's; always 1.",
+            list(info),
+            registry=r,
+        ).labels(**info).set(1)
+        ProcessCollector(registry=r)
+        r.register(PLATFORM_COLLECTOR)
+        r.register(GC_COLLECTOR)
+        self.labels = LabelBounds(library)
         self.queue_wait = Histogram(
             "flowtaskd_queue_wait_seconds",
             "Time runs waited in the queue.",
@@ -203,6 +269,7 @@ class DaemonMetrics:
         r.register(_StateCollector(self))
         self._running: dict[str, float] = {}  # run_id -> start ts
         self._queued = _Pending()  # (run_id,) -> run_queued ts
+        self._run_labels: dict[str, str] = {}  # run_id -> its task label, start to completed
         self._steps = _Pending()  # (run_id, step, item) -> step_start ts
         receivers: dict[str, Callable[[Payload], None]] = {
             "run_queued": self._on_queued,
@@ -212,6 +279,8 @@ class DaemonMetrics:
             "step_done": self._on_step_end,
             "step_error": self._on_step_end,
             "step_retry": self._on_step_end,
+            "run_skipped": self._on_skipped,
+            "schedule_missed": self._on_missed,
         }
         self._disconnects = [bus.connect(name, fn) for name, fn in receivers.items()]
 
@@ -226,12 +295,21 @@ class DaemonMetrics:
     def _on_queued(self, p: Payload) -> None:
         if isinstance(run_id := p.get("run_id"), str):
             self._queued.put((run_id,), float(p["ts"]))
+            self.labels.note_inbox(run_id, p.get("inbox"))
+
+    def _task(self, p: Payload) -> str:
+        run_id = p.get("run_id")
+        label = self._run_labels.get(run_id) if isinstance(run_id, str) else None
+        return label if label is not None else self.labels.task(p.get("task"), run_id)
 
     def _on_start(self, p: Payload) -> None:
         run_id, ts = p.get("run_id"), float(p["ts"])
         if not isinstance(run_id, str):
             return
         self._running[run_id] = ts
+        self._run_labels[run_id] = self.labels.task(p.get("task"), run_id)
+        if len(self._run_labels) > _PENDING_MAX:
+            del self._run_labels[next(iter(self._run_labels))]
         queued = self._queued.pop((run_id,))
         if queued is not None:
             self.queue_wait.observe(max(0.0, ts - queued))
@@ -242,22 +320,48 @@ class DaemonMetrics:
                 self.schedule_lag.observe(max(0.0, ts - fire_time))
 
     def _on_completed(self, p: Payload) -> None:
-        run_id, task = p.get("run_id"), str(p.get("task"))
-        self.runs_total.labels(task, str(p.get("status"))).inc()
+        run_id, task, status = p.get("run_id"), self._task(p), str(p.get("status"))
+        self.runs_total.labels(task, status).inc()
         started = self._running.pop(run_id, None) if isinstance(run_id, str) else None
         if started is not None:
             self.run_duration.labels(task).observe(max(0.0, float(p["ts"]) - started))
+        for known in _RUN_STATUSES:
+            self.last_status.labels(task, known).set(1 if known == status else 0)
+        if status == "done":
+            self.last_success.labels(task).set(float(p["ts"]))
         self._steps.drop_run(run_id)
+        if isinstance(run_id, str):
+            self._run_labels.pop(run_id, None)
+            self.labels.forget(run_id)
 
     def _on_step_start(self, p: Payload) -> None:
         self._steps.put((p.get("run_id"), p.get("step"), p.get("item")), float(p["ts"]))
+        task = self._task(p)
+        self.step_attempts.labels(task, self.labels.step(task, p.get("step"))).inc()
 
     def _on_step_end(self, p: Payload) -> None:
         started = self._steps.pop((p.get("run_id"), p.get("step"), p.get("item")))
+        task = self._task(p)
+        step = self.labels.step(task, p.get("step"))
+        if p.get("event") == "step_retry":
+            self.step_retries.labels(task, step).inc()
         if started is not None:
-            self.step_duration.labels(str(p.get("task"))).observe(
+            status = str(p.get("status") or ("done" if p.get("event") == "step_done" else "failed"))
+            self.step_duration.labels(task, step, status).observe(
                 max(0.0, float(p["ts"]) - started)
             )
+
+    def _on_skipped(self, p: Payload) -> None:
+        run_id = p.get("run_id")
+        self.runs_skipped.labels(self._task(p), skip_reason(p)).inc()
+        if isinstance(run_id, str):
+            self.labels.forget(run_id)
+            self._queued.pop((run_id,))
+
+    def _on_missed(self, p: Payload) -> None:
+        missed = p.get("missed")
+        if isinstance(missed, int) and missed > 0:
+            self.schedule_missed.labels(self.labels.task(p.get("task"), None)).inc(missed)
 
     # -- the endpoint ---------------------------------------------------------------------
 

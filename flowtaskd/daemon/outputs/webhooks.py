@@ -2,29 +2,34 @@
 
 Each ``webhooks:`` entry (:class:`~flowtaskd.daemon.config.load.WebhookConfig`) names a ``url``
 and optionally the ``events`` and ``tasks`` it wants (``None``: all; an event without a
-``task`` field -- ``daemon_ready`` -- never matches a ``tasks`` filter). A matching event is
-POSTed with its payload as the JSON body (the same encoding as the task-file ``WebHook``
-action) and these headers:
-
-* ``X-Flowtaskd-Event: <name>`` and ``X-Flowtaskd-Delivery: <id>`` (the same id on every
-  retry of one delivery, so a receiver can deduplicate);
-* ``X-Flowtaskd-Signature: sha256=<hex HMAC-SHA256 of the exact body>`` when ``secret`` is
-  set (:func:`~flowtaskd.engine.actions.sign_body`);
-* ``User-Agent: flowtaskd/<version>`` and ``Content-Type: application/json``.
+``task`` field -- ``daemon_ready`` -- never matches a ``tasks`` filter). What is sent -- the
+Standard Webhooks body and headers by default, GitHub-style with ``signing: github`` -- is
+:mod:`flowtaskd.engine.hookpost`'s. The task file's ``WebHook`` action is handed to the same
+dispatcher (:meth:`WebhookDispatcher.submit`), so it gets the same headers, signing,
+retries and logging.
 
 **A run never waits for a webhook.** The bus receiver is synchronous and only appends to a
 bounded queue; when the queue is full the delivery is dropped, counted in :attr:`dropped`
 and logged once per burst (``webhook_queue_full``, then ``webhook_queue_recovered``). A few
-worker coroutines share one :class:`httpx.AsyncClient`. Connection errors, timeouts
-(``timeout`` bounds the whole request), 5xx and 429 are retried ``retries`` times with
-exponential backoff (0.5 s, 1 s, 2 s, ... capped at 30 s); any other status below 200 or
-from 300 up is a failure at once. A delivery given up is logged as one ``webhook_failed``
-line (the URL without its userinfo and query, never the secret) and counted in
-:attr:`failed`. Workers run concurrently, so deliveries may arrive out of order: use the
-payload's ``ts``.
+worker coroutines share one :class:`httpx.AsyncClient` (made at the first delivery).
+
+**Retries** follow the target's schedule (``retry_schedule``; default 5 s, 5 min, 30 min,
+2 h, 5 h, 10 h) after a connection error, a timeout, 5xx or 429; a ``Retry-After`` header
+replaces the scheduled wait. Other statuses below 200 or from 300 up fail at once. A waiting
+retry holds no worker. A delivery given up is logged as one ``webhook_failed`` line (the
+URL without its userinfo and query, never the secret) and counted in :attr:`failed`.
+Deliveries may arrive out of order: use the payload's timestamp.
+
+**Restarts.** With a ``pending_dir`` (the daemon's ``<state_dir>/webhooks``), a delivery
+waiting for a retry is written there as one JSON file (the masked payload, the target's
+key -- never its URL or secret -- the attempt count and when it is due), and so is
+everything still queued at shutdown; at the next start they are sent again, on schedule,
+to the entry with the same key (its URL and signing). A file whose entry is gone from the
+config is dropped with a ``webhook_pending_dropped`` line. ``WebHook`` action deliveries
+are retried in memory only (their URL and secret live in the task file).
 
 **Shutdown.** :meth:`WebhookDispatcher.serve` runs until ``stop`` is set, then delivers what
-is queued for ``grace`` seconds and cancels the rest. Events keep being queued until the
+is queued for ``grace`` seconds and saves the rest. Events keep being queued until the
 dispatcher is :meth:`closed <WebhookDispatcher.close>`, so events emitted while it drains
 still go out.
 """
@@ -32,63 +37,67 @@ still go out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import logging
-import uuid
+import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from importlib import metadata
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 
 from flowtaskd.daemon.config.load import WebhookConfig
-from flowtaskd.engine.actions import sign_body
 from flowtaskd.engine.events import CATCH_ALL, EventBus, Payload
+from flowtaskd.engine.hookpost import (
+    DEFAULT_SCHEDULE,
+    FinalError,
+    RetryableError,
+    Target,
+    new_delivery_id,
+    post,
+    request_for,
+    user_agent,
+)
 
-__all__ = ["WebhookDispatcher", "backoff", "user_agent"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["WebhookDispatcher", "target_of", "user_agent"]
 
 _log = structlog.get_logger("flowtaskd.webhooks")
 
-_BACKOFF_BASE = 0.5
-_BACKOFF_FACTOR = 2.0
-_BACKOFF_CAP = 30.0
 _QUIET = ("httpx", "httpcore")
 
 Sleep = Callable[[float], Awaitable[None]]
 
 
-def user_agent() -> str:
-    """``flowtaskd/<installed version>``."""
-    try:
-        version = metadata.version("flowtaskd")
-    except metadata.PackageNotFoundError:  # running from a plain checkout
-        version = "0"
-    return f"flowtaskd/{version}"
-
-
-def _display_url(url: str) -> str:
-    """The URL for a log line: userinfo and query (tokens live there) replaced by ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=netloc, query="***" if parts.query else ""))
-
-
-def backoff(retry: int) -> float:
-    """Seconds to wait before retry number ``retry`` (1-based): 0.5, 1, 2, ... <= 30."""
-    return min(_BACKOFF_BASE * _BACKOFF_FACTOR ** (retry - 1), _BACKOFF_CAP)
+def target_of(cfg: WebhookConfig) -> Target:
+    """The delivery target of one ``webhooks:`` entry."""
+    secrets = cfg.secret if isinstance(cfg.secret, list) else [cfg.secret] if cfg.secret else []
+    schedule = tuple(cfg.retry_schedule) if cfg.retry_schedule is not None else DEFAULT_SCHEDULE
+    if cfg.retries is not None:  # a count: the schedule's first ones, its last one repeated
+        last = schedule[-1] if schedule else 0.0
+        schedule = tuple(schedule[i] if i < len(schedule) else last for i in range(cfg.retries))
+    key = hashlib.sha256(f"{cfg.signing}\n{cfg.url}".encode()).hexdigest()[:16]
+    return Target(
+        url=cfg.url,
+        secrets=tuple(secrets),
+        signing=cfg.signing,
+        timeout=cfg.timeout,
+        schedule=schedule,
+        key=key,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class _Hook:
-    config: WebhookConfig
+    target: Target
     events: frozenset[str] | None
     tasks: frozenset[str] | None
-    shown: str  # the URL as logs show it
 
     def wants(self, payload: Payload) -> bool:
         if self.events is not None and payload.get("event") not in self.events:
@@ -96,26 +105,22 @@ class _Hook:
         return self.tasks is None or payload.get("task") in self.tasks
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _Delivery:
-    hook: _Hook
+    target: Target
     payload: Payload
-
-
-class _Retry(Exception):
-    """A failed attempt that may be retried (connection error, timeout, 5xx, 429)."""
-
-
-class _GiveUp(Exception):
-    """A failed attempt that is not retried (a 4xx other than 429, a redirect)."""
+    msg_id: str = field(default_factory=new_delivery_id)
+    attempt: int = 1  # the number of the next attempt
+    saved: bool = False  # a pending file exists for it
+    due: float = 0.0  # when the next attempt is due (wall clock), once one was scheduled
 
 
 class WebhookDispatcher:
     """Delivers matching bus events to the configured webhooks (a daemon extension).
 
     Connects to ``bus`` at construction, so events emitted before :meth:`serve` starts wait
-    in the queue. ``sleep`` is the backoff wait (tests inject one that returns at once);
-    ``transport`` is handed to httpx (tests and benchmarks only).
+    in the queue. ``sleep`` is the retry wait and ``clock`` the wall clock (tests inject
+    both); ``transport`` is handed to httpx (tests and benchmarks only).
     """
 
     def __init__(
@@ -127,25 +132,31 @@ class WebhookDispatcher:
         workers: int = 4,
         grace: float = 10.0,
         sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+        pending_dir: Path | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if queue_size < 1 or workers < 1:
             raise ValueError("queue_size and workers must be >= 1")
         self._hooks = tuple(
             _Hook(
-                h,
+                target_of(h),
                 frozenset(h.events) if h.events is not None else None,
                 frozenset(h.tasks) if h.tasks is not None else None,
-                _display_url(h.url),
             )
             for h in hooks
         )
+        self._by_key = {h.target.key: h.target for h in self._hooks}
         self._queue: asyncio.Queue[_Delivery] = asyncio.Queue(maxsize=queue_size)
         self._workers = workers
         self.grace = grace
-        self._sleep = sleep
+        self._sleep, self._clock = sleep, clock
+        self.pending_dir = pending_dir
         self._transport = transport
-        self._user_agent = user_agent()
+        self._client: httpx.AsyncClient | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._waiting: dict[_Delivery, asyncio.Task[None]] = {}  # retries not yet due
+        self._inflight: set[_Delivery] = set()
         self._burst = 0
         self.delivered = 0
         """Deliveries the receiver accepted with a 2xx status."""
@@ -161,8 +172,8 @@ class WebhookDispatcher:
 
     @property
     def pending(self) -> int:
-        """Deliveries waiting in the queue."""
-        return self._queue.qsize()
+        """Deliveries waiting in the queue or for a retry."""
+        return self._queue.qsize() + len(self._waiting)
 
     def close(self) -> None:
         """Stop queueing new events (idempotent); what is queued stays queued."""
@@ -170,53 +181,63 @@ class WebhookDispatcher:
             self._disconnect()
             self._disconnect = None
 
-    # -- the bus side: sync, cheap, never blocks ------------------------------------------
+    # -- the producer side: sync, cheap, never blocks ------------------------------------
 
     def _receive(self, payload: Payload) -> None:
         for hook in self._hooks:
-            if not hook.wants(payload):
-                continue
-            try:
-                self._queue.put_nowait(_Delivery(hook, payload))
-            except asyncio.QueueFull:
-                self.dropped += 1
-                self._burst += 1
-                if self._burst == 1:
-                    _log.warning(
-                        "webhook_queue_full",
-                        queue_size=self._queue.maxsize,
-                        signal=payload.get("event"),
-                    )
-                continue
-            if self._burst:
-                _log.info("webhook_queue_recovered", dropped=self._burst)
-                self._burst = 0
+            if hook.wants(payload):
+                self._put(_Delivery(hook.target, payload))
+
+    def submit(self, target: Target, payload: Payload) -> bool:
+        """Queue one delivery to ``target`` (the ``WebHook`` action); False if dropped."""
+        return self._put(_Delivery(target, payload))
+
+    def _put(self, delivery: _Delivery) -> bool:
+        try:
+            self._queue.put_nowait(delivery)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            self._burst += 1
+            if self._burst == 1:
+                _log.warning(
+                    "webhook_queue_full",
+                    queue_size=self._queue.maxsize,
+                    signal=delivery.payload.get("event"),
+                )
+            return False
+        if self._burst:
+            _log.info("webhook_queue_recovered", dropped=self._burst)
+            self._burst = 0
+        return True
 
     # -- the delivery side ---------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set; then drain for :attr:`grace` seconds and return."""
+        """Deliver until ``stop`` is set; then drain for :attr:`grace` seconds, save the rest."""
         for name in _QUIET:  # httpx logs each request at INFO with its URL (tokens and all)
             logging.getLogger(name).setLevel(logging.WARNING)
         try:
-            async with (
-                httpx.AsyncClient(
-                    transport=self._transport,
-                    headers={"User-Agent": self._user_agent},
-                    follow_redirects=False,
-                ) as client,
-                asyncio.TaskGroup() as tg,
-            ):
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for delivery, delay in await asyncio.to_thread(self._load_pending):
+                    self._later(delivery, delay)
                 workers = [
-                    tg.create_task(self._work(client), name=f"webhook-worker-{i}")
+                    tg.create_task(self._work(), name=f"webhook-worker-{i}")
                     for i in range(self._workers)
                 ]
                 await stop.wait()
                 await self._drain()
                 for worker in workers:
                     worker.cancel()
+                for waiter in self._waiting.values():
+                    waiter.cancel()
+            await self._save_rest()
         finally:
+            self._tg = None
             self.close()
+            if self._client is not None:
+                await self._client.aclose()
+                self._client = None
 
     async def _drain(self) -> None:
         try:
@@ -225,75 +246,146 @@ class WebhookDispatcher:
         except TimeoutError:
             _log.warning("webhook_drain_timeout", grace=self.grace, undelivered=self._queue.qsize())
 
-    async def _work(self, client: httpx.AsyncClient) -> None:
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx  # noqa: PLC0415 - 3 MB, paid at the first delivery only
+
+            self._client = httpx.AsyncClient(
+                transport=self._transport,
+                headers={"User-Agent": user_agent()},
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def _work(self) -> None:
         while True:
             delivery = await self._queue.get()
+            self._inflight.add(delivery)
             try:
-                await self._deliver(client, delivery)
+                await self._attempt(delivery)
             except Exception as exc:  # a bug here must not take the daemon down
-                self._give_up(delivery.hook, delivery.payload, 0, f"{type(exc).__name__}: {exc}")
+                await self._give_up(delivery, f"{type(exc).__name__}: {exc}")
             finally:
+                self._inflight.discard(delivery)
                 self._queue.task_done()
 
-    async def _deliver(self, client: httpx.AsyncClient, delivery: _Delivery) -> None:
-        hook, payload = delivery.hook, delivery.payload
-        cfg = hook.config
-        body = json.dumps(payload, default=str, sort_keys=True).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Flowtaskd-Event": str(payload.get("event")),
-            "X-Flowtaskd-Delivery": uuid.uuid4().hex,
-        }
-        if cfg.secret:
-            headers["X-Flowtaskd-Signature"] = sign_body(cfg.secret, body)
-        attempt = 1
-        while True:
-            try:
-                await self._attempt(client, cfg, body, headers)
-            except _Retry as exc:
-                if attempt > cfg.retries:
-                    self._give_up(hook, payload, attempt, str(exc))
-                    return
-                self.retried += 1
-                await self._sleep(backoff(attempt))
-                attempt += 1
-            except _GiveUp as exc:
-                self._give_up(hook, payload, attempt, str(exc))
-                return
-            else:
-                self.delivered += 1
-                return
-
-    async def _attempt(
-        self, client: httpx.AsyncClient, cfg: WebhookConfig, body: bytes, headers: dict[str, str]
-    ) -> None:
+    async def _attempt(self, d: _Delivery) -> None:
+        now = self._clock()
+        body, headers = request_for(d.target, d.payload, d.msg_id, now)
         try:
-            async with asyncio.timeout(cfg.timeout):
-                response = await client.post(
-                    cfg.url, content=body, headers=headers, timeout=cfg.timeout
-                )
-        except (TimeoutError, httpx.TimeoutException):
-            raise _Retry(f"no answer within {cfg.timeout:g}s") from None
-        except httpx.TransportError as exc:
-            raise _Retry(f"{type(exc).__name__}: {_safe(str(exc), cfg.url)}") from None
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        if status >= 500 or status == 429:
-            raise _Retry(f"HTTP {status}")
-        raise _GiveUp(f"HTTP {status}")
+            await post(self._http(), d.target, body, headers, now)
+        except RetryableError as exc:
+            delay = d.target.delay(d.attempt)
+            if delay is None:
+                await self._give_up(d, str(exc))
+                return
+            if exc.retry_after is not None:
+                delay = exc.retry_after
+            self.retried += 1
+            d.attempt += 1
+            d.due = self._clock() + delay
+            if d.target.key and self.pending_dir is not None:
+                await asyncio.to_thread(self._save, d)
+            self._later(d, delay)
+        except FinalError as exc:
+            await self._give_up(d, str(exc))
+        else:
+            self.delivered += 1
+            await self._forget(d)
 
-    def _give_up(self, hook: _Hook, payload: Payload, attempts: int, error: str) -> None:
+    def _later(self, d: _Delivery, delay: float) -> None:
+        assert self._tg is not None
+
+        async def wait_then_queue() -> None:
+            await self._sleep(delay)
+            del self._waiting[d]
+            await self._queue.put(d)
+
+        self._waiting[d] = self._tg.create_task(wait_then_queue(), name=f"webhook-retry-{d.msg_id}")
+
+    async def _give_up(self, d: _Delivery, error: str) -> None:
         self.failed += 1
+        payload = d.payload
         _log.warning(
             "webhook_failed",
-            url=hook.shown,
+            url=d.target.shown,
             signal=payload.get("event"),
             task=payload.get("task"),
             run_id=payload.get("run_id"),
-            attempts=attempts,
+            attempts=d.attempt,
             error=error,
         )
+        await self._forget(d)
+
+    # -- pending deliveries on disk --------------------------------------------------------
+
+    def _path(self, d: _Delivery) -> Path:
+        assert self.pending_dir is not None
+        return self.pending_dir / f"{d.msg_id}.json"
+
+    def _save(self, d: _Delivery) -> None:
+        assert self.pending_dir is not None
+        self.pending_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        doc = {
+            "id": d.msg_id,
+            "target": d.target.key,
+            "attempt": d.attempt,
+            "due": d.due,
+            "payload": d.payload,
+        }
+        path = self._path(d)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+        d.saved = True
+
+    async def _forget(self, d: _Delivery) -> None:
+        if d.saved:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(self._path(d).unlink)
+            d.saved = False
+
+    def _load_pending(self) -> list[tuple[_Delivery, float]]:
+        if self.pending_dir is None or not self.pending_dir.is_dir():
+            return []
+        now, out = self._clock(), []
+        for path in sorted(self.pending_dir.glob("*.json")):
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                target = self._by_key.get(str(doc["target"]))
+                if target is None:
+                    _log.warning("webhook_pending_dropped", file=path.name, reason="entry removed")
+                    path.unlink()
+                    continue
+                d = _Delivery(target, dict(doc["payload"]), str(doc["id"]), int(doc["attempt"]))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                _log.warning("webhook_pending_dropped", file=path.name, reason=str(exc))
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            d.saved, d.due = True, float(doc.get("due", now))
+            out.append((d, max(0.0, d.due - now)))
+        if out:
+            _log.info("webhook_pending_loaded", deliveries=len(out))
+        return out
+
+    async def _save_rest(self) -> None:
+        """At shutdown: what is queued, in flight or waiting goes to disk (config hooks)."""
+        rest = [*self._waiting, *self._inflight]
+        self._waiting.clear()
+        while not self._queue.empty():
+            rest.append(self._queue.get_nowait())
+            self._queue.task_done()
+        keep = [d for d in rest if d.target.key]
+        if not keep or self.pending_dir is None:
+            return
+
+        def save_all() -> None:
+            for d in keep:
+                self._save(d)
+
+        await asyncio.to_thread(save_all)
+        _log.info("webhook_pending_saved", deliveries=len(keep))
 
     def stats(self) -> dict[str, Any]:
         """The counters, for ``status`` and metrics."""
@@ -304,8 +396,3 @@ class WebhookDispatcher:
             "dropped": self.dropped,
             "pending": self.pending,
         }
-
-
-def _safe(text: str, url: str) -> str:
-    """An error text with the raw URL (userinfo, query) replaced by its display form."""
-    return text.replace(url, _display_url(url)) if url else text

@@ -31,8 +31,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,50 +41,20 @@ import structlog
 from flowtaskd.clock import Clock
 from flowtaskd.components.context import Executor
 from flowtaskd.core.options import Overlap
-from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.rules import TaskStatus
 from flowtaskd.daemon.runs.recorder import record_end, record_start
-from flowtaskd.daemon.runs.store import HistoryStore
+from flowtaskd.daemon.runs.records import RunStore
+from flowtaskd.daemon.runs.request import SHUTDOWN, RunRequest
 from flowtaskd.engine.events import EventBus
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.logs import GLOBAL_MASKER
-from flowtaskd.tasks.task import Task, new_run_id
+from flowtaskd.tasks.task import Task
 
-__all__ = ["SHUTDOWN", "OnDone", "RunManager", "RunRequest"]
+__all__ = ["RunManager"]
 
 _log = structlog.get_logger("flowtaskd.runs")
-
-SHUTDOWN = "cancelled at shutdown"
-"""The ``cancel_reason`` of runs the drain cancelled."""
 _CANCELLED = str(TaskStatus.CANCELLED)
-_FAILED = str(TaskStatus.FAILED)
-
-OnDone = Callable[["RunRequest", TaskMonitor | None, str | None], Awaitable[None]]
-"""``on_done(request, stats, error)`` once a run is over and recorded; ``stats`` is None
-when the run never ran (cancelled while queued) or could not start."""
-
-
-@dataclass(slots=True)
-class RunRequest:
-    """One run to make: which definition (a snapshot), with what, and why."""
-
-    pile: TaskPile
-    trigger: str  # schedule | inbox | manual | catchup | exec
-    params: Mapping[str, Any] = field(default_factory=dict)
-    source: str | None = None
-    schedule_id: str | None = None
-    overlap: Overlap | None = None  # overrides the task's (a schedule entry may)
-    inbox_file: str | None = None
-    fire_time: float | None = None
-    on_done: OnDone | None = None
-    run_id: str = field(default_factory=new_run_id)
-    queued_at: float = 0.0
-    cancel_reason: str | None = None  # set when the manager cancels it
-
-    @property
-    def task(self) -> str:
-        return self.pile.name
 
 
 @dataclass(slots=True)
@@ -100,7 +70,7 @@ class RunManager:
     def __init__(
         self,
         *,
-        store: HistoryStore,
+        store: RunStore,
         bus: EventBus,
         executor: Executor,
         clock: Clock,
@@ -116,6 +86,7 @@ class RunManager:
         self.max_runs, self.max_queued = max_runs, max_queued
         self.kill_grace, self.python_allow = kill_grace, python_allow
         self.resolve_task = resolve_task
+        self.webhooks: Any = None  # the daemon's WebhookDispatcher, for WebHook actions
         self.queue: deque[RunRequest] = deque()
         self.active: dict[str, _Active] = {}
         self.completed = 0
@@ -165,6 +136,7 @@ class RunManager:
                 "run_id": req.run_id,
                 "trigger": req.trigger,
                 "queued": len(self.queue),
+                "inbox": req.inbox,
             },
         )
         self._wake.set()
@@ -185,25 +157,40 @@ class RunManager:
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a running or queued run by id (or unique prefix); False if none matches
-        or the prefix is ambiguous.
+        or the prefix is ambiguous (:meth:`cancel_one` says which)."""
+        try:
+            self.cancel_one(run_id)
+        except FlowtaskError:
+            return False
+        return True
+
+    def cancel_one(self, prefix: str) -> tuple[str, str]:
+        """Cancel the one running or queued run whose id starts with ``prefix``; return its
+        id and what it was (``running`` or ``queued``). Raises :class:`FlowtaskError` when
+        no run matches or the prefix is ambiguous.
 
         A queued run never starts: it is recorded ``cancelled`` and handed to its
         ``on_done`` (an inbox file is archived as cancelled).
         """
-        active = [a for rid, a in self.active.items() if rid.startswith(run_id)]
-        queued = [r for r in self.queue if r.run_id.startswith(run_id)]
-        if len(active) + len(queued) != 1:
-            return False
+        active = [a for rid, a in self.active.items() if rid.startswith(prefix)]
+        queued = [r for r in self.queue if r.run_id.startswith(prefix)]
+        matches = [a.request.run_id for a in active] + [r.run_id for r in queued]
+        if not matches:
+            raise FlowtaskError(f"no such running or queued run: {prefix}")
+        if len(matches) > 1:
+            raise FlowtaskError(
+                f"run id prefix {prefix!r} is ambiguous ({', '.join(matches[:5])}): give more of it"
+            )
         if active:
             self._cancel_active(active[0], "cancelled by request")
-            return True
+            return matches[0], "running"
         req = queued[0]
         self.queue.remove(req)
         req.cancel_reason = "cancelled while queued"
         self._skipped(req, req.cancel_reason)
         if self._tg is not None:
             self._tg.create_task(self._finish_unstarted(req), name=f"cancel:{req.run_id}")
-        return True
+        return req.run_id, "queued"
 
     def _cancel_active(self, a: _Active, reason: str) -> None:
         if a.request.cancel_reason is None:
@@ -260,6 +247,7 @@ class RunManager:
             kill_grace=self.kill_grace,
             python_allow=self.python_allow,
             resolve_task=self.resolve_task,
+            webhooks=self.webhooks,
         )
         self.active[req.run_id] = _Active(req, task, self.clock.time())
         self._finishing.add(req.run_id)

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from flowtaskd.core.rules import TaskStatus
-from flowtaskd.daemon.runs.store import AttemptRecord, HistoryStore, RunRecord
+from flowtaskd.daemon.runs.records import AttemptRecord, RunRecord, RunStore
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.logs import GLOBAL_MASKER
 
 if TYPE_CHECKING:
-    from flowtaskd.daemon.runs.manager import RunRequest
+    from flowtaskd.daemon.runs.request import RunRequest
 
 __all__ = ["record_end", "record_start"]
 
@@ -27,7 +27,7 @@ _CANCELLED = str(TaskStatus.CANCELLED)
 _FAILED = str(TaskStatus.FAILED)
 
 
-async def record_start(store: HistoryStore, req: RunRequest, status: str, **fields: Any) -> None:
+async def record_start(store: RunStore, req: RunRequest, status: str, **fields: Any) -> None:
     """Insert the run's row (``running``, or a final status for a run that never started)."""
     record = RunRecord(
         run_id=req.run_id,
@@ -35,7 +35,7 @@ async def record_start(store: HistoryStore, req: RunRequest, status: str, **fiel
         trigger=req.trigger,
         status=status,
         source=req.source,
-        params=GLOBAL_MASKER.mask_obj(dict(req.params)),
+        params=_masked_params(req),
         queued_at=req.queued_at,
         inbox_file=req.inbox_file,
         schedule_id=req.schedule_id,
@@ -47,8 +47,17 @@ async def record_start(store: HistoryStore, req: RunRequest, status: str, **fiel
         _log.error("history_write_failed", task=req.task, run_id=req.run_id, error=str(exc))
 
 
+def _masked_params(req: RunRequest) -> dict[str, Any]:
+    """The params with the task's secret ones hidden: the row is written before the run
+    registers its secret values with the global masker."""
+    secret = set(req.pile.definition.header.secrets)
+    params = {k: "***" if k in secret else v for k, v in req.params.items()}
+    masked: dict[str, Any] = GLOBAL_MASKER.mask_obj(params)
+    return masked
+
+
 async def record_end(
-    store: HistoryStore, req: RunRequest, stats: TaskMonitor | None, error: str | None, now: float
+    store: RunStore, req: RunRequest, stats: TaskMonitor | None, error: str | None, now: float
 ) -> None:
     """Record every attempt and the run's final status and stats."""
     try:

@@ -24,15 +24,15 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowtaskd.daemon.runs.records import AttemptRecord, RunRecord
 from flowtaskd.daemon.runs.writer import SerialWriter, store_error
 from flowtaskd.errors import StoreError
 
-__all__ = ["AttemptRecord", "HistoryStore", "RunRecord"]
+__all__ = ["HistoryStore"]
 
 _SCHEMA_VERSION = 1
 _SCHEMA = (
@@ -49,6 +49,11 @@ _SCHEMA = (
     "CREATE INDEX runs_task_started ON runs (task, started_at)",
     "CREATE INDEX runs_status ON runs (status)",
 )
+_NEWEST_KEY = "COALESCE(started_at, queued_at, finished_at)"
+_INDEXES = (  # also made in histories older than them: no schema version needed
+    f"CREATE INDEX IF NOT EXISTS runs_newest ON runs ({_NEWEST_KEY})",
+    f"CREATE INDEX IF NOT EXISTS runs_task_newest ON runs (task, {_NEWEST_KEY})",
+)
 _UNFINISHED = "('pending', 'running')"
 _NEWEST_FIRST = "COALESCE(started_at, queued_at, finished_at) DESC, rowid DESC"
 _INTERRUPTED = "daemon stopped before the run finished"
@@ -57,57 +62,17 @@ _STEP_INTERRUPTED = "daemon stopped before the step finished"
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One run of a task, as the history holds it."""
-
-    run_id: str
-    task: str
-    trigger: str  # schedule | inbox | manual | catchup | exec | subrun
-    status: str  # pending | running | done | failed | cancelled | interrupted
-    source: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    queued_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    duration: float | None = None
-    error: str | None = None
-    stats: dict[str, Any] | None = None
-    log_dir: str | None = None
-    inbox_file: str | None = None
-    schedule_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One attempt of one step of a run."""
-
-    run_id: str
-    step_id: str
-    attempt: int
-    status: str
-    started_at: float | None = None
-    finished_at: float | None = None
-    duration: float | None = None
-    exit_code: int | None = None
-    cpu_user: float | None = None
-    cpu_system: float | None = None
-    max_rss_kb: int | None = None
-    bytes_out: int | None = None
-    error: str | None = None
-    log_path: str | None = None
-
-
 _RUN_COLS = tuple(f.name for f in dataclasses.fields(RunRecord))
 _ATTEMPT_COLS = tuple(f.name for f in dataclasses.fields(AttemptRecord))
 _JSON_COLS = frozenset({"params", "stats"})
 _UPDATABLE = frozenset(_RUN_COLS) - {"run_id"}
 _SELECT_RUN = f"SELECT {', '.join(_RUN_COLS)} FROM runs"
+_SELECT_RUN_BRIEF = _SELECT_RUN.replace(" stats,", " NULL AS stats,")
 _SELECT_ATTEMPT = f"SELECT {', '.join(_ATTEMPT_COLS)} FROM step_attempts"
 
 
 class HistoryStore:
-    """The run history in one SQLite file; see the module docstring."""
+    """The run history in one SQLite file (a :class:`RunStore`); see the module docstring."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
         self._path = Path(path)
@@ -206,11 +171,17 @@ class HistoryStore:
         return await self._submit(op)
 
     async def set_last_fire(self, schedule_id: str, ts: float) -> None:
-        sql = (
-            "INSERT INTO schedule_state (schedule_id, last_fire) VALUES (?, ?)"
-            " ON CONFLICT (schedule_id) DO UPDATE SET last_fire = excluded.last_fire"
-        )
-        await self._submit(_execute(sql, (schedule_id, ts)))
+        await self._submit(_execute(_SET_LAST_FIRE, (schedule_id, ts)))
+
+    async def set_last_fires(self, fires: Mapping[str, float]) -> None:
+        """:meth:`set_last_fire` for many schedules in one transaction (start-up)."""
+        rows = list(fires.items())
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(_SET_LAST_FIRE, rows)
+
+        if rows:
+            await self._submit(op)
 
     async def prune(
         self, now: float, retention_days: float | None, max_runs_per_task: int | None
@@ -253,6 +224,54 @@ class HistoryStore:
         with self._reading() as conn:
             rows = conn.execute(sql, [*args, limit if limit > 0 else -1]).fetchall()
         return [_run_from_row(row) for row in rows]
+
+    def find_runs(
+        self,
+        *,
+        task: str | None = None,
+        status: str | None = None,
+        trigger: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[RunRecord], int]:
+        """A page of runs matching every given filter, newest first, and how many match.
+        The records have no stats (None): a list never shows them, and they are most of
+        a row."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("task", task), ("status", status), ("trigger", trigger)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("COALESCE(started_at, queued_at, finished_at) >= ?")
+            args.append(since)
+        cond = f"WHERE {' AND '.join(where)}" if where else ""
+        # sort row ids only (a sort of whole rows carries every stats blob), then fetch
+        page = f"SELECT rowid FROM runs {cond} ORDER BY {_NEWEST_FIRST} LIMIT ? OFFSET ?"
+        sql = f"{_SELECT_RUN_BRIEF} WHERE rowid IN ({page}) ORDER BY {_NEWEST_FIRST}"
+        with self._reading() as conn:
+            total = conn.execute(f"SELECT count(*) FROM runs {cond}", args).fetchone()[0]
+            rows = conn.execute(sql, [*args, limit, offset]).fetchall()
+        return [_run_from_row(row) for row in rows], int(total)
+
+    def recent_statuses(
+        self, n: int, tasks: Sequence[str] | None = None
+    ) -> dict[str, list[tuple[str, str]]]:
+        """The newest ``n`` runs of each task (default: every task in the history) as
+        (run_id, status), newest first."""
+        newest = f"SELECT rowid FROM runs WHERE task = ? ORDER BY {_NEWEST_FIRST} LIMIT ?"
+        out: dict[str, list[tuple[str, str]]] = {}
+        with self._reading() as conn:
+            if tasks is None:
+                tasks = [row[0] for row in conn.execute("SELECT DISTINCT task FROM runs")]
+            for task in tasks:
+                sql = f"SELECT run_id, status FROM runs WHERE rowid IN ({newest})"
+                rows = conn.execute(f"{sql} ORDER BY {_NEWEST_FIRST}", (task, n)).fetchall()
+                if rows:
+                    out[task] = [(r[0], r[1]) for r in rows]
+        return out
 
     def get_run(self, run_id: str) -> tuple[RunRecord, list[AttemptRecord]] | None:
         """A run and its attempts, by full id or unique prefix; StoreError if ambiguous."""
@@ -330,6 +349,8 @@ def _open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        for statement in _INDEXES:
+            conn.execute(statement)
         conn.execute("COMMIT")
     except BaseException:
         conn.close()
@@ -383,6 +404,12 @@ def _ids_with_prefix(conn: sqlite3.Connection, prefix: str, most: int) -> list[s
 
 def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
     return dict(zip(row.keys(), row, strict=True))
+
+
+_SET_LAST_FIRE = (
+    "INSERT INTO schedule_state (schedule_id, last_fire) VALUES (?, ?)"
+    " ON CONFLICT (schedule_id) DO UPDATE SET last_fire = excluded.last_fire"
+)
 
 
 def _execute(sql: str, params: Sequence[Any]) -> Callable[[sqlite3.Connection], None]:

@@ -46,10 +46,11 @@ def test_exec_failed_task_exits_one(tmp_path: Path) -> None:
     assert "failed" in r.stderr
 
 
-def test_exec_invalid_file_exits_two_with_file_line_key(tmp_path: Path) -> None:
+def test_exec_invalid_file_exits_one_with_file_line_key(tmp_path: Path) -> None:
     task = write(tmp_path / "bad.yaml", "name: bad\nsteps:\n  - Command:\n      comand: [echo]\n")
     r = flowtaskd("exec", str(task))
-    assert r.returncode == 2
+    assert r.returncode == 1  # the README's table: an invalid task file is a failure
+    assert r.stderr.startswith("flowtaskd: ")
     assert "bad.yaml:4: steps[0].Command.comand: unknown key" in r.stderr
     assert "did you mean `command`" in r.stderr
     assert "Traceback" not in r.stderr
@@ -100,5 +101,5 @@ def test_next_prints_fire_times_with_crontab_weekdays() -> None:
 def test_next_bad_cron_is_one_line_error() -> None:
     r = flowtaskd("next", "61 * * * *")
     assert r.returncode == 2
-    assert r.stderr.strip().startswith("error: ") and "minute" in r.stderr
+    assert r.stderr.strip().startswith("flowtaskd: ") and "minute" in r.stderr
     assert "Traceback" not in r.stderr

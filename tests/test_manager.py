@@ -10,50 +10,19 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flowtaskd.clock import Clock, SystemClock
-from flowtaskd.core.pile import TaskPile
-from flowtaskd.daemon.runs.manager import SHUTDOWN, RunManager, RunRequest
-from flowtaskd.daemon.runs.store import HistoryStore, RunRecord
+from flowtaskd.daemon.runs.manager import RunManager
+from flowtaskd.daemon.runs.records import RunRecord
+from flowtaskd.daemon.runs.request import SHUTDOWN, RunRequest
+from flowtaskd.daemon.runs.store import HistoryStore
 from flowtaskd.engine.events import EventBus
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.execution.local import LocalExecutor
+from flowtaskd.tasks import TaskPile
 from tests.conftest import FakeClock, wait_for
-
-
-class ManualClock:
-    """``sleep`` waits until the test moves the clock past its end with :meth:`advance`."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.t = start
-        self.sleepers = 0
-        self._moved = asyncio.Event()
-
-    def time(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        end = self.t + seconds
-        self.sleepers += 1
-        try:
-            while self.t < end:
-                self._moved.clear()
-                await self._moved.wait()
-        finally:
-            self.sleepers -= 1
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-        self._moved.set()
 
 
 @dataclass
@@ -242,7 +211,7 @@ async def test_cancel_before_the_run_begins_is_not_lost(tmp_path: Path) -> None:
 
 
 async def test_drain_lets_runs_finish_within_the_grace(tmp_path: Path) -> None:
-    clock = ManualClock()
+    clock = FakeClock(manual=True)
     async with rig(tmp_path, clock) as r:
         run_id = r.runs.submit(r.request(pile("short", nap(0.2))))
         await wait_for(lambda: "short" in r.names("start"))
@@ -254,7 +223,7 @@ async def test_drain_lets_runs_finish_within_the_grace(tmp_path: Path) -> None:
 
 
 async def test_drain_cancels_what_is_still_running_after_the_grace(tmp_path: Path) -> None:
-    clock = ManualClock()
+    clock = FakeClock(manual=True)
     async with rig(tmp_path, clock, max_runs=1) as r:
         long = r.runs.submit(r.request(pile("long", nap(30))))
         waiting = r.runs.submit(r.request(pile("waiting")))

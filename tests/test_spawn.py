@@ -21,7 +21,7 @@ from flowtaskd.process.spawn import (
     kill_process_group,
     run_process,
 )
-from tests.conftest import open_fds
+from tests.conftest import open_fds, wait_for
 
 PY = sys.executable
 
@@ -61,15 +61,6 @@ def _group_members(pgid: int) -> list[int]:
         if int(fields[3]) == pgid and fields[0] not in ("Z", "X"):
             members.append(int(entry))
     return members
-
-
-async def _wait_for(condition: object, what: str, deadline: float = 10.0) -> None:
-    assert callable(condition)
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 # -- exit status and output -----------------------------------------------------------------
@@ -196,8 +187,8 @@ async def test_timeout_kills_grandchildren(tmp_path: Path) -> None:
     assert result.exit_code is None
     assert result.signal == signal.SIGTERM  # sh died of the TERM, no KILL needed
     grandchild = int(pidfile.read_text())
-    await _wait_for(lambda: _gone(grandchild), "the grandchild to die")
-    await _wait_for(lambda: not _group_members(result.pid), "the group to die")
+    await wait_for(lambda: _gone(grandchild), what="the grandchild to die")
+    await wait_for(lambda: not _group_members(result.pid), what="the group to die")
 
 
 async def test_timeout_sweeps_grandchild_that_ignores_sigterm(tmp_path: Path) -> None:
@@ -211,7 +202,7 @@ async def test_timeout_sweeps_grandchild_that_ignores_sigterm(tmp_path: Path) ->
     assert result.signal == signal.SIGTERM  # the leader died of TERM well within the grace
     assert result.duration < 2.0
     grandchild = int(pidfile.read_text())
-    await _wait_for(lambda: _gone(grandchild), "the TERM-immune grandchild to die")
+    await wait_for(lambda: _gone(grandchild), what="the TERM-immune grandchild to die")
 
 
 async def test_timeout_escalates_to_sigkill(tmp_path: Path) -> None:
@@ -223,29 +214,29 @@ async def test_timeout_escalates_to_sigkill(tmp_path: Path) -> None:
     assert result.timed_out
     assert result.signal == signal.SIGKILL
     assert 0.6 <= result.duration < 3.0
-    await _wait_for(lambda: not _group_members(result.pid), "the group to die")
+    await wait_for(lambda: not _group_members(result.pid), what="the group to die")
 
 
 async def test_cancel_kills_group_and_reraises(tmp_path: Path) -> None:
     pidfile = tmp_path / "pids"
     script = f"sleep 300 & echo $$ $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; sleep 300"
     task = asyncio.create_task(run_process(_spec(tmp_path, "sh", "-c", script, kill_grace=2.0)))
-    await _wait_for(pidfile.exists, "the shell to start")
+    await wait_for(pidfile.exists, what="the shell to start")
     leader, grandchild = (int(p) for p in pidfile.read_text().split())
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     with pytest.raises(ChildProcessError):  # reaped by run_process
         os.waitpid(leader, os.WNOHANG)
-    await _wait_for(lambda: _gone(grandchild), "the grandchild to die")
-    await _wait_for(lambda: not _group_members(leader), "the group to die")
+    await wait_for(lambda: _gone(grandchild), what="the grandchild to die")
+    await wait_for(lambda: not _group_members(leader), what="the group to die")
 
 
 async def test_cancel_during_grace_still_completes_cleanup(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     script = f"trap '' TERM; echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; sleep 300"
     task = asyncio.create_task(run_process(_spec(tmp_path, "sh", "-c", script, kill_grace=0.5)))
-    await _wait_for(pidfile.exists, "the shell to start")
+    await wait_for(pidfile.exists, what="the shell to start")
     leader = int(pidfile.read_text())
     started = time.monotonic()
     task.cancel()
@@ -256,7 +247,7 @@ async def test_cancel_during_grace_still_completes_cleanup(tmp_path: Path) -> No
     assert time.monotonic() - started >= 0.45  # it waited out the grace, then killed
     with pytest.raises(ChildProcessError):
         os.waitpid(leader, os.WNOHANG)
-    await _wait_for(lambda: not _group_members(leader), "the group to die")
+    await wait_for(lambda: not _group_members(leader), what="the group to die")
     assert not any(p.isdigit() and _is_our_zombie(int(p)) for p in os.listdir("/proc"))
 
 

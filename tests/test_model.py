@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flowtaskd.components.registry import registry
 from flowtaskd.core.jsonschema import task_schema
 from flowtaskd.core.render import render
 from flowtaskd.tasks import load_pile
@@ -36,12 +37,16 @@ BAD_PROBLEMS = [
 ]
 
 
+def _steps(n: int) -> str:
+    return "1 step" if n == 1 else f"{n} steps"
+
+
 def test_the_examples_are_valid_and_in_every_format() -> None:
     assert {p.suffix for p in EXAMPLES} >= {".yaml", ".json", ".toml"}
     run = flowtaskd("validate", "config/tasks", cwd=REPO)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [
-        f"ok config/tasks/{p.name}: task {load_pile(p).name} ({len(load_pile(p))} steps)"
+        f"ok config/tasks/{p.name}: task {load_pile(p).name} ({_steps(len(load_pile(p)))})"
         for p in EXAMPLES
     ]
     assert run.stderr == f"{len(EXAMPLES)} valid, 0 invalid\n"
@@ -137,7 +142,7 @@ def test_validate_with_nothing_to_check_exits_1(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     run = flowtaskd("validate", "empty", cwd=tmp_path)
     assert run.returncode == 1
-    assert run.stderr == "no task files found\n0 valid, 0 invalid\n"
+    assert run.stderr == "flowtaskd: no task files found\n0 valid, 0 invalid\n"
 
 
 @pytest.mark.parametrize("fmt", ["text", "dot", "mermaid"])
@@ -153,7 +158,7 @@ def test_graph_of_an_invalid_file(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(BAD)
     run = flowtaskd("graph", "bad.yaml", cwd=tmp_path)
     assert (run.returncode, run.stdout) == (1, "")
-    assert run.stderr.splitlines() == BAD_PROBLEMS
+    assert run.stderr.splitlines() == [f"flowtaskd: {p}" for p in BAD_PROBLEMS]
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
@@ -166,4 +171,39 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 def test_schema_via_python_dash_m(tmp_path: Path) -> None:
     run = flowtaskd("schema", cwd=tmp_path, module=True)
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout) == task_schema()
+    assert json.loads(run.stdout) == task_schema(registry())
+
+
+async def test_graph_of_a_run_colours_its_steps(tmp_path: Path) -> None:
+    from flowtaskd.daemon.runs.store import AttemptRecord, HistoryStore, RunRecord  # noqa: PLC0415
+
+    task = tmp_path / "job.yaml"
+    task.write_text(
+        "name: job\nsteps:\n  - Dummy: {name: a}\n  - Dummy: {name: b}\n  - Dummy: {name: c}\n"
+    )
+    state = tmp_path / "state"
+    state.mkdir()
+    store = HistoryStore(state / "history.db")
+    await store.open()
+    try:
+        stats = {"steps": {"a": {"status": "done"}, "b": {"status": "failed"}}}
+        run = RunRecord("0001runabc", "job", "manual", "failed", source=str(task), stats=stats)
+        await store.insert_run(run)
+        await store.record_attempt(AttemptRecord("0001runabc", "a", 1, "failed"))
+        await store.record_attempt(AttemptRecord("0001runabc", "a", 2, "done"))
+    finally:
+        await store.close()
+    where = ["--state-dir", str(state)]
+    text = flowtaskd("graph", "--run", "0001", *where, cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[1].split()[:2] == ["done", "a"] and lines[2].split()[:2] == ["failed", "b"]
+    assert lines[3].split()[:2] == ["pending", "c"]  # the run never got there
+    dot = flowtaskd(
+        "graph", str(task), "--run", "0001runabc", "--format", "dot", *where, cwd=tmp_path
+    )
+    assert dot.stdout.count("style=filled") == 3
+    missing = flowtaskd("graph", "--run", "zzz", *where, cwd=tmp_path)
+    assert (missing.returncode, missing.stderr) == (1, "flowtaskd: no run 'zzz' in the history\n")
+    bare = flowtaskd("graph", cwd=tmp_path)
+    assert bare.returncode == 2 and bare.stderr.startswith("flowtaskd: graph needs a FILE")
