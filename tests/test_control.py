@@ -201,6 +201,7 @@ async def test_status_and_tasks(config: DaemonConfig) -> None:
             "steps": 2,
             "schedules": [],
             "description": "two quick steps",
+            "paused": False,
         }
         assert by_name["nightly"]["schedules"] == ["0 3 * * *"]
         [bad] = reply["invalid"]
@@ -211,7 +212,8 @@ async def test_status_and_tasks(config: DaemonConfig) -> None:
 async def test_trigger_runs_and_history_records_it(config: DaemonConfig) -> None:
     async with running(config) as daemon, client(daemon) as c:
         reply = await c.ask({"cmd": "trigger", "task": "two", "params": {"who": "me"}})
-        assert reply["ok"] and set(reply) == {"ok", "run_id"}
+        assert reply["ok"] and set(reply) == {"ok", "run_id", "log_dir"}
+        assert reply["log_dir"] == str(config.state_dir / "logs" / "two" / reply["run_id"])
         run = await _finished(c, reply["run_id"])
         assert (run["task"], run["status"], run["trigger"]) == ("two", "done", "manual")
         assert run["params"] == {"who": "me"} and "stats" not in run
@@ -431,8 +433,8 @@ async def test_at_stop_a_subscriber_behind_gets_what_it_was_held_in_order(
         with await _stuck_subscriber(config, server) as behind:
             big = {"cmd": "trigger", "task": "two", "params": {"blob": "x" * 900_000}}
             await c.ask({**big, "wait": True})  # more than its socket takes: it is behind
-            first = (await c.recv())["run_id"]
-            await wait_for(lambda: server.stream_backlog() == 0, DEADLINE)  # all written
+            first = (await c.recv())["run_id"]  # (some of its events may be held already:
+            # how many a flush takes depends on how fast the run goes, so it is not asserted)
             await c.ask({"cmd": "trigger", "task": "two", "wait": True})
             second = (await c.recv())["run_id"]
             await wait_for(lambda: server.stream_backlog() > 0, DEADLINE)  # held

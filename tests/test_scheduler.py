@@ -415,6 +415,8 @@ async def test_a_config_command_schedule_runs_a_command_task(tmp_path: Path) -> 
         sched.start(paused=True)
         await tick(sched, "nightly:cleanup")
         await wait_for(lambda: "nightly-cleanup" in r.names("completed"))
+        # the history records the run's end just after its completed event
+        await wait_for(lambda: [x.status for x in r.store.list_runs("nightly-cleanup")] == ["done"])
         [run] = r.store.list_runs("nightly-cleanup")
     assert out.read_text() == "hello\n"
     assert (run.status, run.trigger, run.schedule_id) == ("done", "schedule", "nightly:cleanup")
@@ -428,3 +430,32 @@ async def test_a_schedule_of_a_task_not_loaded_is_skipped(tmp_path: Path) -> Non
         await tick(sched, "tick")
     [skip] = [e for e in r.events if e["event"] == "run_skipped"]
     assert skip["task"] == "ghost" and "ghost" in skip["reason"]
+
+
+# -- pause -----------------------------------------------------------------------------------
+
+
+async def test_paused_fires_are_skipped_and_unpause_catches_up(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "history.db")
+    await store.open()
+    await store.add_pause("task:job", DOWN.timestamp())  # paused before the start: kept
+    async with scheduler_after_downtime(tmp_path, hourly(catchup="latest"), DOWN, UP) as f:
+        assert f.fires == [] and f.missed() == []  # no catch-up for a paused task at start
+        clock = f.scheduler.clock
+        assert isinstance(clock, FakeClock)
+        clock.t = utc(2027, 1, 15, 16).timestamp()
+        await f.scheduler.run_job("hourly")
+        skipped = [e for e in f.events if e["event"] == "run_skipped"]
+        assert [(e["reason"], e["schedule"], e["task"]) for e in skipped] == [
+            ("paused", "hourly", "job")
+        ]
+        assert f.fires == []
+        assert f.scheduler.store.last_fires()["hourly"] == DOWN.timestamp()
+        clock.t = utc(2027, 1, 15, 16, 20).timestamp()
+        await f.scheduler.set_paused("task:job", False)
+        # the fires missed meanwhile follow catchup: latest (16:00), the rest are reported
+        assert f.fires == [("hourly", utc(2027, 1, 15, 16), "catchup")]
+        [missed] = f.missed()
+        assert missed["missed"] == 5 and missed["last"] == "2027-01-15T15:00:00+00:00"
+        assert f.scheduler.store.last_fires()["hourly"] == clock.t
+    await store.close()

@@ -56,7 +56,7 @@ async def test_open_creates_dirs_schema_and_wal(db: Path, store: HistoryStore) -
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     finally:
         conn.close()

@@ -221,18 +221,24 @@ async def test_wait_stable_deleted_file(tmp_path: Path) -> None:
 async def test_wait_stable_times_out_on_a_file_that_keeps_changing(tmp_path: Path) -> None:
     path = tmp_path / "busy"
     path.write_text("x")
+    born = path.stat().st_mtime
     now = 0.0
 
     def clock() -> float:
         return now
 
+    def wall() -> float:  # the file's clock follows the fake one: a slow machine can't age it
+        return born + now
+
     async def append_and_tick(seconds: float) -> None:
         nonlocal now
+        now += seconds
         with path.open("a") as f:
             f.write("x")
-        now += seconds
+        os.utime(path, (wall(), wall()))  # written at the end of every wait
 
-    assert await wait_stable(path, timeout=1.0, clock=clock, sleep=append_and_tick) is None
+    stat = await wait_stable(path, timeout=1.0, clock=clock, sleep=append_and_tick, wall=wall)
+    assert stat is None
     assert now == pytest.approx(1.0, abs=0.01)  # gave up at the deadline, not before
 
 

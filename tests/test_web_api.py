@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-from flowtaskd.daemon.control.requests import COMMANDS
 from tests.daemon_harness import DaemonProcess, event, short_root
 from tests.web_harness import WebDaemon, web_daemon
 
@@ -246,10 +245,26 @@ def test_overlap_is_409_and_cancel(wd: WebDaemon) -> None:
     assert wd.api("POST", "/runs/ffffffffff/cancel").status_code == 404
 
 
-@pytest.mark.skipif("retry" in COMMANDS, reason="the control socket has retry now")
-def test_operations_the_control_socket_lacks_are_501(wd: WebDaemon) -> None:
-    r = wd.api("POST", "/runs/x/retry")
-    assert r.status_code == 501 and r.json()["detail"] == {"operation": "retry"}
+def test_retry_pause_and_backfill_are_the_control_socket_s(wd: WebDaemon) -> None:
+    failed = wd.api("POST", "/tasks/fail/runs?wait=true").json()
+    assert failed["status"] == "failed"
+    retry = wd.api("POST", f"/runs/{failed['run_id']}/retry", json={"wait": True})
+    assert retry.status_code == 200, retry.text
+    again = retry.json()
+    assert again["run_id"] != failed["run_id"] and again["status"] == "failed"
+    assert wd.api("POST", "/runs/ffffffffff/retry").status_code == 404
+
+    assert wd.api("POST", "/tasks/hello/pause").status_code == 200
+    assert wd.api("GET", "/tasks/hello").json()["paused"] is True
+    assert wd.api("POST", "/tasks/hello/unpause").status_code == 200
+    assert wd.api("GET", "/tasks/hello").json()["paused"] is False
+
+    window = {"from": "2026-01-01", "to": "2026-01-03", "dry_run": True}
+    plan = wd.api("POST", "/tasks/hello/backfill", json=window)
+    assert plan.status_code == 200, plan.text
+    assert len(plan.json()["times"]) == 3
+    bad = wd.api("POST", "/tasks/hello/backfill", json={**window, "to": "2025-01-01"})
+    assert bad.status_code == 400 and "from" in bad.json()["error"]
 
 
 def test_secrets_are_masked_in_every_response(wd: WebDaemon) -> None:

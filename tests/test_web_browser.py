@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from flowtaskd.daemon.control.requests import COMMANDS
 from tests.web_harness import WebDaemon, web_daemon
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -121,7 +120,6 @@ def test_cancel_a_long_run(page: Page) -> None:
     shot(page, "05-cancelled")
 
 
-@pytest.mark.skipif("retry" not in COMMANDS, reason="the control socket has no retry yet")
 def test_retry_a_failed_run(page: Page) -> None:
     page.goto("/tasks/flaky")
     page.click("#trigger button[type=submit]")
@@ -132,7 +130,6 @@ def test_retry_a_failed_run(page: Page) -> None:
     expect(page.locator("#run-state")).to_contain_text("failed")
 
 
-@pytest.mark.skipif("pause" not in COMMANDS, reason="the control socket has no pause yet")
 def test_pause_a_task_greys_its_next_fire(page: Page) -> None:
     row = page.locator("tr[data-task=pipeline]")
     row.locator("button[data-action=pause]").click()

@@ -13,12 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flowtaskd.cli import control, daemon, execute, init, model, shell
+from flowtaskd.cli import control, daemon, execute, init, model, oncall, plan, shell
 from flowtaskd.cli.errors import EXIT_INTERRUPTED, EXIT_OK
 
 __all__ = ["build_parser", "main"]
 
-_MODULES = [daemon, init, model, execute, control, shell]
+_MODULES = [daemon, init, model, execute, plan, control, oncall, shell]
 
 EPILOG = """\
 examples:

@@ -28,7 +28,16 @@ from typing import Any, TextIO
 
 from flowtaskd.cli.errors import EXIT_UNREACHABLE, EXIT_USAGE, CliError, plural
 
-__all__ = ["register"]
+__all__ = [
+    "CliError",
+    "Client",
+    "checked",
+    "common_options",
+    "parse_params",
+    "register",
+    "socket_path",
+    "span",
+]
 
 _REPLY_TIMEOUT = 60.0
 _CONNECT_PATIENCE = 3.0  # seconds a full listen backlog is waited out
@@ -80,8 +89,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--wait", action="store_true", help="wait for the run; exit 0 if done, 1 otherwise"
     )
-    _common(p)
-    p.set_defaults(handler=_run(_cmd_trigger))
+    p.add_argument(
+        "-v", "--show-output", action="store_true", help="with --wait: stream the steps' output"
+    )
+    _common(p)  # the handler: flowtaskd.cli.oncall (it follows the run in the live view)
 
     p = sub.add_parser(
         "cancel",
@@ -351,6 +362,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         width = max(len(k) for k in fires)
         for key, when in sorted(fires.items(), key=lambda kv: kv[1] or "~"):
             print(f"  {key:<{width}}  {when or 'paused'}")
+    if st.get("paused"):
+        print(f"paused: {', '.join(st['paused'])} (schedule fires are skipped)")
     ctl = st["control"]
     print(f"subscribers: {ctl['subscribers']} ({ctl['dropped_subscribers']} dropped)")
     return 0
@@ -370,6 +383,8 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
         print(f"{'NAME':<{width}}  STEPS  SCHEDULE         FILE")
         for t in tasks:
             sched = ", ".join(t["schedules"]) or "-"
+            if t.get("paused"):
+                sched += " (paused)"
             print(f"{t['name']:<{width}}  {t['steps']:>5}  {sched:<15}  {t['file']}")
             if t.get("description"):
                 print(f"{'':<{width}}         {t['description']}")
@@ -397,31 +412,6 @@ def _params(pairs: list[str]) -> dict[str, Any]:
         else:
             params[key] = value
     return params
-
-
-def _cmd_trigger(args: argparse.Namespace) -> int:
-    request = {"cmd": "trigger", "task": args.task, "params": _params(args.param)}
-    if args.wait:
-        request["wait"] = True
-    with _Client(_socket_path(args)) as client:
-        first = client.request(request)
-        if args.json:
-            _print_json(first)
-        else:
-            print(first["run_id"], flush=True)
-        if not args.wait:
-            return 0
-        end = client.receive(follow=True)
-    if end is None:
-        raise _Unreachable(f"the daemon closed the connection before run {first['run_id']} ended")
-    end = _checked(end)
-    status = end.get("status")
-    if args.json:
-        _print_json(end)
-    else:
-        error = f": {end['error']}" if end.get("error") else ""
-        print(f"run {end['run_id']} {status} in {_span(end.get('duration'))}{error}")
-    return 0 if status == "done" else 1
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
@@ -455,9 +445,11 @@ def _event_line(e: dict[str, Any]) -> str:
     ts = e.get("ts")
     when = datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3] if ts else "--:--:--.---"
     parts = [when, f"{e.get('event', '?'):<15}", str(e.get("task") or "-")]
-    for key in ("run_id", "step"):
-        if e.get(key):
-            parts.append(str(e[key]))
+    if e.get("run_id"):
+        parts.append(str(e["run_id"]))
+    if e.get("step"):  # a group member's item as step[i], as everywhere
+        item = e.get("item")
+        parts.append(str(e["step"]) + (f"[{item}]" if item is not None else ""))
     details = [
         f"{key}={e[key]}"
         for key in ("status", "attempt", "exit_code", "reason", "error")
@@ -485,3 +477,12 @@ def _cmd_events(args: argparse.Namespace) -> int:
             return 0
     print("flowtaskd: the daemon closed the event stream", file=sys.stderr)
     return 0
+
+
+# the names the other command modules (oncall, follow) use
+Client = _Client
+checked = _checked
+common_options = _common
+parse_params = _params
+socket_path = _socket_path
+span = _span

@@ -1,4 +1,6 @@
-"""``flowtaskd run`` (the daemon), ``history`` and ``show`` (read the run history directly)."""
+"""``flowtaskd run`` (the daemon) and ``history`` (read the run history directly).
+
+``show`` is in :mod:`flowtaskd.cli.oncall`."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from flowtaskd.cli.errors import EXIT_FAILED, EXIT_USAGE, fail
 # The daemon, the store and the config models are imported by the commands that use them:
 # building the parser (--help, --version, completion) must stay fast.
 
-__all__ = ["history_path", "register", "state_dir_from"]
+__all__ = ["history_path", "register", "state_dir_from", "where_options"]
 
 
 def register(sub: Any) -> None:
@@ -41,19 +43,6 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON array on stdout")
     _where(p)
     p.set_defaults(handler=cmd_history)
-
-    p = sub.add_parser(
-        "show",
-        help="show one run and its step attempts",
-        epilog="example:\n  flowtaskd show 019b7c40",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "run_id", metavar="RUN_ID", help="a run id or a unique prefix"
-    ).completer = _complete_run_ids
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    _where(p)
-    p.set_defaults(handler=cmd_show)
 
 
 def _where(p: argparse.ArgumentParser) -> None:
@@ -140,7 +129,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     for r in runs:
         dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
         started = _when(r.started_at)
-        print(f"{r.run_id:<20} {r.task[:24]:<24} {r.status:<12} {r.trigger:<9} {started:<19} {dur}")
+        link = f"  retry of {r.retry_of}" if r.retry_of else ""
+        print(
+            f"{r.run_id:<20} {r.task[:24]:<24} {r.status:<12} {r.trigger:<9} {started:<19} {dur}"
+            f"{link}"
+        )
     return 0
 
 
@@ -148,39 +141,4 @@ def _run_dict(r: Any) -> dict[str, Any]:
     return {f: getattr(r, f) for f in r.__dataclass_fields__}
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415
-    from flowtaskd.errors import FlowtaskError  # noqa: PLC0415
-
-    try:
-        store = HistoryStore.open_readonly(history_path(args))
-        found = store.get_run(args.run_id)
-    except FlowtaskError as exc:
-        return _error(exc)
-    if found is None:
-        return fail(f"no run {args.run_id!r} in the history", EXIT_FAILED)
-    run, attempts = found
-    if args.json:
-        out = _run_dict(run)
-        out["attempts"] = [_run_dict(a) for a in attempts]
-        json.dump(out, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-        return 0
-    dur = f"{run.duration:.2f}s" if run.duration is not None else "-"
-    print(f"run {run.run_id}  task {run.task}  {run.status}  ({run.trigger})")
-    print(f"  started {_when(run.started_at)}  finished {_when(run.finished_at)}  duration {dur}")
-    if run.source:
-        print(f"  source {run.source}")
-    if run.params:
-        print(f"  params {json.dumps(run.params)}")
-    if run.error:
-        print(f"  error {run.error}")
-    if run.log_dir and Path(run.log_dir).is_dir():  # made only when a step printed
-        print(f"  logs {run.log_dir}")
-    for a in attempts:
-        took = f"{a.duration:.2f}s" if a.duration is not None else "-"
-        code = "" if a.exit_code is None else f"exit {a.exit_code}"
-        print(
-            f"  {a.status:<16} {a.step_id:<28} try {a.attempt}  {took:>8}  {code}  {a.error or ''}"
-        )
-    return 0
+where_options = _where  # for the other command modules (oncall)

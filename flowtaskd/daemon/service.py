@@ -34,6 +34,7 @@ from flowtaskd.daemon.control.server import ControlServer
 from flowtaskd.daemon.faults import Faults, supervise
 from flowtaskd.daemon.intake.dispatch import Intake
 from flowtaskd.daemon.intake.library import Library, LibraryChange
+from flowtaskd.daemon.ops.backfill import Backfills
 from flowtaskd.daemon.outputs.subscribers import load_subscribers
 from flowtaskd.daemon.runs.manager import RunManager
 from flowtaskd.daemon.runs.records import RunStore
@@ -82,6 +83,7 @@ class Daemon:
             store=self.store, clock=self.clock, bus=self.bus, fire=self._fire
         )
         self.intake = Intake(self)
+        self.backfills = Backfills(self.runs.submit, self.runs.cancel, self.intake.spawn)
         self.notifier = Notifier.from_env()
         self.started_at = self.clock.time()
         self._stop = asyncio.Event()

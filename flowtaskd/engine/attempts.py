@@ -13,6 +13,7 @@ import os
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,7 @@ class RunSettings:
     python_allow: tuple[str, ...] | None = None
     rand: Callable[[], float] = random.random
     local_executor: Executor = field(default_factory=LocalExecutor)
+    logical_time: datetime | None = None  # masks evaluate at it (a fire time, a backfill date)
 
 
 class Attempts:
@@ -104,7 +106,9 @@ class Attempts:
         self, outputs: Mapping[str, str | None], item: Mapping[str, Any] | None
     ) -> Mapping[str, Any]:
         v: dict[str, Any] = dict(self.s.params)
-        v.update(mask_values(self.s.clock.now()))
+        logical = self.s.logical_time
+        v.update(mask_values(logical if logical is not None else self.s.clock.now()))
+        v["logical_time"] = logical if logical is not None else v["now"]
         v["task"] = self.pile.name
         v["run_id"] = self.s.run_id
         v.update(self.variables)

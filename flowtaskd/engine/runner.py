@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from flowtaskd.components.context import StepOutcome
@@ -24,7 +25,7 @@ from flowtaskd.core.rules import (
 from flowtaskd.engine.attempts import Attempts, RunSettings
 from flowtaskd.engine.stats import StepMonitor, TaskMonitor
 
-__all__ = ["DagRun"]
+__all__ = ["DagRun", "Kept"]
 
 _WORST = [
     StepStatus.FAILED,
@@ -41,6 +42,15 @@ _YIELD_EVERY = 32  # units run in place before letting other tasks have the loop
 _Work = tuple[str, Coroutine[Any, Any, None]]  # a unit and the coroutine that runs it
 
 
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A step a retry does not run again: how it ended in the run retried, and its output."""
+
+    status: StepStatus
+    output: str | None
+    origin: str  # the run id it comes from
+
+
 class _CancelRequested(Exception):
     pass
 
@@ -48,9 +58,12 @@ class _CancelRequested(Exception):
 class DagRun:
     """Runs one TaskPile once. ``await run()`` returns the filled :class:`TaskMonitor`."""
 
-    def __init__(self, pile: TaskPile, settings: RunSettings) -> None:
+    def __init__(
+        self, pile: TaskPile, settings: RunSettings, kept: Mapping[str, Kept] | None = None
+    ) -> None:
         self.pile = pile
         self.s = settings
+        self.kept: dict[str, Kept] = dict(kept or {})
         d = pile.definition
         self.monitor = TaskMonitor(
             d.name,
@@ -151,6 +164,8 @@ class DagRun:
 
             def prepare(unit: str) -> list[_Work]:
                 """The work to start ``unit``, or (if it does not run) what it unblocks."""
+                if self._keep(unit):
+                    return finished(unit)
                 if unit in self._members:
                     return [(unit, self._run_group(self._members[unit]))]
                 if unit in self._not_chosen:
@@ -189,6 +204,26 @@ class DagRun:
             inline += 1
             if inline % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+
+    def _keep(self, unit: str) -> bool:
+        """Settle ``unit`` as the retried run left it, if the retry keeps it (a group is
+        kept only as a whole)."""
+        group = self._members.get(unit)
+        sids = list(group.members) if group is not None else [unit]
+        if not sids or not all(sid in self.kept for sid in sids):
+            return False
+        for sid in sids:
+            k = self.kept[sid]
+            self.outputs[sid] = k.output
+            self.monitor.steps[sid].output = k.output
+            self.status[sid] = k.status
+            mon = self.monitor.steps[sid]
+            mon.status, mon.reason = k.status, f"kept from run {k.origin}"
+            self.s.emit(
+                "step_skipped",
+                {"step": sid, "status": str(k.status), "reason": mon.reason, "kept": True},
+            )
+        return True
 
     def _rule(self, sid: str) -> Any:
         spec = self.pile[sid].spec

@@ -4,6 +4,7 @@ flowtask's positional signature, typed so that mypy checks every caller."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from os import PathLike
 from typing import Any, TypedDict
 
@@ -11,6 +12,7 @@ from flowtaskd.clock import Clock
 from flowtaskd.components.context import Executor
 from flowtaskd.engine.events import EventBus
 from flowtaskd.engine.hookpost import WebhookSink
+from flowtaskd.engine.runner import Kept
 
 __all__ = ["TaskOptions", "inherited"]
 
@@ -26,7 +28,7 @@ class TaskOptions(TypedDict, total=False):
     """A bus to share (the daemon's); default: one the task owns."""
     clock: Clock
     trigger: str
-    """Why the run happens: manual, schedule, inbox, catchup, exec, subrun."""
+    """Why the run happens: manual, schedule, inbox, catchup, exec, subrun, retry, backfill."""
     run_id: str
     log_dir: str | PathLike[str]
     """Where step logs go (default ``<tmp>/flowtaskd-logs``)."""
@@ -42,6 +44,10 @@ class TaskOptions(TypedDict, total=False):
     """The environment steps start from (default: this process's)."""
     depth: int
     """How deep in sub-runs this run is (the engine refuses past a limit)."""
+    logical_time: datetime | None
+    """An aware time the masks evaluate at (a schedule's fire time, a backfill's date)."""
+    kept: Mapping[str, Kept] | None
+    """Step id -> how it ended in the run retried: the steps a retry does not run again."""
     webhooks: WebhookSink | None
     """Where ``WebHook`` actions go (the daemon's dispatcher); None: posted in place."""
 

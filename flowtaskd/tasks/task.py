@@ -226,8 +226,9 @@ class Task(AbstractTask):
             base_dir=str(self.file.parent) if self.file else None,
             subrun=self._subrun if self._depth < _MAX_DEPTH else None,
             python_allow=self.options.get("python_allow"),
+            logical_time=self.options.get("logical_time"),
         )
-        self._run = DagRun(self.pile, settings)
+        self._run = DagRun(self.pile, settings, kept=self.options.get("kept"))
         if self._cancel_requested:
             self._run.cancel()
         self._stats = self._run.monitor

@@ -20,24 +20,14 @@ import dataclasses
 import difflib
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
+from flowtaskd.daemon.control.host import ControlHost, ControlView, Session
+from flowtaskd.daemon.control.oncall import ONCALL_FIELDS, oncall_handlers
 from flowtaskd.engine.events import ALL_EVENTS, CATCH_ALL, Payload
 from flowtaskd.errors import FlowtaskError
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from flowtaskd.clock import Clock
-    from flowtaskd.daemon.config.load import DaemonConfig
-    from flowtaskd.daemon.faults import Faults
-    from flowtaskd.daemon.intake.library import Library
-    from flowtaskd.daemon.runs.manager import RunManager
-    from flowtaskd.daemon.runs.records import RunStore
-    from flowtaskd.daemon.schedule.scheduler import Scheduler
-    from flowtaskd.engine.events import EventBus
 
 __all__ = [
     "COMMANDS",
@@ -60,6 +50,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "reload": (),
     "runs": ("offset", "limit"),
     "subscribe": ("events", "task"),
+    **ONCALL_FIELDS,
 }
 COMMANDS: tuple[str, ...] = tuple(_FIELDS)
 """Every command the control socket takes."""
@@ -78,77 +69,6 @@ _JSON_KINDS = {
 
 class BadRequest(Exception):
     """The request is malformed; the message says how."""
-
-
-class Session(Protocol):
-    """The connection a request came on."""
-
-    state: str
-    """``busy`` while a request is served; a handler sets ``wait`` while it waits for a run."""
-    wake: asyncio.Event
-    """Set by the server at stop, so that a waiting handler looks again."""
-
-    async def send(self, obj: Payload) -> None:
-        """Write one reply now (before the handler returns its last one)."""
-
-
-class WebView(Protocol):
-    """The web server, as ``status`` reports it."""
-
-    def summary(self) -> Payload: ...
-
-
-class ControlHost(Protocol):
-    """What the control socket reads and does of the daemon (the composition root is one)."""
-
-    @property
-    def config(self) -> DaemonConfig: ...
-
-    @property
-    def config_path(self) -> Path | None: ...
-
-    @property
-    def clock(self) -> Clock: ...
-
-    @property
-    def started_at(self) -> float: ...
-
-    @property
-    def bus(self) -> EventBus: ...
-
-    @property
-    def library(self) -> Library: ...
-
-    @property
-    def runs(self) -> RunManager: ...
-
-    @property
-    def store(self) -> RunStore: ...
-
-    @property
-    def scheduler(self) -> Scheduler: ...
-
-    @property
-    def web(self) -> WebView | None: ...
-
-    @property
-    def faults(self) -> Faults: ...
-
-    def trigger(self, name: str, params: Mapping[str, Any]) -> str | None:
-        """Start a run of a loaded task now; its run id, or None when it was skipped."""
-        ...
-
-    async def reload(self) -> dict[str, Any]: ...
-
-
-class ControlView(Protocol):
-    """What the request handlers need to know about the control server."""
-
-    @property
-    def stopping(self) -> bool: ...
-
-    def summary(self) -> Payload:
-        """The ``control`` section of ``status``: socket, connections, subscribers, drops."""
 
 
 def error_reply(message: str) -> Payload:
@@ -273,6 +193,7 @@ class Requests:
             "history": self._history,
             "runs": self._runs,
             "reload": self._reload,
+            **oncall_handlers(self),
         }
 
     async def answer(self, session: Session, cmd: str, req: dict[str, Any]) -> Payload:
@@ -297,6 +218,7 @@ class Requests:
             "invalid": len(d.library.invalid),
             "runs": d.runs.snapshot(),
             "next_fire_times": d.scheduler.next_fire_times(),
+            "paused": sorted(d.scheduler.paused),
             "control": self.server.summary(),
             "web": d.web.summary() if d.web is not None else {"enabled": False},
             "faults": d.faults.summary(),
@@ -311,6 +233,7 @@ class Requests:
                 "steps": len(t.pile),
                 "schedules": list(t.pile.definition.schedules),
                 "description": t.pile.definition.header.description,
+                "paused": f"task:{name}" in self.d.scheduler.paused,
             }
             for name, t in sorted(lib.tasks.items())
         ]
@@ -329,15 +252,29 @@ class Requests:
         wait = req.get("wait", False)
         if not isinstance(wait, bool):
             raise BadRequest(f"trigger: 'wait' must be true or false; got {_kind(wait)}")
+        return await self.submit_and_wait(session, name, lambda: self.d.trigger(name, params), wait)
+
+    async def submit_and_wait(
+        self,
+        session: Session,
+        task: str,
+        submit: Callable[[], str | None],
+        wait: bool,
+        extra: Payload | None = None,
+    ) -> Payload:
+        """Queue a run with ``submit`` (its run id, None if skipped) and reply ``run_id``
+        (and ``extra``); with ``wait``, reply again when the run ends."""
         watch = _RunWatch(session.wake)
-        disconnect = self.d.bus.connect(("completed", "run_skipped"), watch, task=name)
+        disconnect = self.d.bus.connect(("completed", "run_skipped"), watch, task=task)
         try:
-            run_id = self.d.trigger(name, params)
+            run_id = submit()
             if run_id is None:
-                return error_reply(f"run of {name} not started: {watch.skip_reason or 'skipped'}")
+                return error_reply(f"run of {task} not started: {watch.skip_reason or 'skipped'}")
+            log_dir = str(self.d.runs.log_root / task / run_id)
+            first = {"ok": True, "run_id": run_id, "log_dir": log_dir, **(extra or {})}
             if not wait:
-                return {"ok": True, "run_id": run_id}
-            await session.send({"ok": True, "run_id": run_id})
+                return first
+            await session.send(first)
             session.state = "wait"
             return await self._run_end(run_id, watch)
         finally:
@@ -347,6 +284,7 @@ class Requests:
         while True:
             done = watch.completed.get(run_id)
             if done is not None:
+                await self.d.runs.recorded(run_id)  # so that a next request reads it ended
                 stats = done.get("stats") or {}
                 return _ended(
                     run_id,

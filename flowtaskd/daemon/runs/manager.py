@@ -33,14 +33,17 @@ import itertools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 
 from flowtaskd.clock import Clock
 from flowtaskd.components.context import Executor
 from flowtaskd.core.options import Overlap
+from flowtaskd.core.pile import TaskPile
 from flowtaskd.core.rules import TaskStatus
 from flowtaskd.daemon.runs.recorder import record_end, record_start
 from flowtaskd.daemon.runs.records import RunStore
@@ -90,7 +93,7 @@ class RunManager:
         self.queue: deque[RunRequest] = deque()
         self.active: dict[str, _Active] = {}
         self.completed = 0
-        self._finishing: set[str] = set()  # started, not yet recorded and handed back
+        self._finishing: dict[str, asyncio.Event] = {}  # started, not yet recorded and handed back
         self._idle = asyncio.Event()
         self._idle.set()
         self._wake = asyncio.Event()
@@ -247,10 +250,12 @@ class RunManager:
             kill_grace=self.kill_grace,
             python_allow=self.python_allow,
             resolve_task=self.resolve_task,
+            logical_time=_aware(req.logical, req.pile),
+            kept=req.kept,
             webhooks=self.webhooks,
         )
         self.active[req.run_id] = _Active(req, task, self.clock.time())
-        self._finishing.add(req.run_id)
+        self._finishing[req.run_id] = asyncio.Event()
         self._idle.clear()
         tg.create_task(self._execute(req, task), name=f"run:{req.task}:{req.run_id}")
 
@@ -283,9 +288,16 @@ class RunManager:
             try:
                 await asyncio.shield(self._wrap_up(req, stats, error))
             finally:
-                self._finishing.discard(req.run_id)
+                self._finishing.pop(req.run_id).set()
                 if not self._finishing:
                     self._idle.set()
+
+    async def recorded(self, run_id: str) -> None:
+        """Return once the run's end is in the history (at once for a run not started
+        here or long recorded): what a waiter reads next must show the run ended."""
+        settled = self._finishing.get(run_id)
+        if settled is not None:
+            await settled.wait()
 
     async def _wrap_up(self, req: RunRequest, stats: TaskMonitor | None, error: str | None) -> None:
         await self._record_end(req, stats, error)
@@ -361,3 +373,14 @@ class RunManager:
         """Queued runs ``offset`` to ``offset + limit``, oldest first."""
         page = itertools.islice(self.queue, offset, offset + limit)
         return [{"task": r.task, "run_id": r.run_id, "trigger": r.trigger} for r in page]
+
+
+def _aware(ts: float | None, pile: TaskPile) -> datetime | None:
+    """A logical time as a datetime in the task's time zone (UTC without one)."""
+    if ts is None:
+        return None
+    zone = pile.definition.header.timezone
+    try:
+        return datetime.fromtimestamp(ts, ZoneInfo(zone) if zone else UTC)
+    except (ValueError, KeyError):  # validated at load; a bad zone falls back to UTC
+        return datetime.fromtimestamp(ts, UTC)

@@ -39,10 +39,14 @@ async def record_start(store: RunStore, req: RunRequest, status: str, **fields: 
         queued_at=req.queued_at,
         inbox_file=req.inbox_file,
         schedule_id=req.schedule_id,
+        retry_of=req.retry_of,
+        logical_time=req.logical,
+        backfill_id=req.backfill_id,
         **fields,
     )
     try:
         await store.insert_run(record)
+        await store.put_definition(req.run_id, req.pile)
     except FlowtaskError as exc:
         _log.error("history_write_failed", task=req.task, run_id=req.run_id, error=str(exc))
 

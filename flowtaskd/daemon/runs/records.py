@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from flowtaskd.core.pile import TaskPile
 
 __all__ = ["AttemptRecord", "RunRecord", "RunStore"]
 
@@ -25,7 +28,7 @@ class RunRecord:
 
     run_id: str
     task: str
-    trigger: str  # schedule | inbox | manual | catchup | exec | subrun
+    trigger: str  # schedule | inbox | manual | catchup | exec | subrun | retry | backfill
     status: str  # pending | running | done | failed | cancelled | interrupted
     source: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -38,6 +41,9 @@ class RunRecord:
     log_dir: str | None = None
     inbox_file: str | None = None
     schedule_id: str | None = None
+    retry_of: str | None = None  # the run this one retries
+    logical_time: float | None = None  # a schedule's fire time, a backfill's date
+    backfill_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +124,18 @@ class RunStore(Protocol):
     ) -> dict[str, list[tuple[str, str]]]:
         """The newest ``n`` (run_id, status) of each task, newest first."""
         ...
+
+    # -- for operating runs (retry, pause; see flowtaskd.daemon.runs.extras) ------------
+    async def put_definition(self, run_id: str, pile: TaskPile) -> None:
+        """Keep the definition a run used (secrets hidden)."""
+        ...
+
+    def get_definition(self, run_id: str) -> dict[str, Any] | None: ...
+
+    def retries_of(self, run_id: str) -> list[str]: ...
+
+    def paused_targets(self) -> dict[str, float]: ...
+
+    async def add_pause(self, target: str, now: float) -> bool: ...
+
+    async def remove_pause(self, target: str) -> bool: ...

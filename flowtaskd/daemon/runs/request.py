@@ -9,6 +9,7 @@ from typing import Any
 
 from flowtaskd.core.options import Overlap
 from flowtaskd.core.pile import TaskPile
+from flowtaskd.engine.runner import Kept
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.tasks.task import new_run_id
 
@@ -27,7 +28,7 @@ class RunRequest:
     """One run to make: which definition (a snapshot), with what, and why."""
 
     pile: TaskPile
-    trigger: str  # schedule | inbox | manual | catchup | exec
+    trigger: str  # schedule | inbox | manual | catchup | exec | retry | backfill
     params: Mapping[str, Any] = field(default_factory=dict)
     source: str | None = None
     schedule_id: str | None = None
@@ -39,6 +40,14 @@ class RunRequest:
     run_id: str = field(default_factory=new_run_id)
     queued_at: float = 0.0
     cancel_reason: str | None = None  # set when the manager cancels it
+    logical_time: float | None = None  # masks evaluate at it (default: ``fire_time``)
+    retry_of: str | None = None  # the run this one retries
+    kept: Mapping[str, Kept] | None = None  # the steps a retry does not run again
+    backfill_id: str | None = None
+
+    @property
+    def logical(self) -> float | None:
+        return self.logical_time if self.logical_time is not None else self.fire_time
 
     @property
     def task(self) -> str:

@@ -1,8 +1,11 @@
 """Run history: an embedded SQLite database the daemon writes and the CLI reads.
 
-One file in WAL mode holds three tables: ``runs`` (one row per task run), ``step_attempts``
-(one row per attempt of a step) and ``schedule_state`` (the last fire time of each schedule,
-for catch-up after downtime). The schema version lives in ``PRAGMA user_version``.
+One file in WAL mode holds: ``runs`` (one row per task run), ``step_attempts`` (one row per
+attempt of a step), ``schedule_state`` (the last fire time of each schedule, for catch-up
+after downtime), ``run_definitions`` (the task definition each run used, for ``retry``) and
+``pauses`` (paused tasks and schedules; see :mod:`flowtaskd.daemon.runs.extras`). The schema
+version lives in ``PRAGMA user_version``; a version 1 file is upgraded in place when the
+daemon opens it.
 
 Writes never run on the event loop. Each write is a small function queued to ONE writer
 thread, which runs them in the order they were submitted; writes queued together share one
@@ -28,32 +31,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowtaskd.daemon.runs.extras import OperatingTables
 from flowtaskd.daemon.runs.records import AttemptRecord, RunRecord
+from flowtaskd.daemon.runs.schema import INDEXES, SCHEMA, SCHEMA_VERSION, UPGRADES
 from flowtaskd.daemon.runs.writer import SerialWriter, store_error
 from flowtaskd.errors import StoreError
 
 __all__ = ["HistoryStore"]
 
-_SCHEMA_VERSION = 1
-_SCHEMA = (
-    """CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY, task TEXT NOT NULL, trigger TEXT NOT NULL, source TEXT,
-        params TEXT, status TEXT NOT NULL, queued_at REAL, started_at REAL, finished_at REAL,
-        duration REAL, error TEXT, stats TEXT, log_dir TEXT, inbox_file TEXT, schedule_id TEXT)""",
-    """CREATE TABLE step_attempts (
-        run_id TEXT REFERENCES runs ON DELETE CASCADE, step_id TEXT, attempt INTEGER,
-        status TEXT, started_at REAL, finished_at REAL, duration REAL, exit_code INTEGER,
-        cpu_user REAL, cpu_system REAL, max_rss_kb INTEGER, bytes_out INTEGER, error TEXT,
-        log_path TEXT, PRIMARY KEY (run_id, step_id, attempt))""",
-    """CREATE TABLE schedule_state (schedule_id TEXT PRIMARY KEY, last_fire REAL NOT NULL)""",
-    "CREATE INDEX runs_task_started ON runs (task, started_at)",
-    "CREATE INDEX runs_status ON runs (status)",
-)
-_NEWEST_KEY = "COALESCE(started_at, queued_at, finished_at)"
-_INDEXES = (  # also made in histories older than them: no schema version needed
-    f"CREATE INDEX IF NOT EXISTS runs_newest ON runs ({_NEWEST_KEY})",
-    f"CREATE INDEX IF NOT EXISTS runs_task_newest ON runs (task, {_NEWEST_KEY})",
-)
 _UNFINISHED = "('pending', 'running')"
 _NEWEST_FIRST = "COALESCE(started_at, queued_at, finished_at) DESC, rowid DESC"
 _INTERRUPTED = "daemon stopped before the run finished"
@@ -71,7 +56,7 @@ _SELECT_RUN_BRIEF = _SELECT_RUN.replace(" stats,", " NULL AS stats,")
 _SELECT_ATTEMPT = f"SELECT {', '.join(_ATTEMPT_COLS)} FROM step_attempts"
 
 
-class HistoryStore:
+class HistoryStore(OperatingTables):
     """The run history in one SQLite file (a :class:`RunStore`); see the module docstring."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
@@ -296,6 +281,16 @@ class HistoryStore:
             ).fetchall()
         return _run_from_row(row), [AttemptRecord(**_row_dict(a)) for a in attempts]
 
+    # -- for the modules that add tables (extras) ----------------------------------------
+
+    async def write(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``op`` on the writer thread, in its own savepoint; its result."""
+        return await self._submit(op)
+
+    def reading(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A short-lived read-only connection (sqlite errors become StoreError)."""
+        return self._reading()
+
     # -- internals ---------------------------------------------------------------------
 
     async def _submit(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -346,10 +341,15 @@ def _open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
                     f"{path} is a SQLite database but not a flowtaskd run history:"
                     " move it aside or choose another state directory"
                 )
-            for statement in _SCHEMA:
+            for statement in SCHEMA:
                 conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        for statement in _INDEXES:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version < SCHEMA_VERSION:  # upgraded in place, one version after the other
+            for step in range(version, SCHEMA_VERSION):
+                for statement in UPGRADES[step]:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        for statement in INDEXES:
             conn.execute(statement)
         conn.execute("COMMIT")
     except BaseException:
@@ -359,12 +359,12 @@ def _open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
 
 
 def _check_version(path: Path, version: int, *, empty_ok: bool) -> None:
-    if version > _SCHEMA_VERSION:
+    if version > SCHEMA_VERSION:
         raise StoreError(
             f"run history at {path} has schema {version}, newer than this flowtaskd"
-            f" ({_SCHEMA_VERSION}): upgrade flowtaskd or move the file aside"
+            f" ({SCHEMA_VERSION}): upgrade flowtaskd or move the file aside"
         )
-    if version < _SCHEMA_VERSION and not empty_ok:
+    if version < SCHEMA_VERSION and not empty_ok:
         raise StoreError(
             f"run history at {path} is not a flowtaskd run history (schema {version}):"
             " start the daemon once to create or upgrade it"

@@ -133,6 +133,31 @@ class Scheduler:
         self._owned: dict[str, dict[str, ScheduleEntry]] = {}  # owner -> its entries by id
         self._aps: AsyncIOScheduler | None = None
         self._last: dict[str, float] = {}
+        self.paused: set[str] = set()  # task:<name> / schedule:<id> (see ops.pause)
+
+    def is_paused(self, entry: ScheduleEntry) -> bool:
+        return f"schedule:{entry.id}" in self.paused or (
+            entry.task is not None and f"task:{entry.task}" in self.paused
+        )
+
+    async def set_paused(self, target: str, paused: bool) -> None:
+        """Pause or unpause a target; on unpause, the fires missed meanwhile are caught up
+        by each schedule's ``catchup`` policy, as after downtime."""
+        if paused:
+            self.paused.add(target)
+            return
+        self.paused.discard(target)
+        if self._aps is None:
+            return
+        now = self.clock.now()
+        for entry in list(self.entries.values()):
+            last = self._last.get(entry.id)
+            if last is None or self.is_paused(entry):
+                continue
+            if target not in (f"schedule:{entry.id}", f"task:{entry.task}"):
+                continue
+            self._catch_up(entry, last, now)
+            await self.store.set_last_fire(entry.id, self._last[entry.id])
 
     def start(self, *, paused: bool = False) -> None:
         """Start ticking (call inside the running loop); entries added before are caught up.
@@ -140,6 +165,7 @@ class Scheduler:
         ``paused``: plan the jobs but never fire them (tests call :meth:`run_job`).
         """
         self._last = self.store.last_fires()
+        self.paused = set(self.store.paused_targets())
         self._aps = AsyncIOScheduler(timezone=UTC)
         # jobs added to a running apscheduler each schedule a wake-up that scans the job
         # store; added before start they go in at once, with a single wake-up
@@ -186,7 +212,7 @@ class Scheduler:
         assert self._aps is not None
         now = self.clock.now()
         last = self._last.get(entry.id)
-        if catch_up and last is not None:
+        if catch_up and last is not None and not self.is_paused(entry):
             self._catch_up(entry, last, now)
         elif last is None:
             self._last[entry.id] = now.timestamp()  # a baseline: a later downtime counts
@@ -247,6 +273,11 @@ class Scheduler:
         """
         entry = self.entries.get(sid)
         if entry is None:
+            return
+        if self.is_paused(entry):  # the last fire stays: unpause catches up from it
+            payload = {"task": entry.task, "schedule": sid, "reason": "paused"}
+            _log.info("run_skipped", trigger="schedule", **payload)
+            self.bus.emit("run_skipped", {**payload, "trigger": "schedule"})
             return
         ts = self.clock.time()
         self.fire(entry, ts, "schedule")

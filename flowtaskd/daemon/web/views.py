@@ -184,10 +184,8 @@ async def run_detail(d: ControlHost, run_id: str) -> dict[str, Any]:
     """A run from the history, its steps and attempts; live for a run still going."""
     found = await asyncio.to_thread(d.store.get_run, run_id)
     active = d.runs.active.get(found[0].run_id if found else run_id)
-    for _ in range(40):  # a run that has just ended is recorded right after: wait for it
-        if found is None or active is not None or found[0].status not in _GOING:
-            break
-        await asyncio.sleep(0.05)
+    if found is not None and active is None and found[0].status in _GOING:
+        await d.runs.recorded(found[0].run_id)  # it has just ended: its end is being written
         found = await asyncio.to_thread(d.store.get_run, found[0].run_id)
     if found is None and active is None:
         queued = [r for r in d.runs.queue if r.run_id.startswith(run_id)]
