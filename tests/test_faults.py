@@ -61,7 +61,9 @@ def connect(daemon: DaemonProcess, timeout: float = 5.0) -> socket.socket:
 
 def request(daemon: DaemonProcess, req: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
     with connect(daemon, timeout) as sock:
-        sock.sendall(json.dumps(req).encode() + b"\n")
+        # refused (busy) and closed before we wrote: its line still waits to be read
+        with contextlib.suppress(BrokenPipeError):
+            sock.sendall(json.dumps(req).encode() + b"\n")
         with sock.makefile("rb") as f:
             reply: dict[str, Any] = json.loads(f.readline())
     return reply
