@@ -75,7 +75,7 @@ def test_task_pile_from_a_dict() -> None:
     )
     assert step.component == "Command"
     assert step.params == {"command": ["wc", "-l", "{file}"], "output_cap": 65536}
-    assert pile["ls"].params["pattern"] == "*"  # defaults are filled in
+    assert pile["ls"].params["files_only"] is True  # defaults are filled in
 
 
 def test_task_pile_from_a_definition_keeps_it() -> None:

@@ -133,10 +133,10 @@ class CompiledGraph:
         out: list[tuple[str, ...]] = []
         known = list(self.first)
         for n, spec in enumerate(self.specs):
-            deps = spec.options.depends
-            if deps is None:
-                deps = [self.specs[n - 1].id] if n else []
-            deps = list(dict.fromkeys(deps))
+            given = spec.options.depends
+            if given is None:
+                given = [self.specs[n - 1].id] if n else []
+            deps = list(dict.fromkeys(str(d) for d in given))
             out.append(tuple(deps))
             owner = self.first[spec.id] is spec
             for dep in deps:

@@ -23,6 +23,7 @@ from flowtaskd.core.rules import (
     decide,
 )
 from flowtaskd.engine.attempts import Attempts, RunSettings
+from flowtaskd.engine.jumps import Jumps
 from flowtaskd.engine.stats import StepMonitor, TaskMonitor
 
 __all__ = ["DagRun", "Kept"]
@@ -86,6 +87,7 @@ class DagRun:
         self._cancel_requested = False
         self._main: asyncio.Task[Any] | None = None
         self.attempts = Attempts(self.pile, self.monitor, settings)
+        self.jumps = Jumps(pile)
 
     # -- public -----------------------------------------------------------------------
     def cancel(self) -> None:
@@ -129,6 +131,7 @@ class DagRun:
             if st in _FAILURES
             and self.pile[sid].spec is not None
             and self.pile[sid].spec.options.skipError is SkipError.ENFORCE  # type: ignore[union-attr]
+            and sid not in self.jumps.handled
         ]
         if failed:
             return self._finish(TaskStatus.FAILED, f"steps failed: {', '.join(failed)}")
@@ -164,7 +167,7 @@ class DagRun:
 
             def prepare(unit: str) -> list[_Work]:
                 """The work to start ``unit``, or (if it does not run) what it unblocks."""
-                if self._keep(unit):
+                if self._keep(unit) or (self.jumps.active and self._jumped(unit)):
                     return finished(unit)
                 if unit in self._members:
                     return [(unit, self._run_group(self._members[unit]))]
@@ -173,7 +176,7 @@ class DagRun:
                     self._settle(unit, StepStatus.SKIPPED, why)
                     return finished(unit)
                 decision = decide(self._rule(unit), self._upstream(unit))
-                if decision.run:
+                if decision.run or unit in self.jumps.forced:
                     return [(unit, self._run_single(unit))]
                 self._settle(unit, decision.status or StepStatus.SKIPPED, decision.reason)
                 return finished(unit)
@@ -262,7 +265,19 @@ class DagRun:
         outcome = await self.attempts.run(sid, self.outputs)
         self.outputs[sid] = outcome.output
         self.status[sid] = self.monitor.steps[sid].status
+        if self.jumps.active:
+            self.jumps.after(sid, self.status[sid])
         self._took(sid, outcome)
+
+    def _jumped(self, unit: str) -> bool:
+        """Settle a unit a ``Goto`` / ``OnError`` jumped over (a group: all its members)."""
+        group = self._members.get(unit)
+        ids = list(group.members) if group is not None else [unit]
+        if not all(i in self.jumps.jumped for i in ids):
+            return False
+        for i in ids:
+            self._settle(i, StepStatus.SKIPPED, self.jumps.jumped[i])
+        return True
 
     def _took(self, sid: str, outcome: StepOutcome) -> None:
         """What a finished step says about later ones: variables, branches not taken."""
