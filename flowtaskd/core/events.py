@@ -59,6 +59,8 @@ DAEMON_EVENTS: tuple[str, ...] = (
     "daemon_ready",
     "daemon_reloaded",
     "daemon_stopping",
+    "daemon_fault",
+    "inbox_ignored",
 )
 ALL_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + UPSTREAM_EVENTS + DAEMON_EVENTS
 FILE_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + UPSTREAM_EVENTS

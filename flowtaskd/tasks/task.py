@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets as _secrets
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,9 +38,31 @@ _DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FD
 _log = structlog.get_logger("flowtaskd.task")
 
 
+class _IdClock:
+    lock = threading.Lock()
+    last_ms = 0
+    seq = 0
+
+
+_PROCESS_TAG = _secrets.token_hex(2)  # tells apart ids made by two processes in one ms
+
+
 def new_run_id() -> str:
-    """Sortable and unique: milliseconds since the epoch, then 6 random hex digits."""
-    return f"{int(time.time() * 1000):012x}{_secrets.token_hex(3)}"
+    """Unique by construction and sortable by creation: 12 hex digits of milliseconds since
+    the epoch (never going back, even when the clock does), 6 of a sequence within that
+    millisecond, and 4 that tag this process. Within a process no two ids are equal; two
+    processes collide only if they share the millisecond, the sequence and the 16-bit tag.
+    """
+    c = _IdClock
+    with c.lock:
+        now = int(time.time() * 1000)
+        if now > c.last_ms:
+            c.last_ms, c.seq = now, 0
+        else:  # the same millisecond, or the clock stepped back: count on from the last
+            c.seq += 1
+            if c.seq > 0xFFFFFF:
+                c.last_ms, c.seq = c.last_ms + 1, 0
+        return f"{c.last_ms:012x}{c.seq:06x}{_PROCESS_TAG}"
 
 
 class Task(AbstractTask):
