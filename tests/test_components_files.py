@@ -302,6 +302,19 @@ async def test_delete_upstream_selection_and_every_file_without_one(inbox: Path)
     assert out.ok and sorted(p.name for p in inbox.iterdir()) == [".hidden", "sub"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: in the `directory` form FileDelete computes missing_ok but never uses it, so "
+    "`missing_ok: false` does not fail when nothing matches",
+)
+async def test_delete_upstream_selection_of_nothing_with_missing_ok_false_fails(
+    inbox: Path,
+) -> None:
+    raw = {"directory": str(inbox), "filename": "nope.csv", "missing_ok": False}
+    out = await run(FileDeleteComponent, raw)
+    assert out.status is StepStatus.FAILED and out.event == "file_not_found"
+
+
 async def test_delete_in_no_folder_fails(tmp_path: Path) -> None:
     out = await run(FileDeleteComponent, {"directory": str(tmp_path / "nope")})
     assert out.status is StepStatus.FAILED and out.error == f"not a folder: {tmp_path / 'nope'}"
