@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from pydantic import BeforeValidator, Field
 
 from flowtaskd.components.base import Component
-from flowtaskd.components.support import Credentials
+from flowtaskd.components.support import AnyCase, Credentials
 from flowtaskd.core.options import StrictModel
 from flowtaskd.core.rules import StepStatus
 
@@ -58,9 +58,12 @@ def _codes(value: Any) -> Any:
     return list(value) if isinstance(value, dict) else value
 
 
+_METHODS = AnyCase("get", "post", "put", "patch", "delete", "head", "options")
+
+
 class HTTPParams(StrictModel):
     url: str = Field(pattern=r"^https?://", description="http:// or https:// URL.")
-    method: str = Field(default="GET", pattern=r"^(?i:get|post|put|patch|delete|head|options)$")
+    method: Annotated[str, _METHODS] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     cookies: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str | int | float | bool] = Field(
