@@ -1,5 +1,5 @@
-"""File components: ``FileList`` (fans a group out over matching files), ``FileCopy``,
-``FileMove``, ``FileDelete``."""
+"""File components: ``FileList`` (fans a group out over matching files, local or on an SFTP
+server: :mod:`flowtaskd.components.sftplist`), ``FileCopy``, ``FileMove``, ``FileDelete``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from flowtaskd.components.base import Component
+from flowtaskd.components.sftplist import SFTPListConfig
 from flowtaskd.core.options import StrictModel
 from flowtaskd.core.rules import StepStatus
 
@@ -30,12 +31,25 @@ class SortBy(StrEnum):
 
 
 class FileListParams(StrictModel):
-    path: str = Field(description="The folder to list.")
+    path: str | None = Field(default=None, description="The (local) folder to list.")
+    sftp_config: SFTPListConfig | None = Field(
+        default=None, description="List a folder on an SFTP server instead (upstream's)."
+    )
     pattern: str = Field(default="*", description="Glob pattern, e.g. '*.csv' or '**/*.csv'.")
     sort: SortBy = SortBy.NAME
     reverse: bool = False
     limit: int | None = Field(default=None, ge=1)
     files_only: bool = True
+
+    @model_validator(mode="after")
+    def _where(self) -> FileListParams:
+        if (self.path is None) == (self.sftp_config is None):
+            raise ValueError(
+                "give `path` (a local folder) or `sftp_config` (a remote one), not both"
+                if self.path is not None
+                else "give `path` (a local folder) or `sftp_config` (a remote one)"
+            )
+        return self
 
 
 class FileCopyParams(StrictModel):
@@ -54,7 +68,8 @@ class FileListComponent(Component):
     name = "FileList"
     Params: ClassVar[type[StrictModel]] = FileListParams
     iterator = True
-    summary = "List files matching a pattern; feeds a group (to_group)."
+    needs_env = True  # sftp_config's credentials may name env vars
+    summary = "List files matching a pattern (locally, or over SFTP); feeds a group (to_group)."
 
     async def run(self, ctx: StepContext) -> StepOutcome:
         import asyncio  # noqa: PLC0415 - keep validation pure
@@ -62,6 +77,14 @@ class FileListComponent(Component):
         from flowtaskd.components.context import StepOutcome  # noqa: PLC0415 - keep validation pure
 
         p = ctx.params
+        if p.get("sftp_config") is not None:
+            from flowtaskd.components.sftplist import list_remote  # noqa: PLC0415
+
+            q = FileListParams.model_validate(p)
+            assert q.sftp_config is not None
+            return await list_remote(
+                ctx, q.sftp_config, q.pattern, str(q.sort), q.reverse, q.limit, q.files_only
+            )
         folder = _path(ctx, p["path"])
         if not folder.is_dir():
             return StepOutcome(StepStatus.FAILED, error=f"not a folder: {folder}")
