@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python bench/web.py            # 1,000 tasks, 10,000 runs (about a minute)
     .venv/bin/python bench/web.py --quick    # smaller counts, a smoke run
+    .venv/bin/python bench/web.py --only sse # only (4), the SSE clients' cost
 
 A ``flowtaskd run`` subprocess serves 1,000 task files (3 steps each, half scheduled) and a
 history of 10,000 finished runs (10 per task, with stats), written beforehand through the
@@ -15,12 +16,15 @@ history store. One keep-alive httpx client (bearer token) then measures:
 2. The Tasks page: bytes transferred (HTML + app.js + style.css, compressed as a browser
    asks for them), and, with Playwright driving Debian's chromium, the time from navigation
    to first contentful paint. Goal: < 300 KB.
-3. The added run latency with 10 SSE clients on ``/api/v1/events`` (in one reader process
+3. The Run page live: for runs of 5 chained 0.3 s steps, the time from a step's end in the
+   daemon to its DAG node turning done in chromium (a MutationObserver). Goal: < 250 ms.
+4. The added run latency with 10 SSE clients on ``/api/v1/events`` (in one reader process
    on the same cores): ``POST /api/v1/tasks/T/runs?wait=true`` of a task of 20 ``Command``
    steps (``/bin/true``, the goal's case) and of 20 ``Dummy`` steps (the worst case: a run
    that does nothing but emit events),
    in alternating blocks without and with the clients; the figure is the median over block
-   pairs of (median with / median without). Goal: < 5 % added.
+   pairs of (median with / median without), for the wall time and for the daemon's CPU
+   per run. Goal: < 5 % added.
 """
 
 from __future__ import annotations
@@ -61,6 +65,20 @@ BENCH20 = "name: bench20\nsteps:\n" + "".join(f"  - Dummy: {{name: s{i}}}\n" for
 BENCH20CMD = "name: bench20cmd\nsteps:\n" + "".join(
     f"  - Command: {{name: s{i}, command: [/bin/true]}}\n" for i in range(20)
 )
+BENCHLIVE = "name: benchlive\nsteps:\n" + "".join(
+    f"  - Command: {{name: s{i}, command: [sleep, '0.3']{f', depends: [s{i - 1}]' if i else ''}}}\n"
+    for i in range(5)
+)
+# records when each DAG node of the Run page changes state, from the page's first moment
+_OBSERVE = """
+window.__seen = [];
+new MutationObserver((records) => {
+  const t = performance.timeOrigin + performance.now();
+  for (const r of records)
+    if (r.target.matches && r.target.matches("svg.dag g.node"))
+      window.__seen.push([r.target.dataset.step, r.target.dataset.state, t]);
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-state"]});
+"""
 
 
 def _stats(run_id: str, task: str, t: float) -> dict[str, Any]:
@@ -186,24 +204,61 @@ asyncio.run(main())
 """
 
 
-def _latency(
-    client: httpx.Client, base: str, token: str, blocks: int, per: int, task: str
-) -> float:
-    """Median over block pairs of (median with 10 SSE clients / median without) - 1, in %;
-    the clients live in another process, so they do not share this one's GIL."""
+def _live_delay(client: httpx.Client, base: str, token: str, runs: int) -> list[float]:
+    """Per step of ``runs`` runs of 5 chained steps: ms from the step's end in the daemon
+    to its node turning done on the open Run page (chromium, the page's own SSE)."""
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
-    def block() -> float:
+    delays: list[float] = []
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"],
+        )
+        page = b.new_page(base_url=base)
+        page.add_init_script(_OBSERVE)
+        page.goto(f"/login?token={token}")
+        for _ in range(runs):
+            run_id = client.post("/api/v1/tasks/benchlive/runs").json()["run_id"]
+            page.goto(f"/runs/{run_id}")
+            page.locator("#run-state", has_text="done").wait_for(timeout=30_000)
+            seen = {st: t for st, state, t in page.evaluate("window.__seen") if state == "done"}
+            steps = client.get(f"/api/v1/runs/{run_id}").json()["steps"]
+            for sid, step in steps.items():
+                end = step["tries"][-1]["finished_at"]
+                if sid in seen and seen[sid] / 1000 > end:
+                    delays.append(seen[sid] - end * 1000)
+        b.close()
+    return delays
+
+
+def _cpu(pid: int) -> float:
+    """The daemon process's own CPU seconds (user + system; not its children's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _latency(
+    client: httpx.Client, base: str, token: str, blocks: int, per: int, task: str, pid: int
+) -> tuple[float, float]:
+    """Median over block pairs of (median with 10 SSE clients / median without) - 1, in %,
+    for the wall time of a run and for the daemon's CPU per run (which the machine's other
+    load disturbs much less); the clients live in another process, so they do not share
+    this one's GIL or the daemon's."""
+
+    def block() -> tuple[float, float]:
         times = []
+        cpu0 = _cpu(pid)
         for _ in range(per):
             t0 = time.perf_counter()
             client.post(f"/api/v1/tasks/{task}/runs", params={"wait": "true"}).raise_for_status()
             times.append(time.perf_counter() - t0)
-        return statistics.median(times)
+        return statistics.median(times), (_cpu(pid) - cpu0) / per
 
     block()  # warm
-    ratios = []
+    walls, cpus = [], []
     for _ in range(blocks):
-        bare = block()
+        bare, bare_cpu = block()
         readers = subprocess.Popen(
             [sys.executable, "-c", _READERS, base, token, "10"],
             stdin=subprocess.PIPE,
@@ -212,19 +267,39 @@ def _latency(
         )
         assert readers.stdout is not None and readers.stdin is not None
         assert readers.stdout.readline().strip() == "ready"
-        with_clients = block()
+        with_clients, with_cpu = block()
         readers.stdin.close()
         readers.wait(30)
-        ratios.append(with_clients / bare)
+        walls.append(with_clients / bare)
+        cpus.append(with_cpu / bare_cpu if bare_cpu else 1.0)
         print(
-            f"  block pair: {bare * 1000:.2f} ms bare, {with_clients * 1000:.2f} ms with 10 clients"
+            f"  block pair: {bare * 1000:.2f} ms bare, {with_clients * 1000:.2f} ms with 10"
+            f" clients; daemon CPU {bare_cpu * 1000:.2f} / {with_cpu * 1000:.2f} ms per run"
         )
-    return (statistics.median(ratios) - 1) * 100
+    return (statistics.median(walls) - 1) * 100, (statistics.median(cpus) - 1) * 100
+
+
+def _requests(client: httpx.Client, n: int) -> None:
+    print("| request | p50 ms | p99 ms |")
+    print("|---|---:|---:|")
+    for path in (
+        "/api/v1/status",
+        "/api/v1/runs",
+        "/api/v1/runs?task=task0042",
+        "/api/v1/runs?status=failed&limit=100",
+        "/api/v1/tasks",
+    ):
+        p50, p99 = _timed(client, path, n if "tasks" not in path else n // 5)
+        print(f"| `GET {path}` | {p50:.2f} | {p99:.2f} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--blocks", type=int, help="block pairs for (3) (default 6)")
+    ap.add_argument(
+        "--only", choices=("requests", "page", "live", "sse"), help="measure only this part"
+    )
     args = ap.parse_args()
     tasks, per_task, n = (100, 10, 100) if args.quick else (1000, 10, 500)
     root = Path(tempfile.mkdtemp(prefix="ftd-web-", dir="/tmp"))
@@ -238,6 +313,7 @@ def main() -> None:
             (lib / f"{name}.yaml").write_text(TASK.format(name=name, i=i, schedule=sched))
         (lib / "bench20.yaml").write_text(BENCH20)
         (lib / "bench20cmd.yaml").write_text(BENCH20CMD)
+        (lib / "benchlive.yaml").write_text(BENCHLIVE)
         state = root / "state"
         t0 = time.perf_counter()
         asyncio.run(_fill(state / "history.db", tasks, per_task))
@@ -275,29 +351,26 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
             deadline = time.monotonic() + 60
-            while client.get("/api/v1/status").json()["tasks"] < tasks + 2:
+            while client.get("/api/v1/status").json()["tasks"] < tasks + 3:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
             print(f"{tasks} tasks, {tasks * per_task} runs in the history; {n} requests each")
-            print("| request | p50 ms | p99 ms |")
-            print("|---|---:|---:|")
-            for path in (
-                "/api/v1/status",
-                "/api/v1/runs",
-                "/api/v1/runs?task=task0042",
-                "/api/v1/runs?status=failed&limit=100",
-                "/api/v1/tasks",
-            ):
-                p50, p99 = _timed(client, path, n if "tasks" not in path else n // 5)
-                print(f"| `GET {path}` | {p50:.2f} | {p99:.2f} |")
-            size, fcp = _tasks_page(base, token)
-            print(f"Tasks page (100 of {tasks} tasks): {size / 1024:.1f} KB transferred", end="")
-            print(f", first contentful paint {fcp:.0f} ms" if fcp is not None else "")
-            blocks, per = (3, 10) if args.quick else (6, 20)
-            for task, what in (("bench20cmd", "20 Command steps"), ("bench20", "20 Dummy steps")):
-                added = _latency(client, base, token, blocks, per, task)
+            if args.only in (None, "requests"):
+                _requests(client, n)
+            if args.only in (None, "page"):
+                size, fcp = _tasks_page(base, token)
+                print(f"Tasks page (100 of {tasks} tasks): {size / 1024:.1f} KB", end="")
+                print(f", first contentful paint {fcp:.0f} ms" if fcp is not None else "")
+            if args.only in (None, "live") and os.path.exists(CHROMIUM):
+                d = sorted(_live_delay(client, base, token, 2 if args.quick else 6))
+                print(f"Run page: a step's end to its node showing done, {len(d)} steps:", end="")
+                print(f" median {statistics.median(d):.0f} ms, max {d[-1]:.0f} ms")
+            blocks, per = (3, 10) if args.quick else (args.blocks or 6, 20)
+            cases = (("bench20cmd", "20 Command steps"), ("bench20", "20 Dummy steps"))
+            for task, what in cases if args.only in (None, "sse") else ():
+                added, cpu = _latency(client, base, token, blocks, per, task, proc.pid)
                 print(f"{what}: run latency added by 10 SSE clients {added:+.1f} %", end="")
-                print(f" (median of {blocks} pairs)")
+                print(f", daemon CPU per run {cpu:+.1f} % (medians of {blocks} pairs)")
     finally:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

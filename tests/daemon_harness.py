@@ -112,16 +112,27 @@ class DaemonProcess:
 
     # -- process ----------------------------------------------------------------------
     def start(
-        self, *, env: Mapping[str, str] | None = None, ready: bool = True, timeout: float = 20.0
+        self,
+        *,
+        env: Mapping[str, str] | None = None,
+        ready: bool = True,
+        timeout: float = 20.0,
+        nofile: int | tuple[int, int] | None = None,
     ) -> None:
-        """Start the daemon; with ``ready`` wait for its ``daemon_ready`` line."""
+        """Start the daemon; with ``ready`` wait for its ``daemon_ready`` line.
+
+        ``nofile`` sets the daemon's limits on open descriptors (both, or (soft, hard))."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         environ = {k: v for k, v in os.environ.items() if k not in _SYSTEMD_VARS}
         environ.update(env or {})
         with self._cond:
             self._mark = len(self.logs)
+        argv = [FLOWTASKD, "run", "--config", str(self.config_path)]
+        if nofile is not None:
+            soft, hard = nofile if isinstance(nofile, tuple) else (nofile, nofile)
+            argv = ["prlimit", f"--nofile={soft}:{hard}", "--", *argv]
         self.proc = subprocess.Popen(
-            [FLOWTASKD, "run", "--config", str(self.config_path)],
+            argv,
             cwd=self.root,
             env=environ,
             stdin=subprocess.DEVNULL,
@@ -255,6 +266,16 @@ class DaemonProcess:
             text=True,
             timeout=timeout,
             check=False,
+        )
+
+    def cli_popen(self, *args: str) -> subprocess.Popen[str]:
+        """Start ``flowtaskd ARGS --config <this config>`` without waiting for it."""
+        return subprocess.Popen(
+            [FLOWTASKD, *args, "--config", str(self.config_path)],
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def history(self, n: int = 1000) -> list[dict[str, Any]]:

@@ -437,7 +437,7 @@ CASES = [
         "log: {level: info}\nlog: {level: debug}\n",
         2,
         "log",
-        "duplicate key, first defined on line 1",
+        "duplicate key `log` (first on line 1, again on line 2): the file is refused",
     ),
 ]
 

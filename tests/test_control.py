@@ -182,7 +182,14 @@ async def test_status_and_tasks(config: DaemonConfig) -> None:
         assert st["ok"] and st["pid"] == os.getpid() and st["version"]
         assert (st["tasks"], st["invalid"]) == (5, 1)
         assert st["state_dir"] == str(config.state_dir) and st["uptime"] >= 0
-        assert st["runs"] == {"active": [], "queued": [], "completed": 0}
+        assert st["runs"] == {
+            "active": [],
+            "active_count": 0,
+            "queued": [],
+            "queued_count": 0,
+            "queued_truncated": False,
+            "completed": 0,
+        }
         assert st["next_fire_times"]["task:nightly:0"].endswith("03:00:00+00:00")
         assert st["control"]["connections"] == 1
         reply = await c.ask({"cmd": "tasks"})
@@ -772,3 +779,32 @@ def test_a_daemon_process_serves_the_cli_and_cleans_up(
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
+
+
+async def test_status_shows_the_head_of_a_long_queue_and_runs_pages_through_it(
+    config: DaemonConfig,
+) -> None:
+    from flowtaskd.core.options import Overlap  # noqa: PLC0415
+    from flowtaskd.daemon.runs.manager import RunRequest  # noqa: PLC0415
+
+    async with running(config) as daemon, client(daemon) as c:
+        daemon.runs.max_runs = 0  # nothing starts: everything stays queued
+        loaded = daemon.library.get("two")
+        assert loaded is not None
+        ids = [
+            daemon.runs.submit(RunRequest(loaded.pile, "manual", overlap=Overlap.QUEUE))
+            for _ in range(250)
+        ]
+        runs = (await c.ask({"cmd": "status"}))["runs"]
+        assert runs["queued_count"] == 250 and runs["queued_truncated"] is True
+        assert [r["run_id"] for r in runs["queued"]] == ids[:20]
+        seen: list[str] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = await c.ask({"cmd": "runs", "offset": offset, "limit": 100})
+            assert page["ok"] is True and page["queued_count"] == 250
+            seen += [r["run_id"] for r in page["queued"]]
+            offset = page["next_offset"]
+        assert seen == ids
+        bad = await c.ask({"cmd": "runs", "limit": 0})
+        assert bad["ok"] is False and "'limit'" in bad["error"]

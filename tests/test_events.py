@@ -18,6 +18,7 @@ from flowtaskd.engine.events import (
     DAEMON_EVENTS,
     STEP_EVENTS,
     TASK_EVENTS,
+    UPSTREAM_EVENTS,
     EventBus,
 )
 from tests.conftest import FakeClock, wait_for
@@ -40,7 +41,7 @@ def test_event_names() -> None:
         "completed",
         "cancelled",
     )  # upstream flowtask names
-    assert ALL_EVENTS == TASK_EVENTS + STEP_EVENTS + DAEMON_EVENTS
+    assert ALL_EVENTS == TASK_EVENTS + STEP_EVENTS + UPSTREAM_EVENTS + DAEMON_EVENTS
     assert len(set(ALL_EVENTS)) == len(ALL_EVENTS)
     assert "*" not in ALL_EVENTS
 

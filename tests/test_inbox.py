@@ -514,3 +514,16 @@ async def test_missing_inbox_folder_and_duplicates(tmp_path: Path, spool: Spool)
         InboxWatcher([("a", tmp_path), ("b", tmp_path)], spool, Collector())
     with pytest.raises(ValueError, match="bad inbox name"):
         InboxWatcher([("a--b", tmp_path)], spool, Collector())
+
+
+def test_claim_names_left_in_the_inbox_are_restored(inbox: Path, spool: Spool) -> None:
+    held = inbox / ".job.yaml.20261207T101112123456Z-abc123.claiming"
+    held.write_text("name: job\n")
+    taken = inbox / ".other.yaml.20261207T101112123456Z-def456.claiming"
+    taken.write_text("left\n")
+    (inbox / "other.yaml").write_text("dropped again meanwhile\n")
+    (inbox / ".notes.claiming").write_text("not a claim name\n")
+    assert spool.restore_claims(inbox) == [inbox / "job.yaml"]
+    assert (inbox / "job.yaml").read_text() == "name: job\n" and not held.exists()
+    assert taken.exists() and (inbox / "other.yaml").read_text() == "dropped again meanwhile\n"
+    assert (inbox / ".notes.claiming").exists()

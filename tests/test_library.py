@@ -344,3 +344,20 @@ def test_folder_renamed_inside_the_library_in_one_batch(root: Path) -> None:
     changes = lib.apply({root / "two", root / "one"})  # a set: no order to rely on
     assert _kinds(changes) == [("removed", "a"), ("loaded", "a")]
     assert lib.resolve("a") == root / "two" / "a.yaml"
+
+
+def test_a_file_that_cannot_be_stated_is_invalid_and_the_rest_loads(root: Path) -> None:
+    _write(root / "good.yaml", "good")
+    loop = root / "loop.yaml"
+    loop.symlink_to(loop)  # stat: ELOOP
+    lib = Library([root], trust_all=True)
+    changes = lib.scan()
+    assert sorted(_kinds(changes)) == [("invalid", None), ("loaded", "good")]
+    bad = next(c for c in changes if c.kind == "invalid")
+    assert bad.path == loop and "cannot read the file" in str(bad.problems[0])
+    assert set(lib.tasks) == {"good"} and loop in lib.invalid
+    assert lib.scan() == []  # reported once, not at every look
+    assert _kinds(lib.apply([loop])) == []  # a watch batch naming it: no exception either
+    loop.unlink()
+    _write(loop, "fixed")
+    assert _kinds(lib.apply([loop])) == [("loaded", "fixed")]

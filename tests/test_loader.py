@@ -191,7 +191,10 @@ def test_json_duplicate_key_is_a_problem_and_the_later_value_wins() -> None:
         ("a.x", 3, "d.json"),
         ("a", 4, "d.json"),
     ]
-    assert "first defined on line 2" in doc.problems[0].message
+    assert doc.problems[0].message == (
+        "duplicate key `x` (first on line 2, again on line 3): the file is refused, where "
+        "upstream flowtask would silently keep the later value"
+    )
 
 
 def test_json_constants_and_numbers_match_json_loads() -> None:
@@ -369,7 +372,8 @@ def test_yaml_duplicate_keys() -> None:
     doc = parse_document("name: a\nsteps:\n  - x: 1\n    x: 2\nname: b\n", "yaml", "d.yaml")
     assert doc.data == {"name": "b", "steps": [{"x": 2}]}
     assert [(p.path, p.line) for p in doc.problems] == [("steps[0].x", 4), ("name", 5)]
-    assert all("first defined on line" in p.message for p in doc.problems)
+    assert all("the file is refused" in p.message for p in doc.problems)
+    assert "duplicate key `name` (first on line 1, again on line 5)" in doc.problems[1].message
 
 
 def test_yaml_anchors_aliases_and_merges() -> None:

@@ -287,3 +287,43 @@ def test_send_notify_other_channels_are_refused() -> None:
     with pytest.raises(TaskParseError) as err:
         validate_definition({"name": "n", "steps": [step]}, catalog=registry())
     assert "steps[0].SendNotify.via" in str(err.value)
+
+
+async def test_notify_and_sendfile_event_actions_send_mail(
+    plain_smtp: tuple[int, Inbox], tmp_path: Path
+) -> None:
+    port, inbox = plain_smtp
+    (tmp_path / "report.csv").write_text("a,b\n")
+    account = {"hostname": "127.0.0.1", "port": port, "tls": "none"}
+    ann = [{"name": "Ann", "account": {"address": "ann@x.org"}}]
+    events = {
+        "done": [
+            {
+                "Notify": {  # upstream's form: `type` is the provider
+                    "type": "email",
+                    "account": account,
+                    "sender": "flow@x.org",
+                    "recipients": ann,
+                    "message": {"subject": "Task {task}: {event}", "message": "run {run_id}"},
+                }
+            },
+            {
+                "SendFile": {
+                    "credentials": account,
+                    "sender": "flow@x.org",
+                    "recipients": ann,
+                    "directory": str(tmp_path),
+                    "filename": "*.csv",
+                    "message": {"subject": "the report"},
+                }
+            },
+        ]
+    }
+    stats = await run([{"Dummy": {}}], tmp_path, events=events)
+    assert stats.status is TaskStatus.DONE
+    assert len(inbox.mail) == 2  # the Task awaits its actions at close()
+    by_subject = {msg["Subject"]: (rcpts, msg) for rcpts, msg in inbox.mail}
+    rcpts, note = by_subject["Task mail: done"]
+    assert rcpts == ["ann@x.org"] and note.get_payload().strip().startswith("run ")
+    _, sent = by_subject["the report"]
+    assert [p.get_filename() for p in sent.walk() if p.get_filename()] == ["report.csv"]

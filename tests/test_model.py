@@ -97,7 +97,14 @@ def test_validate_json(tmp_path: Path) -> None:
     doc = json.loads(run.stdout)
     assert doc["valid"] is False
     bad, good = doc["files"]
-    assert good == {"file": "good.yaml", "valid": True, "task": "good", "steps": 2, "problems": []}
+    assert good == {
+        "file": "good.yaml",
+        "valid": True,
+        "task": "good",
+        "steps": 2,
+        "problems": [],
+        "notes": [],
+    }
     assert bad["file"] == "bad.yaml" and bad["valid"] is False
     assert bad["problems"][1] == {
         "message": "unknown key",
@@ -172,6 +179,54 @@ def test_schema_via_python_dash_m(tmp_path: Path) -> None:
     run = flowtaskd("schema", cwd=tmp_path, module=True)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == task_schema(registry())
+
+
+UPSTREAM_STYLE = (
+    "name: u\nsteps:\n  - Dummy: {message: a}\n  - Dummy: {message: b, depends: []}\n"
+    "  - Dummy: {message: c}\n"
+)
+
+
+def test_validate_notes_where_the_dag_leaves_file_order(tmp_path: Path) -> None:
+    (tmp_path / "u.yaml").write_text(UPSTREAM_STYLE)
+    (tmp_path / "ordered.yaml").write_text(UPSTREAM_STYLE + "order: file\n")
+    (tmp_path / "ours.yaml").write_text(UPSTREAM_STYLE + "max_active_steps: 2\n")
+    run = flowtaskd("validate", ".", cwd=tmp_path)
+    assert run.returncode == 0
+    notes = [line for line in run.stdout.splitlines() if "note:" in line]
+    tail = ", written above it, as `depends` allows; upstream runs steps in file order: add "
+    tail += "`order: file` to do the same"
+    assert notes == [
+        "u.yaml:4: steps[1]: note: `Dummy_2` can start before `Dummy_1`" + tail,
+        "u.yaml:5: steps[2]: note: `Dummy_3` can start before `Dummy_1`" + tail,
+    ]
+
+
+def test_upstream_report(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "name: a\nsteps:\n  - QueryToPandas: {query: q}\n  - TableOutput: {tablename: t}\n"
+    )
+    (tmp_path / "b.yaml").write_text("name: b\nsteps:\n  - Dummy: {message: hi}\n")
+    (tmp_path / "c.yaml").write_text(
+        "name: c\nsteps:\n  - QueryToPandas: {query: q}\n  - Dummy: {mesage: x}\n"
+    )
+    (tmp_path / "d.yaml").write_text("name: d\nsteps:\n  - Frobnicate: {}\n")
+    run = flowtaskd("validate", "--upstream-report", ".", cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stdout.splitlines() == [
+        "a.yaml: needs QueryToPandas, TableOutput (not shipped)",
+        "b.yaml: runs",
+        "c.yaml: error: c.yaml:4: steps[1].Dummy.mesage: unknown key (did you mean `message`?); "
+        "also needs QueryToPandas",
+        "d.yaml: unknown component Frobnicate (not upstream's either)",
+        "1 of 4 run as written; 1 need components not shipped; 1 use unknown components; "
+        "1 have errors",
+        "components needed: QueryToPandas (2 files), TableOutput (1 file)",
+        "a plugin adds a component: see README, 'Coming from flowtask'",
+    ]
+    doc = json.loads(flowtaskd("validate", "--upstream-report", "--json", ".", cwd=tmp_path).stdout)
+    assert doc["needed_components"] == {"QueryToPandas": 2, "TableOutput": 1}
+    assert [f["verdict"] for f in doc["files"]] == ["needs", "runs", "error", "unknown"]
 
 
 async def test_graph_of_a_run_colours_its_steps(tmp_path: Path) -> None:

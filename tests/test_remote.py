@@ -354,6 +354,28 @@ async def test_file_list_over_sftp_items(sshd: Sshd, tmp_path: Path) -> None:
         "host": "127.0.0.1",
     }
     assert isinstance(item["mtime"], int)
+    assert (item["filename"], item["directory"]) == (f"{remote}/in/x.csv", str(remote))
+
+
+async def test_file_list_over_sftp_upstream_order_and_nothing_found(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    for n, name in enumerate(["c.csv", "a.csv", "b.csv"]):  # c oldest, b newest
+        (remote / name).write_text(name)
+        os.utime(remote / name, (1_700_000_000 + n * 60, 1_700_000_000 + n * 60))
+    config = sftp_config(sshd, remote)
+    stats = await run(
+        [{"FileList": {"sftp_config": config, "file": {"pattern": "*.csv"}}}], tmp_path
+    )
+    s = stats.steps["FileList_1"]
+    assert s.status is StepStatus.DONE, s.error
+    assert s.output == "\n".join(f"{remote}/{n}" for n in ["c.csv", "a.csv", "b.csv"])
+    stats = await run([{"FileList": {"sftp_config": config, "pattern": "*.txt"}}], tmp_path)
+    s = stats.steps["FileList_1"]
+    assert s.status is StepStatus.FAILED, s.output
+    assert s.error == f"FileList: no files found in {remote} on 127.0.0.1"
 
 
 async def test_file_list_over_sftp_failures(sshd: Sshd, tmp_path: Path) -> None:
@@ -381,7 +403,7 @@ def test_file_list_wants_a_local_or_a_remote_folder() -> None:
 
     remote = {"host": "h", "directory": "/d", "username": "u", "hostt": 1}
     for params, message in [
-        ({}, "give `path` (a local folder) or `sftp_config` (a remote one)"),
+        ({}, "give the folder as `directory` (upstream) or `path`, once, or a remote one as"),
         ({"path": "/x", "sftp_config": {"host": "h", "directory": "/d"}}, "not both"),
         ({"sftp_config": remote}, "steps[0].FileList.sftp_config.hostt: unknown key"),
     ]:

@@ -19,7 +19,9 @@ import yaml
 
 from flowtaskd.components.registry import plugin_errors, registry
 from flowtaskd.core.cron import parse_cron
-from flowtaskd.core.options import STEP_OPTION_KEYS, Backoff, Overlap
+from flowtaskd.core.eventblock import EVENT_ACTION_MODELS, EVENT_NAMES
+from flowtaskd.core.events import STEP_EVENTS, TASK_EVENTS, UPSTREAM_EVENTS
+from flowtaskd.core.options import STEP_OPTION_KEYS, UPSTREAM_VALUE_KEYS, Backoff, Overlap
 from flowtaskd.core.rules import SkipError, TriggerRule
 from flowtaskd.errors import TaskParseError
 from flowtaskd.tasks import load_pile, load_task
@@ -402,9 +404,9 @@ def test_a_group_fans_out_from_an_iterator(fmt: str) -> None:
     assert (group.name, group.parent, group.members) == (
         "files",
         "FileList_1",
-        ("Command_2", "Dummy_3"),
+        ("Command_2_1", "Dummy_2_2"),  # upstream's numbering: members under their group's
     )
-    assert pile.group_of("Dummy_3") is group and pile.group_of("after") is None
+    assert pile.group_of("Dummy_2_2") is group and pile.group_of("after") is None
 
 
 def test_group_mistakes_are_all_reported(fmt: str) -> None:
@@ -774,12 +776,18 @@ def test_bad_extension_values_are_all_reported(fmt: str) -> None:
         "`attempts`?)",
         f"{name}:{at('timeout', 2)}: steps[1].Dummy.timeout: must be greater than zero",
         f"{name}:{at('A')}: steps[1].Dummy.env.A: should be a valid string, got a list",
-        f"{name}:{at('depends', 1)}: steps[1].Dummy.depends: should be a valid list, got integer 5",
+        f"{name}:{at('depends', 1)}: steps[1].Dummy.depends: depends on pile index 5, but "
+        "the pile has 2 entries (0 to 1) (an index counts upstream's pile from 0; a group is "
+        "one entry)",
     }
     assert set(got) == expected and len(got) == len(expected)
 
 
 # --- events ---------------------------------------------------------------------------------
+
+
+def test_event_names_are_the_run_events() -> None:
+    assert EVENT_NAMES == TASK_EVENTS + STEP_EVENTS + UPSTREAM_EVENTS
 
 
 def test_events_block(fmt: str) -> None:
@@ -796,7 +804,7 @@ def test_events_block(fmt: str) -> None:
     got = problems(name)
     assert [p.split(": ", 1)[1] for p in got] == [
         "events.dne: unknown event `dne` (did you mean `done`?)",
-        "events.done[0]: unknown action `Mail` (known: Log, Command, RunTask, WebHook)",
+        "events.done[0]: unknown action `Mail` (known: " + ", ".join(EVENT_ACTION_MODELS) + ")",
         "events.done[1].Log.mesage: unknown key (did you mean `message`?)",
     ]
     assert got[0].startswith(f"{name}:{line(text, key(fmt, 'dne'))}:")
@@ -893,4 +901,5 @@ def test_broken_plugins_are_reported_and_left_out() -> None:
 def test_built_in_parameters_never_clash_with_step_options() -> None:
     for name, comp in registry().items():
         assert comp.name == name
-        assert not set(comp.Params.model_fields) & STEP_OPTION_KEYS, name
+        # a component may take upstream's value keys (name, conditions, ...) as its own
+        assert not set(comp.Params.model_fields) & (STEP_OPTION_KEYS - UPSTREAM_VALUE_KEYS), name

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from flowtaskd.core.rules import StepStatus, TaskStatus
 from flowtaskd.engine.events import EventBus
 from flowtaskd.errors import TaskParseError
 from flowtaskd.tasks import Command, Task, TaskPile
+from flowtaskd.tasks.task import new_run_id
 from tests.conftest import FakeClock, pid_alive, wait_for, write
 
 PY = sys.executable
@@ -628,3 +630,14 @@ async def test_a_long_chain_of_instant_steps_still_lets_the_loop_run(tmp_path: P
     await other
     assert stats.status is TaskStatus.DONE
     assert ticks >= 25  # the chain yields every 32 steps: ~31 chances for the ticker
+
+
+def test_run_ids_are_unique_and_sorted_in_a_tight_loop_and_across_threads() -> None:
+    ids = [new_run_id() for _ in range(300_000)]  # ~100 per millisecond
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(lambda _: [new_run_id() for _ in range(20_000)], range(4)))
+    together = [i for batch in batches for i in batch]
+    assert len(set(together)) == len(together)
+    assert all(batch == sorted(batch) for batch in batches)

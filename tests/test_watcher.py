@@ -179,32 +179,31 @@ async def test_wait_stable_finished_file(tmp_path: Path) -> None:
 
 
 async def test_wait_stable_waits_for_writer(tmp_path: Path) -> None:
+    """A file young at the first look, written in chunks with pauses far longer than the
+    quiet window while its writer holds it open: stable only once the writer closed it."""
     path = tmp_path / "growing.csv"
-    path.write_bytes(b"")
     writer_done = threading.Event()
     started = threading.Event()
 
     def write() -> None:
         with path.open("ab", buffering=0) as f:
-            end = time.monotonic() + 0.1
+            f.write(b"row\n")
             started.set()
-            while time.monotonic() < end:
+            for _ in range(3):
+                time.sleep(0.05)  # the producer pauses: 5x the 10 ms quiet window
                 f.write(b"row\n")
-                time.sleep(0.002)
-        writer_done.set()
+            writer_done.set()  # set before the close: a return after it is not too early
 
     thread = threading.Thread(target=write)
     thread.start()
     try:
         assert await asyncio.to_thread(started.wait, DEADLINE)
-        # 40 ms of quiet required: well clear of a writer thread's scheduling hiccups.
-        st = await wait_stable(path, interval=0.02, checks=2)
-        assert writer_done.is_set(), "returned while the writer was still appending"
+        st = await wait_stable(path, interval=0.005, checks=2)
+        assert writer_done.is_set(), "returned while the writer still held the file open"
     finally:
         thread.join(DEADLINE)
     assert st is not None
-    assert st.st_size == path.stat().st_size
-    assert st.st_size >= 4 * 10  # the writer did write for a while
+    assert st.st_size == path.stat().st_size == 4 * 4
 
 
 async def test_wait_stable_deleted_file(tmp_path: Path) -> None:

@@ -296,6 +296,24 @@ def test_reload_and_openapi(wd: WebDaemon) -> None:
     assert docs.status_code == 200 and "/api/v1/runs/{run_id}/cancel" in docs.text
 
 
+def test_replies_have_the_shapes_the_openapi_document_describes(wd: WebDaemon) -> None:
+    from flowtaskd.daemon.web import openapi  # noqa: PLC0415 - pydantic, for this test only
+
+    ended = wd.api("POST", "/tasks/hello/runs", params={"wait": "true"}).json()
+    schemas = wd.api("GET", "/openapi.json").json()["components"]["schemas"]
+    for model, reply in (
+        (openapi.Triggered, ended),
+        (openapi.TaskList, wd.api("GET", "/tasks").json()),
+        (openapi.TaskDetail, wd.api("GET", "/tasks/hello").json()),
+        (openapi.RunPage, wd.api("GET", "/runs", params={"limit": 2}).json()),
+        (openapi.RunDetail, wd.api("GET", f"/runs/{ended['run_id']}").json()),
+        (openapi.Error, wd.api("GET", "/runs/ffffffffffff").json()),
+    ):
+        model.model_validate(reply)  # the document's models are the replies' shapes
+        assert model.__name__ in schemas
+        assert set(model.model_fields) <= set(reply), (model.__name__, set(reply))
+
+
 # -- events ---------------------------------------------------------------------------------
 def _sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
     ev: dict[str, Any] = {}

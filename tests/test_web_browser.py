@@ -47,12 +47,24 @@ steps:
 """
 LONG = "name: long\nsteps:\n  - Command: {name: wait, command: [sleep, '60']}\n"
 FAIL = "name: flaky\nsteps:\n  - Command: {name: boom, command: [sh, -c, 'exit 4']}\n"
+# its first attempt fails after a moment (and leaves a marker), the retry succeeds
+FLAP = """\
+name: flap
+steps:
+  - Command:
+      name: flap
+      command: [sh, -c, "test -e {marker} && sleep 1 && exit 0; touch {marker}; sleep 2; exit 3"]
+      retry: {{attempts: 2, delay: 0.5s}}
+  - Command: {{name: after, command: [sleep, "1"], depends: [flap]}}
+"""
 SHOTS = Path(os.environ.get("FLOWTASKD_ARTIFACTS", ".artifacts")) / "web"
 
 
 @pytest.fixture(scope="module")
-def wd() -> Iterator[WebDaemon]:
-    with web_daemon({"pipeline.yaml": PIPELINE, "long.yaml": LONG, "flaky.yaml": FAIL}) as d:
+def wd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDaemon]:
+    flap = FLAP.format(marker=tmp_path_factory.mktemp("flap") / "tried")
+    tasks = {"pipeline.yaml": PIPELINE, "long.yaml": LONG, "flaky.yaml": FAIL, "flap.yaml": flap}
+    with web_daemon(tasks) as d:
         yield d
 
 
@@ -108,6 +120,37 @@ def test_log_in_see_tasks_trigger_watch_live_and_read_the_log(page: Page) -> Non
     shot(page, "04-run-done-log")
 
 
+def test_the_timeline_shows_attempts_live(page: Page) -> None:
+    page.goto("/tasks/flap")
+    page.click("#trigger button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/runs/[0-9a-f]+$"))
+    page.evaluate("window.__notReloaded = true")
+    bar = "#timeline svg.gantt rect.bar[data-step={}][data-attempt='{}']"
+    state = page.locator("#run-state")
+    first, second = page.locator(bar.format("flap", 1)), page.locator(bar.format("flap", 2))
+    # each of these is seen while the run still goes: drawn from the events, not a reload
+    expect(first).to_have_attribute("data-state", "running")
+    expect(first).to_have_attribute("data-state", "failed")
+    expect(second).to_have_attribute("data-state", "running")
+    expect(state).not_to_contain_text("done")
+    shot(page, "05-timeline-retry")
+    right, width = page.evaluate(  # in one go: the picture is redrawn while the bar grows
+        """() => { const svg = document.querySelector("#timeline svg.gantt");
+        const r = svg.querySelector("rect.bar[data-step=flap][data-attempt='2']");
+        return [Number(r.getAttribute("x")) + Number(r.getAttribute("width")),
+                Number(svg.getAttribute("width"))]; }"""
+    )
+    assert right <= width  # the running attempt's bar is inside the picture
+    after = page.locator(bar.format("after", 1))
+    expect(after).to_have_attribute("data-state", "running")
+    expect(second).to_have_attribute("data-state", "done")
+    expect(state).to_contain_text("done")
+    expect(page.locator("#timeline svg.gantt rect.bar")).to_have_count(3)
+    expect(after).to_have_attribute("data-state", "done")
+    assert float(after.get_attribute("x") or 0) > float(first.get_attribute("x") or 0)
+    assert page.evaluate("window.__notReloaded") is True
+
+
 def test_cancel_a_long_run(page: Page) -> None:
     page.goto("/tasks/long")
     page.click("#trigger button[type=submit]")
@@ -117,7 +160,7 @@ def test_cancel_a_long_run(page: Page) -> None:
     page.click("#cancel")
     expect(page.locator("#run-state")).to_contain_text("cancelled")
     expect(page.locator("#cancel")).to_be_hidden()
-    shot(page, "05-cancelled")
+    shot(page, "06-cancelled")
 
 
 def test_retry_a_failed_run(page: Page) -> None:
@@ -135,7 +178,7 @@ def test_pause_a_task_greys_its_next_fire(page: Page) -> None:
     row.locator("button[data-action=pause]").click()
     expect(page.locator("tr[data-task=pipeline]")).to_have_class(re.compile("paused"))
     expect(page.locator("tr[data-task=pipeline] td.next-fire")).to_contain_text("paused")
-    shot(page, "06-paused")
+    shot(page, "07-paused")
     page.locator("tr[data-task=pipeline] button[data-action=unpause]").click()
     expect(page.locator("tr[data-task=pipeline]")).not_to_have_class(re.compile("paused"))
 
@@ -145,7 +188,7 @@ def test_live_and_daemon_pages_and_the_theme(page: Page, wd: WebDaemon) -> None:
     expect(page.locator("#conn")).to_contain_text("live")
     wd.api("POST", "/tasks/flaky/runs")
     expect(page.locator("#events")).to_contain_text("completed")
-    shot(page, "07-live")
+    shot(page, "08-live")
     page.click("nav >> text=Daemon")
     expect(page.locator("main")).to_contain_text("Uptime")
     page.click("#theme")

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import networkx as nx
 import pytest
+from structlog.testing import capture_logs
 
 from flowtaskd.daemon.config.load import ConfigError, load_config
 from flowtaskd.daemon.web.auth import FailedLogins, Sessions, TokenSet, ensure_token_file
 from flowtaskd.daemon.web.dag import layout, svg
-from flowtaskd.daemon.web.sse import EventLog, SseClient
+from flowtaskd.daemon.web.sse import EventLog
 from flowtaskd.daemon.web.views import cron_words
 from flowtaskd.tasks import TaskPile
-from tests.conftest import FakeClock, write
+from tests.conftest import FakeClock, wait_for, write
 
 
 def test_layers_follow_the_dependencies() -> None:
@@ -79,31 +83,86 @@ def test_cron_in_words(expr: str, words: str) -> None:
     assert cron_words(expr) == words
 
 
+@contextlib.asynccontextmanager
+async def _pipe() -> AsyncIterator[tuple[asyncio.WriteTransport, asyncio.StreamReader]]:
+    """A real connected transport (the server's side) and a reader (the client's)."""
+    ours, theirs = socket.socketpair()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_connection(asyncio.Protocol, sock=ours)
+    reader, writer = await asyncio.open_connection(sock=theirs)
+    try:
+        yield transport, reader
+    finally:
+        transport.abort()
+        writer.close()
+
+
+def _ids(data: bytes) -> list[int]:
+    return [int(line[4:]) for line in data.split(b"\n") if line.startswith(b"id: ")]
+
+
+async def _read_until(reader: asyncio.StreamReader, end: bytes) -> bytes:
+    got = b""
+    async with asyncio.timeout(10):
+        while end not in got:
+            got += await reader.read(65536)
+    return got
+
+
 async def test_the_backlog_resumes_or_says_reset() -> None:
     log = EventLog(backlog=3, flush_delay=0)
-    client = SseClient(None, "t")
     for i in range(5):
         log({"event": "step_done", "task": "t" if i % 2 == 0 else "u", "n": i})
     assert log.last_id == 5
-    assert log.since(1, client) is None  # ids 2.. are partly gone
-    resumed = list(log.since(2, client) or [])
-    assert [chunk.split(b"\n")[0] for chunk in resumed] == [b"id: 3", b"id: 5"]  # task t only
-    assert list(log.since(5, client) or ["x"]) == []
+    async with _pipe() as (gone, gone_reader), _pipe() as (back, back_reader):
+        log.attach(gone, None, None, 1, chunked=False)  # ids 2.. are partly gone
+        assert b"event: reset" in await _read_until(gone_reader, b"event: reset")
+        log.attach(back, None, "t", 2, chunked=False)
+        resumed = await _read_until(back_reader, b"id: 5")
+        assert resumed.startswith(b"event: hello") and _ids(resumed) == [3, 5]  # task t only
     assert [e["n"] for e in log.recent(2)] == [3, 4]
 
 
+async def test_one_flusher_writes_every_client_its_events_in_order() -> None:
+    log = EventLog(flush_delay=0.005)
+    async with _pipe() as (every, every_reader), _pipe() as (picky, picky_reader):
+        log.attach(every, None, None, None, chunked=True)
+        log.attach(picky, frozenset({"completed"}), None, None, chunked=False)
+        for i in range(300):
+            log({"event": "completed" if i % 100 == 99 else "step_done", "task": "t"})
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+        got = await _read_until(every_reader, b"id: 300\n")
+        body, rest = b"", got  # undo the chunked framing: size CRLF data CRLF
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            body, rest = body + rest[: int(size, 16)], rest[int(size, 16) + 2 :]
+        assert body.startswith(b"event: hello") and _ids(body) == list(range(1, 301))
+        picked = await _read_until(picky_reader, b"id: 300\n")
+        assert _ids(picked) == [100, 200, 300]
+    log({"event": "step_done", "task": "t"})  # the next flush forgets the closed clients
+    await wait_for(lambda: log.clients == 0, what="the closed clients are forgotten")
+
+
 async def test_a_client_that_stops_reading_is_dropped_not_waited_for() -> None:
-    log = EventLog(flush_delay=0)
-    slow = SseClient(None, None, most=3)
-    picky = SseClient(frozenset({"completed"}), None)
-    log.clients |= {slow, picky}
-    for _ in range(5):
-        log({"event": "step_done", "task": "t"})
-    assert slow.dropped and log.dropped == 1 and slow.wake.is_set()
-    assert not picky.pending
-    log({"event": "completed", "task": "t"})
-    await asyncio.sleep(0.01)
-    assert picky.wake.is_set() and b"event: completed" in picky.take()
+    log = EventLog(flush_delay=0, buffer_bytes=256 * 1024)
+    big = "x" * 10_000
+    async with _pipe() as (slow, _), _pipe() as (fast, fast_reader):
+        log.attach(slow, None, None, None, chunked=True)
+        log.attach(fast, None, None, None, chunked=True)
+        got = b""
+        with capture_logs() as logs:
+            for _ in range(200):  # 2 MB: far more than the slow client's socket holds
+                log({"event": "step_done", "task": "t", "big": big})
+                await asyncio.sleep(0)
+                got += await fast_reader.read(1 << 20)
+            await wait_for(slow.is_closing, what="the slow client's connection closed")
+        assert log.dropped == 1 and log.clients == 1
+        assert [e["event"] for e in logs] == ["web_event_client_dropped"]
+        assert "buffer" in logs[0]["reason"]
+        if b"id: 200\n" not in got:
+            got += await _read_until(fast_reader, b"id: 200\n")
+        assert got.count(b"event: step_done") == 200
 
 
 def test_tokens_are_compared_by_digest() -> None:

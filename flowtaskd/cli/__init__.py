@@ -13,12 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flowtaskd.cli import control, daemon, execute, init, model, oncall, plan, shell
+from flowtaskd.cli import control, daemon, execute, init, model, oncall, plan, runview, shell
 from flowtaskd.cli.errors import EXIT_INTERRUPTED, EXIT_OK
 
 __all__ = ["build_parser", "main"]
 
-_MODULES = [daemon, init, model, execute, plan, control, oncall, shell]
+_MODULES = [daemon, init, model, execute, plan, control, runview, oncall, shell]
 
 EPILOG = """\
 examples:

@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 _REPLY_TIMEOUT = 60.0
+_CONNECT_PATIENCE = 3.0  # seconds a full listen backlog is waited out
 
 
 _CliError = CliError  # the name the commands here raise
@@ -190,22 +192,64 @@ def _socket_path(args: argparse.Namespace) -> Path:
     return path
 
 
+def _connect(path: Path) -> socket.socket:
+    """A connected socket. A full listen backlog (EAGAIN: a burst of clients) is retried
+    for up to :data:`_CONNECT_PATIENCE` seconds before the daemon counts as unreachable."""
+    deadline = time.monotonic() + _CONNECT_PATIENCE
+    delay = 0.005
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(_REPLY_TIMEOUT)
+    try:
+        while True:
+            try:
+                sock.connect(os.fspath(path))
+            except BlockingIOError:  # a Unix socket may try again after EAGAIN
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+                continue
+            return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
 class _Client:
     """One connection to the control socket: JSON lines out, JSON lines in."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(_REPLY_TIMEOUT)
+        self._sent: list[bytes] = []  # resent if the daemon was too busy to take us
+        self._replies = 0
+        self._patience = time.monotonic() + _CONNECT_PATIENCE
+        self._open()
+
+    def _open(self) -> None:
+        path = self.path
         try:
-            self.sock.connect(os.fspath(path))
+            self.sock = _connect(path)
         except PermissionError:
-            self.sock.close()
             raise _Unreachable(f"cannot reach the daemon at {path}: permission denied") from None
         except OSError:
-            self.sock.close()
             raise _Unreachable(f"cannot reach the daemon at {path} (is it running?)") from None
         self.file = self.sock.makefile("rb")
+
+    def _again(self, refused: dict[str, Any]) -> bool:
+        """The daemon refused this connection (``busy``: too many open): reconnect and send
+        again, within the connect patience. False when it is too late."""
+        if not refused.get("busy") or self._replies or time.monotonic() >= self._patience:
+            return False
+        self.file.close()
+        self.sock.close()
+        time.sleep(0.05)
+        self._open()
+        try:
+            for data in self._sent:
+                self.sock.sendall(data)
+        except OSError:
+            pass  # refused again: the reply says so
+        return True
 
     def __enter__(self) -> _Client:
         return self
@@ -215,13 +259,25 @@ class _Client:
         self.sock.close()
 
     def send(self, request: dict[str, Any]) -> None:
+        data = json.dumps(request).encode() + b"\n"
+        if not self._replies:
+            self._sent.append(data)
         try:
-            self.sock.sendall(json.dumps(request).encode() + b"\n")
+            self.sock.sendall(data)
         except OSError as exc:
+            if not self._replies:
+                return  # maybe refused: the first receive reads why, and tries again
             raise _Unreachable(f"lost the connection to the daemon at {self.path}: {exc}") from None
 
     def receive(self, *, follow: bool = False) -> dict[str, Any] | None:
         """The next JSON line (None at end of stream when ``follow``)."""
+        while True:
+            reply = self._receive(follow=follow)
+            if reply is None or not self._again(reply):
+                self._replies += 1
+                return reply
+
+    def _receive(self, *, follow: bool) -> dict[str, Any] | None:
         if follow:
             self.sock.settimeout(None)
         try:
@@ -290,13 +346,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     invalid = f", {st['invalid']} invalid (see flowtaskd tasks)" if st["invalid"] else ""
     print(f"tasks: {st['tasks']} loaded{invalid}")
     print(
-        f"runs:  {len(runs['active'])} running, {len(runs['queued'])} queued,"
+        f"runs:  {len(runs['active'])} running,"
+        f" {runs.get('queued_count', len(runs['queued']))} queued,"
         f" {runs['completed']} finished since start"
     )
     for r in runs["active"]:
         print(f"  running  {r['run_id']}  {r['task']}  {_span(r['running_for'])}  ({r['trigger']})")
     for r in runs["queued"]:
         print(f"  queued   {r['run_id']}  {r['task']}  ({r['trigger']})")
+    if runs.get("queued_truncated"):
+        print(f"  ... {runs['queued_count'] - len(runs['queued'])} more queued")
     fires = st["next_fire_times"]
     if fires:
         print("next fire times:")

@@ -1,6 +1,6 @@
 """``flowtaskd run`` (the daemon) and ``history`` (read the run history directly).
 
-``show`` is in :mod:`flowtaskd.cli.oncall`."""
+``show`` is in :mod:`flowtaskd.cli.runview`."""
 
 from __future__ import annotations
 

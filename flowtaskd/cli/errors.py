@@ -16,9 +16,12 @@ Imports nothing heavy: ``--help`` and ``--version`` stay fast.
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Iterable
-from typing import TextIO
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
+
+from flowtaskd.errors import FlowtaskError
 
 __all__ = [
     "EXIT_FAILED",
@@ -28,7 +31,9 @@ __all__ = [
     "EXIT_USAGE",
     "CliError",
     "fail",
+    "guarded",
     "plural",
+    "print_json",
 ]
 
 EXIT_OK = 0
@@ -59,3 +64,24 @@ def fail(message: str | Iterable[str], code: int = EXIT_FAILED, out: TextIO | No
 def plural(count: int, word: str, many: str | None = None) -> str:
     """``1 step``, ``2 steps``, ``0 groups``; ``many`` for irregular plurals."""
     return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def guarded(command: Callable[[Any], int]) -> Callable[[Any], int]:
+    """``command`` with its errors as one line and an exit code: a :class:`CliError` with
+    its own, a refusal of the daemon's operations (unknown run or step, paused twice: a
+    :class:`~flowtaskd.errors.FlowtaskError`) with 1."""
+
+    def handler(args: Any) -> int:
+        try:
+            return command(args)
+        except CliError as exc:
+            return fail(str(exc), exc.code)
+        except FlowtaskError as exc:
+            return fail(str(exc), EXIT_FAILED)
+
+    return handler
+
+
+def print_json(obj: Any) -> None:
+    """One indented JSON document on stdout (``--json``); what JSON lacks as its text."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")

@@ -40,6 +40,11 @@ def register(sub: Any) -> None:
         "paths", nargs="+", type=Path, metavar="PATH", help="task files, or folders to search"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument(
+        "--upstream-report",
+        action="store_true",
+        help="for a folder of flowtask files: per file runs / needs component X / error",
+    )
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser(
@@ -112,6 +117,7 @@ def iter_task_files(paths: list[Path]) -> list[Path]:
 
 def validate_files(paths: list[Path]) -> list[dict[str, Any]]:
     """One result per task file: ``file``, ``valid``, ``problems`` (and ``task``, ``steps``)."""
+    from flowtaskd.core.migrate import order_notes  # noqa: PLC0415
     from flowtaskd.errors import (  # noqa: PLC0415
         FlowtaskError,
         Problem,
@@ -133,6 +139,10 @@ def validate_files(paths: list[Path]) -> list[dict[str, Any]]:
         if problems:
             results.append({"file": str(path), "valid": False, "problems": problems})
         else:
+            notes = [
+                Problem(note, str(path), line, f"steps[{_index(pile, sid)}]")
+                for sid, line, note in order_notes(pile)
+            ]
             results.append(
                 {
                     "file": str(path),
@@ -140,6 +150,7 @@ def validate_files(paths: list[Path]) -> list[dict[str, Any]]:
                     "task": pile.name,
                     "steps": len(pile),
                     "problems": [],
+                    "notes": notes,
                 }
             )
     return results
@@ -148,14 +159,27 @@ def validate_files(paths: list[Path]) -> list[dict[str, Any]]:
 def cmd_validate(args: argparse.Namespace) -> int:
     results = validate_files(args.paths)
     bad = sum(not r["valid"] for r in results)
+    if args.upstream_report:
+        from flowtaskd.cli.report import upstream_report  # noqa: PLC0415 - lazy: the registry
+
+        return upstream_report(results, json_out=args.json)
     if args.json:
-        files = [{**r, "problems": [p.to_dict() for p in r["problems"]]} for r in results]
+        files = [
+            {
+                **r,
+                "problems": [p.to_dict() for p in r["problems"]],
+                "notes": [p.to_dict() for p in r.get("notes", [])],
+            }
+            for r in results
+        ]
         doc = {"valid": bool(results) and not bad, "files": files}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         for r in results:
             if r["valid"]:
                 print(f"ok {r['file']}: task {r['task']} ({plural(r['steps'], 'step')})")
+                for note in r.get("notes", []):
+                    print(note)
             for p in r["problems"]:
                 print(p, file=sys.stderr)
         if not results:
@@ -217,3 +241,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     sys.stdout.write(json.dumps(task_schema(registry()), indent=2) + "\n")
     return 0
+
+
+def _index(pile: TaskPile, sid: str) -> int | str:
+    spec = pile[sid].spec
+    return spec.index if spec is not None else sid

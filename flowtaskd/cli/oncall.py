@@ -1,9 +1,10 @@
-"""On-call commands: ``show``, ``logs``, ``retry``, ``pause``, ``unpause``, ``backfill``,
-``next``.
+"""On-call operations: ``retry``, ``pause``, ``unpause``, ``backfill``, ``next``, and
+``trigger`` followed in the live view (reading a run, ``show`` and ``logs``, is
+:mod:`flowtaskd.cli.runview`).
 
 Each parses its arguments, calls one operation of :mod:`flowtaskd.daemon.ops` (directly
-over the history when that works with the daemon stopped: ``show``, ``logs``, ``pause``
-while it is down; through the control socket otherwise) and formats the answer; ``--json``
+over the history when that works with the daemon stopped: ``pause`` while it is down;
+through the control socket otherwise) and formats the answer; ``--json``
 prints the operation's own result. Exit codes (:mod:`flowtaskd.cli.errors`): 0 success;
 1 the run (or a backfill run) failed or was cancelled, or a refused request (unknown run,
 ambiguous prefix, unknown step, paused twice); 2 bad arguments; 3 the daemon cannot be
@@ -13,13 +14,12 @@ reached; 130 Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowtaskd.cli.control import (
     Client,
@@ -29,56 +29,16 @@ from flowtaskd.cli.control import (
     parse_params,
     socket_path,
 )
-from flowtaskd.cli.daemon import history_path, where_options
-from flowtaskd.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
-from flowtaskd.errors import FlowtaskError
-
-if TYPE_CHECKING:
-    from flowtaskd.daemon.runs.store import HistoryStore
+from flowtaskd.cli.daemon import history_path
+from flowtaskd.cli.errors import EXIT_OK, EXIT_USAGE, guarded, print_json
 
 # the daemon's operations, the history and the live view are imported by the commands that
 # use them: building the parser (--help, completion) must stay fast
 
 __all__ = ["register"]
 
-_FOLLOW_POLL = 0.2  # seconds between looks at a followed run's log files
-
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "show",
-        help="show one run: every step, tries, output heads, log paths",
-        epilog="example:\n  flowtaskd show 019b7c40",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("run_id", help="a run id or a unique prefix")
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    where_options(p)
-    p.set_defaults(handler=_guard(_cmd_show))
-
-    p = sub.add_parser(
-        "logs",
-        help="what a run's steps printed (works with the daemon stopped)",
-        epilog=("examples:\n  flowtaskd logs 019b7c40 load --stderr\n  flowtaskd logs 019b7c40 -f"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix")
-    p.add_argument("step", nargs="?", default=None, metavar="STEP", help="one step (or step[i])")
-    p.add_argument("--attempt", type=int, default=None, metavar="N", help="that try (from 1)")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
-    which.add_argument("--all", action="store_true", help="stdout and stderr")
-    p.add_argument("-f", "--follow", action="store_true", help="follow until the run ends")
-    p.add_argument("--tail", type=int, default=None, metavar="N", help="the last N lines of each")
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    where_options(p)
-    p.set_defaults(handler=_guard(_cmd_logs))
-
-    _register_operations(sub)
-    sub.choices["trigger"].set_defaults(handler=_guard(_cmd_trigger))
-
-
-def _register_operations(sub: Any) -> None:
     p = sub.add_parser(
         "retry",
         help="run a failed run again, keeping the steps that were done",
@@ -98,7 +58,7 @@ def _register_operations(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="also a run that did not fail")
     p.add_argument("--no-wait", action="store_true", help="return once the retry is queued")
     common_options(p)
-    p.set_defaults(handler=_guard(_cmd_retry))
+    p.set_defaults(handler=guarded(_cmd_retry))
 
     for name, doc in (("pause", "skip a task's schedule fires"), ("unpause", "resume them")):
         p = sub.add_parser(
@@ -111,7 +71,7 @@ def _register_operations(sub: Any) -> None:
         p.add_argument("--schedule", default=None, metavar="ID", help="one schedule instead")
         p.add_argument("--state-dir", type=Path, default=None, help="with the daemon stopped")
         common_options(p)
-        p.set_defaults(handler=_guard(_cmd_pause), paused=name == "pause")
+        p.set_defaults(handler=guarded(_cmd_pause), paused=name == "pause")
 
     p = sub.add_parser(
         "backfill",
@@ -135,7 +95,7 @@ def _register_operations(sub: Any) -> None:
     p.add_argument("--no-wait", action="store_true", help="return once the runs are planned")
     p.add_argument("--cancel", default=None, metavar="BACKFILL_ID", help="cancel a backfill")
     common_options(p)
-    p.set_defaults(handler=_guard(_cmd_backfill))
+    p.set_defaults(handler=guarded(_cmd_backfill))
 
     p = sub.add_parser(
         "next",
@@ -155,144 +115,8 @@ def _register_operations(sub: Any) -> None:
     p.add_argument("--after", default=None, help="ISO 8601 start (default: now)")
     p.add_argument("-n", type=int, default=5, help="how many (default 5)")
     common_options(p)
-    p.set_defaults(handler=_guard(_cmd_next))
-
-
-def _guard(command: Any) -> Any:
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            code: int = command(args)
-        except CliError as exc:
-            return fail(str(exc), exc.code)
-        except FlowtaskError as exc:  # a refusal: unknown run or step, paused twice, ...
-            return fail(str(exc), EXIT_FAILED)
-        return code
-
-    return handler
-
-
-def _store(args: argparse.Namespace) -> HistoryStore:
-    from flowtaskd.daemon.runs.store import HistoryStore  # noqa: PLC0415 - lazy
-
-    return HistoryStore.open_readonly(history_path(args))
-
-
-def _dump(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _took(seconds: float | None) -> str:
-    return f"{seconds:.2f}s" if seconds is not None else "-"
-
-
-# -- show -------------------------------------------------------------------------------
-def _cmd_show(args: argparse.Namespace) -> int:
-    from flowtaskd.daemon import ops  # noqa: PLC0415 - lazy
-
-    out = ops.describe_run(_store(args), args.run_id)
-    if args.json:
-        _dump(out)
-        return EXIT_OK
-    run = out["run"]
-    print(f"run {run['run_id']}  task {run['task']}  {run['status']}  ({run['trigger']})")
-    print(
-        f"  started {_when(run['started_at'])}  finished {_when(run['finished_at'])}"
-        f"  duration {_took(run['duration'])}"
-    )
-    if run.get("logical_time") is not None:
-        print(f"  logical time {datetime.fromtimestamp(run['logical_time'], UTC).isoformat()}")
-    if out["retry_of"]:
-        print(f"  retry of {out['retry_of']}")
-    if out["retries"]:
-        print(f"  retried by {', '.join(out['retries'])}")
-    if run.get("backfill_id"):
-        print(f"  backfill {run['backfill_id']}")
-    if run["source"]:
-        print(f"  source {run['source']}")
-    if run["params"]:
-        print(f"  params {json.dumps(run['params'])}")
-    if run["error"]:
-        print(f"  error {run['error']}")
-    if run["log_dir"] and Path(run["log_dir"]).is_dir():
-        print(f"  logs {run['log_dir']}")
-    print("steps:")
-    for s in out["steps"]:
-        _show_step(s)
-    return EXIT_OK
-
-
-def _show_step(s: dict[str, Any]) -> None:
-    why = s["reason"] or s["error"] or ""
-    if not s["started"] and s["status"] not in ("done", "running"):
-        why = f"never started: {why}" if why else "never started"
-    items = f" x{s['items']}" if s.get("items") else ""
-    code = "" if s["exit_code"] is None else f"exit {s['exit_code']}"
-    print(
-        f"  {s['status']:<16} {s['id'] + items:<28} tries {s['attempts']:<2}"
-        f" {_took(s['duration']):>8}  {code}  {why}".rstrip()
-    )
-    for t in s["tries"]:
-        if len(s["tries"]) > 1 or t["label"] != s["id"]:
-            code = "" if t["exit_code"] is None else f"exit {t['exit_code']}"
-            print(
-                f"      {t['label']} try {t['attempt']}: {t['status']}"
-                f"  {_took(t.get('duration'))}  {code}  {t.get('error') or ''}".rstrip()
-            )
-        for key in ("stdout", "stderr"):
-            if t.get(key):
-                print(f"      {key}: {t[key]}")
-    for key in ("output_head", "stderr_head"):
-        if s.get(key):
-            label = "output" if key == "output_head" else "stderr"
-            for line in s[key].splitlines():
-                print(f"      {label} | {line}")
-
-
-# -- logs -------------------------------------------------------------------------------
-def _cmd_logs(args: argparse.Namespace) -> int:
-    from flowtaskd.daemon import ops  # noqa: PLC0415 - lazy
-
-    store = _store(args)
-    stream = "all" if args.all else ("err" if args.stderr else "out")
-    kwargs: dict[str, Any] = {"attempt": args.attempt, "stream": stream, "tail": args.tail}
-    out = ops.read_logs(store, args.run_id, args.step, **kwargs)
-    if args.json and not args.follow:
-        _dump(out)
-        return EXIT_OK
-    headers = args.step is None or len(out["sections"]) > 1 or args.all
-    printed: set[str] = set()
-    offsets: dict[str, int] = {}
-    while True:
-        for sec in out["sections"]:
-            offsets[sec["path"]] = sec["offset"]
-            if args.json:
-                if sec["text"]:
-                    sys.stdout.write(json.dumps(sec) + "\n")
-                continue
-            if sec["path"] not in printed and (sec["text"] or args.follow):
-                printed.add(sec["path"])
-                if headers:
-                    what = "stdout" if sec["stream"] == "out" else "stderr"
-                    sys.stdout.write(f"==> {sec['step']} (try {sec['attempt']}, {what}) <==\n")
-            sys.stdout.write(sec["text"])
-        sys.stdout.flush()
-        more = any(sec["more"] for sec in out["sections"])
-        if not args.follow or (out["finished"] and not more):
-            break
-        if not more:
-            time.sleep(_FOLLOW_POLL)
-        kwargs["tail"] = None
-        out = ops.read_logs(store, out["run_id"], args.step, offsets=offsets, **kwargs)
-    if not out["sections"] and not args.json:
-        where = f" step {args.step}" if args.step else ""
-        print(f"run {out['run_id']}{where}: no output recorded", file=sys.stderr)
-    return EXIT_OK
+    p.set_defaults(handler=guarded(_cmd_next))
+    sub.choices["trigger"].set_defaults(handler=guarded(_cmd_trigger))
 
 
 # -- trigger ----------------------------------------------------------------------------
@@ -348,7 +172,7 @@ def _cmd_pause(args: argparse.Namespace) -> int:
         reply = asyncio.run(_pause_offline(args, target))
         offline = True
     if args.json:
-        _dump(reply)
+        print_json(reply)
         return EXIT_OK
     kind, _, name = target.partition(":")
     state = "paused" if args.paused else "unpaused"
@@ -391,7 +215,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         with Client(socket_path(args)) as client:
             reply = client.request({"cmd": "backfill_cancel", "backfill_id": args.cancel})
         if args.json:
-            _dump(reply)
+            print_json(reply)
         else:
             print(f"backfill {reply['backfill_id']} cancelled")
         return EXIT_OK
@@ -413,7 +237,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         with Client(socket_path(args)) as client:
             reply = client.request(request)
         if args.json:
-            _dump(reply)
+            print_json(reply)
         else:
             for t in reply["times"]:
                 print(t)
@@ -436,7 +260,7 @@ def _cmd_next(args: argparse.Namespace) -> int:
         except ops.OpError as exc:  # a bad expression is a usage error
             raise CliError(str(exc), EXIT_USAGE) from None
         if args.json:
-            _dump([t.isoformat() for t in times])
+            print_json([t.isoformat() for t in times])
         else:
             for t in times:
                 print(t.isoformat())
@@ -444,7 +268,7 @@ def _cmd_next(args: argparse.Namespace) -> int:
     with Client(socket_path(args)) as client:
         reply = checked(client.request({"cmd": "next", "task": args.cron, "n": args.n}))
     if args.json:
-        _dump(reply)
+        print_json(reply)
         return EXIT_OK
     if not reply["schedules"]:
         print(f"task {reply['task']} has no schedule")

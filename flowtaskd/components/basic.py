@@ -1,10 +1,11 @@
-"""``Dummy`` (does nothing, or waits, or fails on purpose) and ``RunTask`` (a sub-run)."""
+"""``Dummy`` (does nothing, or waits, or fails on purpose), ``RunTask`` (a sub-run) and
+``SubTask`` (upstream's name for it, by ``program`` and ``task``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from flowtaskd.components.base import Component
 from flowtaskd.core.options import Duration, StrictModel
@@ -24,7 +25,18 @@ class DummyParams(StrictModel):
 
 class RunTaskParams(StrictModel):
     task: str = Field(description="A task file path (relative to this file) or a library name.")
+    program: str | None = Field(
+        default=None, description="Upstream's program: <tasks root>/<program>/tasks/<task>."
+    )
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SubTaskParams(RunTaskParams):
+    """Upstream's ``SubTask``: other keys become the sub-run's params, as upstream's do."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    pass_input: bool = Field(default=False, description="Accepted; outputs flow by placeholders.")
+    conditions: dict[str, Any] | None = None
 
 
 class DummyComponent(Component):
@@ -60,8 +72,24 @@ class RunTaskComponent(Component):
         from flowtaskd.components.context import StepOutcome  # noqa: PLC0415 - keep validation pure
 
         if ctx.runtime is None:
-            return StepOutcome(StepStatus.FAILED, error="RunTask needs the local executor")
-        return await ctx.runtime(str(ctx.params["task"]), dict(ctx.params.get("params") or {}))
+            return StepOutcome(StepStatus.FAILED, error=f"{self.name} needs the local executor")
+        p = dict(ctx.params)
+        params = dict(p.pop("params", None) or {})
+        for key in ("task", "program", "pass_input", "conditions"):
+            p.pop(key, None)
+        params.update(p)  # SubTask: every other key is a param of the sub-run
+        program = ctx.params.get("program")
+        return await ctx.runtime(str(ctx.params["task"]), params, program)
 
 
-COMPONENTS: list[type[Component]] = [DummyComponent, RunTaskComponent]
+class SubTaskComponent(RunTaskComponent):
+    name = "SubTask"
+    Params: ClassVar[type[StrictModel]] = SubTaskParams
+    summary = "Upstream's name for RunTask: run program/task as a sub-run and wait for it."
+
+
+COMPONENTS: list[type[Component]] = [
+    DummyComponent,
+    RunTaskComponent,
+    SubTaskComponent,
+]

@@ -9,9 +9,10 @@ import json
 import re
 import shlex
 import traceback
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from flowtaskd.components.base import Component
 from flowtaskd.core.options import Argv, StrictModel
@@ -31,8 +32,30 @@ class CommandParams(StrictModel):
 
 
 class RunShellParams(StrictModel):
-    command: str = Field(min_length=1, description="A script run by /bin/sh -c.")
+    command: str | None = Field(default=None, min_length=1, description="A /bin/sh -c script.")
+    commands: list[str] | None = Field(
+        default=None, min_length=1, description="Upstream: run in order, stop at a failure."
+    )
     output_cap: int = Field(default=65536, ge=0)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        if (self.command is None) == (self.commands is None):
+            raise ValueError("give `command` (a script) or `commands` (a list), once")
+        return self
+
+
+def shell_script(params: Mapping[str, Any]) -> str:
+    """The script of a ``RunShell`` step: ``commands`` run one after the other, the first
+    that fails ends the script with its exit status (upstream's list, without its quirk
+    of running only the first)."""
+    if params.get("command") is not None:
+        return str(params["command"])
+    lines = []
+    for command in params.get("commands") or ():
+        lines.append(str(command))
+        lines.append('_rc=$?; [ "$_rc" -eq 0 ] || exit "$_rc"')
+    return "\n".join(lines)
 
 
 class PythonParams(StrictModel):
@@ -70,7 +93,7 @@ class RunShellComponent(Component):
     async def run(self, ctx: StepContext) -> StepOutcome:
         from flowtaskd.components.runtime import run_argv  # noqa: PLC0415 - keep validation pure
 
-        argv = ["/bin/sh", "-c", str(ctx.params["command"])]
+        argv = ["/bin/sh", "-c", shell_script(ctx.params)]
         return await run_argv(ctx, argv, int(ctx.params.get("output_cap", 65536)))
 
 

@@ -8,7 +8,7 @@ in-process extra (sub-runs for ``RunTask``); it is never shipped to a worker.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,7 +17,13 @@ from flowtaskd.core.rules import StepStatus
 
 __all__ = ["Executor", "StepContext", "StepOutcome", "SubRun"]
 
-SubRun = Callable[[str, Mapping[str, Any]], Awaitable["StepOutcome"]]
+
+class SubRun(Protocol):
+    """Runs another task (by path, library name, or ``program`` + name) and waits for it."""
+
+    def __call__(
+        self, ref: str, params: Mapping[str, Any], program: str | None = None
+    ) -> Awaitable[StepOutcome]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,7 @@ class StepOutcome:
     log_path: str | None = None
     items: list[dict[str, Any]] | None = None  # what an iterator step produced
     worker: str | None = None  # where it ran, when not here
+    event: str | None = None  # upstream's failure event for it (``file_not_found``, ...)
     skip: tuple[str, ...] = ()  # steps a branching step (IF, Switch) did not choose
     variables: Mapping[str, Any] | None = None  # placeholders set for later steps (SetVariables)
     retry_after: float | None = None  # seconds a server asked to wait before a retry

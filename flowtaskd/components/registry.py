@@ -4,9 +4,10 @@ Plugins register through the ``flowtaskd.components`` entry-point group; each en
 loads a :class:`~flowtaskd.components.base.Component` subclass (its ``name`` is the key a
 task file uses). A plugin that fails to load, is not a component, has no ``name``, takes a
 name already used, or whose ``Params`` is not a strict pydantic model that leaves the step
-options (``name``, ``depends``, ...) alone, is reported by :func:`plugin_errors` and left
-out; it never breaks the registry. ``registry.cache_clear()`` makes the next call look
-again (tests, a daemon reload).
+options (``depends``, ``retry``, ...) alone (upstream's ``name``, ``variables``,
+``conditions``... it may declare: then they are its own), is reported by
+:func:`plugin_errors` and left out; it never breaks the registry.
+``registry.cache_clear()`` makes the next call look again (tests, a daemon reload).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from importlib.metadata import entry_points
 from pydantic import BaseModel
 
 from flowtaskd.components.base import Component
-from flowtaskd.core.options import STEP_OPTION_KEYS
+from flowtaskd.core.options import STEP_OPTION_KEYS, UPSTREAM_VALUE_KEYS
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -98,7 +99,7 @@ def component_error(cls: object) -> str | None:
         return "has a `Params` that is not a pydantic model"
     if params.model_config.get("extra") != "forbid":
         return "has a `Params` that accepts unknown keys (subclass StrictModel)"
-    clash = sorted(set(params.model_fields) & STEP_OPTION_KEYS)
+    clash = sorted(set(params.model_fields) & (STEP_OPTION_KEYS - UPSTREAM_VALUE_KEYS))
     if clash:
         return f"has parameters named like step options: {', '.join(clash)}"
     return None

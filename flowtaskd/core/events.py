@@ -18,6 +18,7 @@ __all__ = [
     "FILE_EVENTS",
     "STEP_EVENTS",
     "TASK_EVENTS",
+    "UPSTREAM_EVENTS",
     "Payload",
     "Receiver",
     "unknown_event",
@@ -39,6 +40,14 @@ STEP_EVENTS: tuple[str, ...] = (
     "step_retry",
     "step_skipped",
 )
+UPSTREAM_EVENTS: tuple[str, ...] = (
+    "file_not_found",
+    "file_empty",
+    "data_not_found",
+    "data_error",
+)
+"""Upstream flowtask's failure events: fired, besides ``step_error``, when a step fails for
+the matching reason (a ``FileList`` that finds nothing: ``file_not_found``)."""
 DAEMON_EVENTS: tuple[str, ...] = (
     "task_loaded",
     "task_removed",
@@ -50,9 +59,11 @@ DAEMON_EVENTS: tuple[str, ...] = (
     "daemon_ready",
     "daemon_reloaded",
     "daemon_stopping",
+    "daemon_fault",
+    "inbox_ignored",
 )
-ALL_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + DAEMON_EVENTS
-FILE_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS
+ALL_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + UPSTREAM_EVENTS + DAEMON_EVENTS
+FILE_EVENTS: tuple[str, ...] = TASK_EVENTS + STEP_EVENTS + UPSTREAM_EVENTS
 """The events a task file's ``events:`` block may act on."""
 CATCH_ALL = "*"
 """Connect to this name to receive every event."""

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from pydantic import BaseModel
 
 from flowtaskd.core.targets import target_problems
@@ -74,8 +73,10 @@ def graph_problems(
 
 
 class CompiledGraph:
-    """The DAG of a list of steps (``graph``), the effective ``depends`` of each, its
-    ``groups``, and everything wrong with it (``problems``)."""
+    """The DAG of a list of steps, the effective ``depends`` of each (its predecessors, in
+    order), the ``successors`` of each (in file order), its ``groups``, and everything wrong
+    with it (``problems``). Plain lists, no networkx: a loaded task needs no more, and
+    networkx is imported only to name a cycle."""
 
     def __init__(
         self,
@@ -88,7 +89,6 @@ class CompiledGraph:
         self.file, self.line_of = file, line_of
         self.problems: list[Problem] = []
         self._index: list[int] = []  # the step index of each problem
-        self.graph = nx.DiGraph()
         self.groups: dict[str, Group] = {}
         self.first: dict[str, StepSpec] = {}  # id -> the step that has it
         for spec in specs:
@@ -99,8 +99,7 @@ class CompiledGraph:
         self._pred: dict[str, list[str]] = {sid: [] for sid in self.first}
         self._succ: dict[str, list[str]] = {sid: [] for sid in self.first}
         self.depends = self._edges()
-        self.graph.add_nodes_from(self.first)
-        self.graph.add_edges_from((u, v) for v, us in self._pred.items() for u in us)
+        self.successors: Mapping[str, list[str]] = self._succ
         if not _acyclic(self._succ, self._pred):
             self._cycles()
         sound = not self.problems and not partial
@@ -137,10 +136,10 @@ class CompiledGraph:
         out: list[tuple[str, ...]] = []
         known = list(self.first)
         for n, spec in enumerate(self.specs):
-            deps = spec.options.depends
-            if deps is None:
-                deps = [self.specs[n - 1].id] if n else []
-            deps = list(dict.fromkeys(deps))
+            given = spec.options.depends
+            if given is None:
+                given = [self.specs[n - 1].id] if n else []
+            deps = list(dict.fromkeys(str(d) for d in given))
             out.append(tuple(deps))
             owner = self.first[spec.id] is spec
             for dep in deps:
@@ -159,12 +158,17 @@ class CompiledGraph:
         return out
 
     def _cycles(self) -> None:
+        import networkx as nx  # noqa: PLC0415 - lazy: only a task with a cycle needs it
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.first)
+        graph.add_edges_from((u, v) for v, us in self._pred.items() for u in us)
         order = {sid: i for i, sid in enumerate(self.first)}
         cycles = []
-        for scc in nx.strongly_connected_components(self.graph):
+        for scc in nx.strongly_connected_components(graph):
             start = min(scc, key=order.__getitem__)
-            if len(scc) > 1 or self.graph.has_edge(start, start):
-                cycles.append(_cycle_through(self.graph, scc, start, order))
+            if len(scc) > 1 or graph.has_edge(start, start):
+                cycles.append(_cycle_through(self._succ, scc, start, order))
         for path in sorted(cycles, key=lambda p: order[p[0]]):
             self._add(
                 self.first[path[0]],
@@ -326,14 +330,14 @@ def _nearest(word: str, ids: Sequence[str]) -> list[str]:
 
 
 def _cycle_through(
-    graph: nx.DiGraph, scc: set[str], start: str, order: dict[str, int]
+    succ: Mapping[str, list[str]], scc: set[str], start: str, order: dict[str, int]
 ) -> list[str]:
     """The shortest cycle from ``start`` back to it inside one strongly connected part."""
     came: dict[str, str] = {}
     queue = deque([start])
     while queue:
         node = queue.popleft()
-        for nxt in sorted(graph.successors(node), key=order.__getitem__):
+        for nxt in sorted(set(succ[node]), key=order.__getitem__):
             if nxt == start:
                 path = [node]
                 while path[-1] != start:

@@ -16,8 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from flowtaskd.core.catalog import Catalog
-from flowtaskd.core.events import FILE_EVENTS
-from flowtaskd.core.options import EVENT_ACTION_MODELS
+from flowtaskd.core.eventblock import EVENT_ACTION_MODELS, EVENT_NAMES
 from flowtaskd.core.schema import TaskHeader, step_model
 
 __all__ = ["SCHEMA_ID", "task_schema"]
@@ -70,7 +69,7 @@ def task_schema(catalog: Catalog) -> dict[str, Any]:
     actions = sorted(EVENT_ACTION_MODELS.items())
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(TaskHeader, "validation")]
     models += [(step_model(comp), "validation") for _, comp in components]
-    models += [(model, "validation") for _, model in actions]
+    models += [(model, "validation") for model in dict.fromkeys(m for _, m in actions)]
     refs, top = models_json_schema(models, ref_template="#/$defs/{model}")
     defs: dict[str, Any] = top["$defs"]
     root = defs.pop(refs[(TaskHeader, "validation")]["$ref"].rsplit("/", 1)[1])
@@ -91,9 +90,9 @@ def task_schema(catalog: Catalog) -> dict[str, Any]:
     props["events"] = {
         "description": props["events"].get("description", ""),
         "type": ["object", "null"],
-        "propertyNames": {"enum": list(FILE_EVENTS)},
+        "propertyNames": {"enum": [*EVENT_NAMES, "publish"]},
         "additionalProperties": {
-            "type": "array",
+            "type": ["array", "boolean"],
             "items": _one_of_keys(
                 "action",
                 [

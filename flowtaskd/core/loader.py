@@ -19,7 +19,8 @@ a mapping key as is if it is a ``str`` or ``int`` (YAML bools too), else ``str(k
   of their key.
 
 No content (no YAML document, blank JSON, no TOML key) gives ``data is None``. A duplicate key
-keeps the later value and adds a problem. Reading the file is the only I/O.
+adds a problem naming both lines (the data keeps the later value, so later checks see what
+upstream would have run, but the file is refused). Reading the file is the only I/O.
 """
 
 from __future__ import annotations
@@ -82,7 +83,11 @@ def _fail(file: str | None, message: str, line: int | None = None) -> TaskParseE
 
 
 def _duplicate(file: str | None, path: _KeyPath, line: int, first: int) -> Problem:
-    message = f"duplicate key, first defined on line {first}; the later value is used"
+    key = path[-1] if path else ""
+    message = (
+        f"duplicate key `{key}` (first on line {first}, again on line {line}): the file is "
+        "refused, where upstream flowtask would silently keep the later value"
+    )
     return Problem(message, file, line, format_path(path), "remove one of them")
 
 

@@ -1,8 +1,8 @@
 """Pydantic models of what a task file may say, apart from the components' own parameters.
 
 Shared by the task schema (``schema.py``) and the components: durations, argv lists,
-environment maps, retry policies, the options every step accepts (``name``, ``depends``,
-``trigger_rule``, ...), and the actions of the task file's ``events:`` block. Each
+environment maps, retry policies and the options every step accepts (``name``, ``depends``,
+``trigger_rule``, ...); the ``events:`` block's actions are in ``eventblock.py``. Each
 ``BeforeValidator`` that accepts more than its output type declares what it accepts
 (``json_schema_input_type``), so the exported JSON Schema takes ``timeout: "5m"``.
 Pure: validation only.
@@ -12,35 +12,31 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from flowtaskd.core.cron import CronError, parse_every
 from flowtaskd.core.rules import SkipError, TriggerRule
 
 __all__ = [
-    "EVENT_ACTION_MODELS",
     "STEP_ID_PATTERN",
     "STEP_OPTION_KEYS",
+    "UPSTREAM_VALUE_KEYS",
     "Argv",
     "Backoff",
-    "CommandAction",
     "Duration",
     "EnvMap",
-    "EventAction",
-    "LogAction",
     "NoParams",
     "Overlap",
+    "PlaceholderMode",
     "RetryPolicy",
-    "RunTaskAction",
+    "RunOrder",
     "StepOptions",
     "StrictModel",
     "Timeout",
-    "WebHookAction",
     "parse_duration",
 ]
 
@@ -51,7 +47,7 @@ STEP_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 class StrictModel(BaseModel):
     """Unknown keys are errors; values are not silently coerced from the wrong type."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class NoParams(StrictModel):
@@ -180,7 +176,50 @@ class RetryPolicy(StrictModel):
 
 
 def _depends(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return [value]
+    return value
+
+
+def _skip_error(value: Any) -> Any:
+    return "log" if value == "log_only" else value  # upstream's alias
+
+
+def _no_branch(value: Any) -> Any:
+    raise ValueError(
+        "`branch` is not supported: upstream flowtask (5.13.8) stores it but never acts on "
+        "it; use `Goto`, `OnError` or `trigger_rule`"
+    )
+
+
+class PlaceholderMode(StrEnum):
+    """What an unknown ``{name}`` in a parameter does (task-level ``placeholders:``)."""
+
+    STRICT = "strict"  # the step fails before it starts (flowtaskd)
+    LENIENT = "lenient"  # left as written (upstream flowtask)
+
+
+class RunOrder(StrEnum):
+    """``order: dag`` schedules by ``depends``; ``order: file`` runs in file order (upstream)."""
+
+    DAG = "dag"
+    FILE = "file"
+
+
+UPSTREAM_VALUE_KEYS: frozenset[str] = frozenset(
+    {
+        "name",
+        "description",
+        "comments",
+        "masks",
+        "variables",
+        "conditions",
+        "attributes",
+        "arguments",
+    }
+)
+"""Step keys that belong to the component when its ``Params`` declares them (upstream passes
+every key to the component; flowtaskd reads these itself otherwise)."""
 
 
 class StepOptions(StrictModel):
@@ -194,16 +233,43 @@ class StepOptions(StrictModel):
     description: str | None = None
     comments: str | None = None
     depends: Annotated[
-        list[str] | None,
-        BeforeValidator(_depends, json_schema_input_type=str | list[str] | None),
+        list[str | int] | None,
+        BeforeValidator(_depends, json_schema_input_type=str | int | list[str | int] | None),
     ] = Field(
         default=None,
-        description="Step ids this step waits for; default: the step before it; [] = a root.",
+        description="Step ids (or upstream pile indexes from 0) this step waits for; "
+        "default: the step before it; [] = a root.",
     )
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     retry: RetryPolicy | None = None
     timeout: Timeout | None = None
-    skipError: SkipError = SkipError.ENFORCE  # upstream flowtask's key
+    skipError: Annotated[  # upstream flowtask's key; `log_only` is upstream's alias of `log`
+        SkipError, BeforeValidator(_skip_error, json_schema_input_type=str)
+    ] = SkipError.ENFORCE
+    masks: dict[str, Any] | None = Field(
+        default=None, description="Upstream masks: {name: [function, {args}] or text}."
+    )
+    variables: dict[str, Any] | None = Field(
+        default=None, description="Values for this step and every later one (upstream)."
+    )
+    conditions: dict[str, Any] | None = Field(
+        default=None, description="Named values for this step's placeholders (upstream)."
+    )
+    attributes: dict[str, Any] | None = Field(
+        default=None, description="Override the component's parameters (upstream)."
+    )
+    arguments: list[Any] | None = Field(
+        default=None, description="Upstream's argument list (for components that read one)."
+    )
+    Goto: str | None = Field(
+        default=None, min_length=1, description="After success, jump forward to this step."
+    )
+    OnError: str | None = Field(
+        default=None, min_length=1, description="On failure, jump forward to this step."
+    )
+    branch: Annotated[Any, BeforeValidator(_no_branch)] = Field(
+        default=None, description="Upstream's unused key: refused."
+    )
     precondition: Argv | None = Field(
         default=None, description="A command; a non-zero exit skips the step."
     )
@@ -220,62 +286,5 @@ class StepOptions(StrictModel):
 
 
 STEP_OPTION_KEYS: frozenset[str] = frozenset(StepOptions.model_fields)
-
-
-# --- the task file's ``events:`` block --------------------------------------------------------
-
-
-class LogAction(StrictModel):
-    message: str = "task {task} {event}"
-    level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
-
-
-class CommandAction(StrictModel):
-    command: Argv
-    timeout: Timeout = 60.0
-
-
-class RunTaskAction(StrictModel):
-    task: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class WebHookAction(StrictModel):
-    """The same delivery as a ``webhooks:`` entry of the daemon config (see README)."""
-
-    url: str = Field(pattern=r"^https?://")
-    secret: str | list[str] | None = Field(
-        default=None, description="standard: whsec_<base64> (a list for rotation); github: any."
-    )
-    signing: Literal["standard", "github"] = "standard"
-    timeout: Timeout = 10.0
-    retry_schedule: list[Duration] | None = Field(
-        default=None, description="Waits before each retry; null: 5s, 5m, 30m, 2h, 5h, 10h."
-    )
-    headers: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _secrets_fit_signing(self) -> WebHookAction:
-        secrets = self.secret if isinstance(self.secret, list) else [self.secret or ""]
-        if self.signing == "standard" and any(s and not s.startswith("whsec_") for s in secrets):
-            raise ValueError(
-                "secret: a Standard Webhooks secret starts with whsec_ "
-                "(for a plain HMAC key, set signing: github)"
-            )
-        return self
-
-
-EVENT_ACTION_MODELS: dict[str, type[StrictModel]] = {
-    "Log": LogAction,
-    "Command": CommandAction,
-    "RunTask": RunTaskAction,
-    "WebHook": WebHookAction,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class EventAction:
-    """One validated action of the ``events:`` block: ``{Log: {message: ...}}``."""
-
-    action: str
-    params: StrictModel
+"""Keys every step accepts (a component declaring one of :data:`UPSTREAM_VALUE_KEYS`
+takes that key as its own parameter)."""

@@ -1,18 +1,20 @@
-"""``Step`` and ``TaskPile``: a validated task as a networkx DAG of steps, with groups.
+"""``Step`` and ``TaskPile``: a validated task as a DAG of steps, with groups.
 
 ``TaskPile(task)`` validates a task dict (or takes a :class:`TaskDefinition`), then builds
 the DAG with :func:`~flowtaskd.core.graph.compile_graph` (the rules live there: default
 chain, ``depends: []`` roots, groups, cycle paths) and raises one
 :class:`~flowtaskd.errors.TaskParseError` listing every problem. Pure: no I/O.
+
+The pile keeps its edges as tuples of step ids (what a run asks: a step's upstream and
+downstream steps); :attr:`TaskPile.graph`, a networkx ``DiGraph``, is built from them on
+first use, so loading and running a task import no networkx and keep no graph objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from flowtaskd.core.catalog import Catalog
 from flowtaskd.core.graph import Group, compile_graph
@@ -20,6 +22,9 @@ from flowtaskd.core.loader import load_document
 from flowtaskd.core.schema import StepSpec, TaskDefinition, validate_definition
 from flowtaskd.core.values import has_braces
 from flowtaskd.errors import Problem, TaskParseError
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["Group", "Step", "TaskPile", "check_syntax", "load_pile", "load_task"]
 
@@ -117,7 +122,9 @@ class TaskPile:
             self.definition = validate_definition(data, catalog=catalog)
         self.task = self.definition.raw
         self.program = program
-        self._graph: nx.DiGraph = nx.DiGraph()
+        self._graph: nx.DiGraph | None = None
+        self._pred: dict[str, tuple[str, ...]] = {}
+        self._succ: dict[str, tuple[str, ...]] = {}
         self._task: list[Step] = []
         self._by_id: dict[str, Step] = {}
         self._groups: dict[str, Group] = {}
@@ -137,7 +144,9 @@ class TaskPile:
             step.depends = deps
             self._task.append(step)
             self._by_id[step.id] = step
-        self._graph, self._groups, self._built = graph.graph, graph.groups, True
+            self._pred[step.id] = deps
+        self._succ = {sid: tuple(vs) for sid, vs in graph.successors.items()}
+        self._groups, self._built = graph.groups, True
         return self
 
     @classmethod
@@ -181,7 +190,27 @@ class TaskPile:
 
     @property
     def graph(self) -> nx.DiGraph:
+        """The DAG as a networkx ``DiGraph`` (built on first use, then kept)."""
+        if self._graph is None:
+            import networkx as nx  # noqa: PLC0415 - lazy: see the module's docstring
+
+            graph = nx.DiGraph()
+            graph.add_nodes_from(self._by_id)
+            graph.add_edges_from(self.edges())
+            self._graph = graph
         return self._graph
+
+    def predecessors(self, step_id: str) -> tuple[str, ...]:
+        """The steps ``step_id`` waits for, in its ``depends`` order."""
+        return self._pred[step_id]
+
+    def successors(self, step_id: str) -> tuple[str, ...]:
+        """The steps that wait for ``step_id``, in file order."""
+        return self._succ[step_id]
+
+    def edges(self) -> list[tuple[str, str]]:
+        """Every ``(upstream, downstream)`` pair, in the order networkx lists them."""
+        return [(u, v) for u, vs in self._succ.items() for v in vs]
 
     @property
     def groups(self) -> dict[str, Group]:
@@ -196,13 +225,13 @@ class TaskPile:
         return self._groups.get(g) if g else None
 
     def upstream(self, step_id: str) -> list[str]:
-        return list(self._graph.predecessors(step_id))
+        return list(self._pred[step_id])
 
     def downstream(self, step_id: str) -> list[str]:
-        return list(self._graph.successors(step_id))
+        return list(self._succ[step_id])
 
     def roots(self) -> list[str]:
-        return [s.id for s in self._task if self._graph.in_degree(s.id) == 0]
+        return [s.id for s in self._task if not self._pred[s.id]]
 
     def __getitem__(self, step_id: str) -> Step:
         return self._by_id[step_id]

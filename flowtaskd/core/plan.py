@@ -1,7 +1,8 @@
 """What a run of a task would do, without running it (``render``, ``exec --dry-run``).
 
 :func:`plan_run` resolves every step's parameters as a run at ``at`` would (params, the
-masks ``{today}``, ``{yesterday}``, ``{now}``, ``{logical_time}``), shows step outputs as
+masks ``{today}``, ``{yesterday}``, ``{now}``, ``{logical_time}``, and upstream's
+``masks:``, ``variables:`` and ``conditions:`` in the task's zone), shows step outputs as
 ``<output of x>`` and a group's item fields as ``<item.key>``, masks the values of the
 task's ``secrets`` as ``***``, and lists the order: the levels of the DAG (a group is one
 unit, its members listed with it), each step's retry and timeout policy. A placeholder that
@@ -17,7 +18,10 @@ from typing import Any
 
 import networkx as nx
 
+from flowtaskd.core.masks import MaskError, zoned_now
+from flowtaskd.core.options import PlaceholderMode
 from flowtaskd.core.pile import TaskPile
+from flowtaskd.core.stepvalues import StepValues
 from flowtaskd.core.values import mask_values, resolve
 from flowtaskd.errors import PlaceholderError
 
@@ -82,7 +86,7 @@ def _levels(pile: TaskPile) -> list[list[str]]:
     units: nx.DiGraph = nx.DiGraph()
     for step in pile:
         units.add_node(unit_of.get(step.id, step.id))
-    for u, v in pile.graph.edges:
+    for u, v in pile.edges():
         uu, vu = unit_of.get(u, u), unit_of.get(v, v)
         if uu != vu:
             units.add_edge(uu, vu)
@@ -113,12 +117,15 @@ def plan_run(
     base.update(task=d.name, run_id="<run id>", logical_time=at)
     ids = {s.id for s in pile}
     default_retry = header.retry
+    upstream = StepValues(pile)  # upstream's masks, variables, conditions, file.value
+    lenient = header.placeholders is PlaceholderMode.LENIENT
     steps: list[dict[str, Any]] = []
     for step in pile:
         assert step.spec is not None
         opts = step.spec.options
         retry = opts.retry or default_retry
         values = _PlanValues(base, ids, step.group is not None)
+        step_params: Any = step.params
         out: dict[str, Any] = {
             "id": step.id,
             "component": step.component,
@@ -131,11 +138,25 @@ def plan_run(
             "error": None,
         }
         try:
-            out["params"] = resolve(step.params, values, step.id)
-            out["env"] = resolve({**header.env, **(opts.env or {})}, values, f"{step.id}.env")
-            out["cwd"] = resolve(opts.cwd, values, f"{step.id}.cwd") if opts.cwd else None
+            if upstream.involved(step.id, step_params):  # as the engine does (attempts.py)
+                now = zoned_now(at, header.timezone)
+                try:
+                    extra, masks = upstream.values(step.id, dict(merged), now)
+                except MaskError as exc:
+                    raise PlaceholderError(f"{step.id}: {exc}") from None
+                mine = {k: v for k, v in base.items() if k in merged}
+                values = _PlanValues({**base, **extra, **mine}, ids, step.group is not None)
+                filled = StepValues.file_pattern(step_params, values, now)
+                step_params = StepValues.whole(filled, masks)
+            out["params"] = resolve(step_params, values, step.id, lenient)
+            out["env"] = resolve(
+                {**header.env, **(opts.env or {})}, values, f"{step.id}.env", lenient
+            )
+            out["cwd"] = resolve(opts.cwd, values, f"{step.id}.cwd", lenient) if opts.cwd else None
             pre = opts.precondition
-            out["precondition"] = resolve(pre, values, f"{step.id}.precondition") if pre else None
+            out["precondition"] = (
+                resolve(pre, values, f"{step.id}.precondition", lenient) if pre else None
+            )
         except PlaceholderError as exc:
             out.update(params=step.params, env={}, cwd=opts.cwd, precondition=None)
             out["error"] = str(exc)

@@ -138,7 +138,7 @@ def _dot(pile: TaskPile, states: Mapping[str, str] | None = None) -> str:
         out.append(f"    label={_q('group ' + g.name + ' (once per item)')}; style=dashed;")
         out.extend(f"    {_dot_node(pile[m], states)}" for m in g.members)
         out.append("  }")
-    for u, v in pile.graph.edges:
+    for u, v in pile.edges():
         rule = _rule(pile[v])
         label = f" [label={_q(str(rule))}]" if rule is not TriggerRule.ALL_SUCCESS else ""
         out.append(f"  {_q(u)} -> {_q(v)}{label};")
@@ -170,7 +170,7 @@ def _mermaid(pile: TaskPile, states: Mapping[str, str] | None = None) -> str:
         out.append(f'  subgraph g{n}["group {_m(g.name)} (once per item)"]')
         out.extend(f"    {_mermaid_node(ids, pile[m])}" for m in g.members)
         out.append("  end")
-    for u, v in pile.graph.edges:
+    for u, v in pile.edges():
         rule = _rule(pile[v])
         arrow = f"-->|{_m(str(rule))}|" if rule is not TriggerRule.ALL_SUCCESS else "-->"
         out.append(f"  {ids[u]} {arrow} {ids[v]}")

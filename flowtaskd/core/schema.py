@@ -20,23 +20,32 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_
 
 from flowtaskd.core.catalog import Catalog, ComponentInfo
 from flowtaskd.core.cron import CronError, parse_cron, validate_timezone
-from flowtaskd.core.events import FILE_EVENTS
+from flowtaskd.core.eventblock import EVENT_ACTION_MODELS, EventAction, validate_events
 from flowtaskd.core.graph import graph_problems
 from flowtaskd.core.loader import Document
 from flowtaskd.core.options import (
-    EVENT_ACTION_MODELS,
     STEP_OPTION_KEYS,
     EnvMap,
-    EventAction,
     NoParams,
     Overlap,
+    PlaceholderMode,
     RetryPolicy,
+    RunOrder,
     StepOptions,
     StrictModel,
     Timeout,
 )
 from flowtaskd.core.problems import closest, pydantic_problems, shown
 from flowtaskd.core.spec import StepSpec
+from flowtaskd.core.stepkeys import (
+    NextTaskSpec,
+    apply_attributes,
+    link_steps,
+    mask_problems,
+    split_step_keys,
+    validate_next_task,
+)
+from flowtaskd.core.upstream import NEXT_TASK, Numbering, number_steps
 from flowtaskd.errors import Problem, TaskParseError, format_path
 
 __all__ = [
@@ -71,8 +80,8 @@ class TaskHeader(StrictModel):
     description: str | None = None
     comments: str | None = None
     timezone: str | None = Field(default=None, description="IANA zone of the schedule.")
-    events: dict[str, list[dict[str, Any]]] | None = Field(
-        default=None, description="Event name -> list of {Action: {params}}."
+    events: dict[str, Any] | None = Field(  # each event checked by core.eventblock
+        default=None, description="Event name -> list of {Action: {params}} (or true/false)."
     )
     steps: list[Any] = Field(min_length=1, description="Each step: {Component: {params}}.")
     schedule: Annotated[
@@ -87,6 +96,19 @@ class TaskHeader(StrictModel):
     max_active_runs: int = Field(default=1, ge=1)
     overlap: Overlap = Overlap.SKIP
     max_active_steps: int = Field(default=16, ge=1)
+    masks: dict[str, Any] = Field(
+        default_factory=dict, description="Upstream masks for every step: {name: [fn, {args}]}."
+    )
+    variables: dict[str, Any] = Field(
+        default_factory=dict, description="Upstream variables every step starts with."
+    )
+    placeholders: PlaceholderMode = Field(
+        default=PlaceholderMode.STRICT,
+        description="lenient: an unknown {name} stays as written (upstream's behaviour).",
+    )
+    order: RunOrder = Field(
+        default=RunOrder.DAG, description="file: run strictly in file order, as upstream does."
+    )
 
 
 _HEADER_KEYS = frozenset(f.alias or n for n, f in TaskHeader.model_fields.items())
@@ -102,6 +124,9 @@ class TaskDefinition:
     file: str | None = None
     source: Document | None = field(default=None, compare=False, repr=False)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    continuations: tuple[NextTaskSpec, ...] = ()
+    """The ``NextTask`` steps: tasks to start when this one ends."""
+    numbering: Numbering | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -155,6 +180,23 @@ class _Problems:
         line = self.line_of(path if at is None else at)
         self.items.append(Problem(message, self.file, line, format_path(path), hint))
 
+    def forgive_on_key(self, i: int) -> None:
+        """NextTask's ``on:`` is its documented key: YAML 1.1 reading it as ``true`` is no
+        trap there (upstream's loader reads it so too, and the key is taken back)."""
+        at = f"steps[{i}].NextTask.on"
+        self.items = [p for p in self.items if not (p.path == at and "YAML 1.1" in p.message)]
+
+    def add_hint(self, message: str, path: _Path, hint: str | None) -> None:
+        self.add(message, path, hint)
+
+    def add_step(self, spec: StepSpec, key: _Path, message: str, hint: str | None) -> None:
+        where: _Path = ("steps", spec.index, spec.component, *key)
+        self.add(message, where, hint)
+
+    def pydantic_of(self, exc: Exception, prefix: _Path, data: Any, model: type[Any]) -> None:
+        assert isinstance(exc, ValidationError)
+        self.pydantic(exc, prefix, data, frozenset(model.model_fields), model)
+
     def pydantic(
         self,
         exc: ValidationError,
@@ -184,16 +226,23 @@ def validate_definition(
     except ValidationError as exc:
         found.pydantic(exc, (), data, _HEADER_KEYS, TaskHeader)
     raw_steps = data.get("steps")
-    steps, partial = _validate_steps(raw_steps, found, catalog)
-    events = _validate_events(data.get("events"), found)
+    steps, partial, nexts, numbering = _validate_steps(raw_steps, found, catalog)
+    events = validate_events(data.get("events"), found.add_hint, found.pydantic_of, closest)
+    for problem in mask_problems(data.get("masks"), ("masks",)):
+        found.add(*problem)
     if header is not None:
         _check_schedules(header, isinstance(data.get("schedule"), str), found)
+    if numbering is not None and steps:
+        order = header.order if header is not None else RunOrder.DAG
+        steps = link_steps(steps, numbering, order, partial, found.add_step)
     if found.items or header is None:
         if steps:
             found.items.extend(graph_problems(steps, found.file, found.line_of, partial))
         found.items.sort(key=_file_order)  # stable: the same place keeps its order
         raise TaskParseError(found.items, found.file)
-    return TaskDefinition(header, tuple(steps), events, found.file, doc, data)
+    return TaskDefinition(
+        header, tuple(steps), events, found.file, doc, data, tuple(nexts), numbering
+    )
 
 
 _STEP_INDEX = re.compile(r"^steps\[(\d+)\]")
@@ -207,23 +256,43 @@ def _file_order(problem: Problem) -> tuple[int, int]:
 
 def _validate_steps(
     raw: Any, found: _Problems, components: Catalog
-) -> tuple[list[StepSpec], frozenset[int]]:
+) -> tuple[list[StepSpec], frozenset[int], list[NextTaskSpec], Numbering | None]:
     """Every step that validates, plus stand-ins (in ``partial``) for those that do not,
-    so the graph can still be checked around them."""
+    so the graph can still be checked around them; the ``NextTask`` continuations; and
+    upstream's numbering of the list (the default step ids)."""
     if not isinstance(raw, list):
-        return [], frozenset()
+        return [], frozenset(), [], None
+
+    def name_is_id(component: str) -> bool:
+        comp = components.get(component)
+        return comp is None or "name" not in comp.Params.model_fields
+
+    numbering = number_steps(raw, name_is_id)
     steps: list[StepSpec] = []
+    nexts: list[NextTaskSpec] = []
     partial: set[int] = set()
     for i, item in enumerate(raw):
-        spec = _validate_step(i, item, components, found)
+        auto = numbering.ids[i]
+        if isinstance(item, dict) and len(item) == 1 and NEXT_TASK in item:
+            found.forgive_on_key(i)
+            nt = validate_next_task(i, item[NEXT_TASK], auto or f"{NEXT_TASK}_{i + 1}", found.add)
+            nexts.extend([nt] if nt is not None else [])
+            continue
+        spec = _validate_step(i, item, components, found, auto)
         if spec is None:
-            spec = _stand_in(i, item)
+            spec = _stand_in(i, item, auto)
             partial.add(i)
         steps.append(spec)
-    return steps, frozenset(partial)
+    return steps, frozenset(partial), nexts, numbering
 
 
-def _validate_step(i: int, item: Any, components: Catalog, found: _Problems) -> StepSpec | None:
+def _validate_step(
+    i: int,
+    item: Any,
+    components: Catalog,
+    found: _Problems,
+    auto: str | None = None,
+) -> StepSpec | None:
     where: _Path = ("steps", i)
     if not isinstance(item, dict) or len(item) != 1:
         found.add(
@@ -247,21 +316,25 @@ def _validate_step(i: int, item: Any, components: Catalog, found: _Problems) -> 
             _STEP_EXAMPLE,
         )
         return None
-    own = {k: v for k, v in params.items() if k not in STEP_OPTION_KEYS}
-    opts = {k: v for k, v in params.items() if k in STEP_OPTION_KEYS}
+    own, opts = split_step_keys(comp.Params, params)
     options = own_params = None
     try:
         options = StepOptions.model_validate(opts)
     except ValidationError as exc:
         found.pydantic(exc, where, params, _known(comp), StepOptions)
+    if options is not None and options.attributes:
+        own = apply_attributes(own, options.attributes, comp.Params)
     try:
         own_params = comp.Params.model_validate(own)
     except ValidationError as exc:
         found.pydantic(exc, where, params, _known(comp), comp.Params)
+    for problem in mask_problems(params.get("masks"), (*where, "masks")):
+        found.add(*problem)
     if options is None or own_params is None:
         return None
     line = found.line_of(where)  # the component key's line
-    step_id = options.name or f"{comp_name}_{i + 1}"
+    named = options.name if "name" not in comp.Params.model_fields else None
+    step_id = named or auto or f"{comp_name}_{i + 1}"
     return StepSpec(i, step_id, comp.name, own_params, options, line, params, comp.iterator)
 
 
@@ -269,21 +342,22 @@ def _known(comp: ComponentInfo) -> frozenset[str]:
     return frozenset(comp.Params.model_fields) | STEP_OPTION_KEYS
 
 
-def _stand_in(i: int, item: Any) -> StepSpec:
+def _stand_in(i: int, item: Any, numbered: str | None = None) -> StepSpec:
     """What can be read of an invalid step's id, ``depends`` and groups."""
     comp, params, auto = "", {}, f"step_{i + 1}"  # comp "": no key path below steps[i]
     if isinstance(item, dict) and len(item) == 1:
         ((key, value),) = item.items()
         comp, params = str(key), value if isinstance(value, dict) else {}
-        auto = f"{comp}_{i + 1}"
+        auto = numbered or f"{comp}_{i + 1}"
     elif isinstance(item, str):  # `- Dummy`: probably meant as a component
         auto = f"{item}_{i + 1}"
     name = params.get("name")
     depends = params.get("depends")
-    if isinstance(depends, str):
+    if isinstance(depends, str | int) and not isinstance(depends, bool):
         depends = [depends]
     elif depends is not None and not (
-        isinstance(depends, list) and all(isinstance(d, str) for d in depends)
+        isinstance(depends, list)
+        and all(isinstance(d, str | int) and not isinstance(d, bool) for d in depends)
     ):
         depends = []  # unreadable: no edges, so nothing false is said about it
     group, feeds = (
@@ -296,51 +370,6 @@ def _stand_in(i: int, item: Any) -> StepSpec:
 
 def _get(params: Mapping[str, Any], *keys: str) -> list[Any]:
     return [params.get(k) for k in keys]
-
-
-def _validate_events(raw: Any, found: _Problems) -> dict[str, tuple[EventAction, ...]]:
-    if not isinstance(raw, dict):
-        return {}  # the header reports a wrong type
-    out: dict[str, tuple[EventAction, ...]] = {}
-    for event, actions in raw.items():
-        where: _Path = ("events", event)
-        if event not in FILE_EVENTS:
-            near = closest(str(event), set(FILE_EVENTS))
-            found.add(
-                f"unknown event `{event}`",
-                where,
-                f"did you mean `{near}`?" if near else f"known: {', '.join(FILE_EVENTS)}",
-            )
-            continue
-        if not isinstance(actions, list):
-            continue  # the header reports the type
-        parsed = []
-        for j, action in enumerate(actions):
-            at = (*where, j)
-            if not isinstance(action, dict) or len(action) != 1:
-                found.add(
-                    "an event action is a mapping with one key, the action name",
-                    at,
-                    "e.g. `- Log: {message: done}`",
-                )
-                continue
-            ((name, params),) = action.items()
-            model = EVENT_ACTION_MODELS.get(str(name))
-            if model is None:
-                near = closest(str(name), set(EVENT_ACTION_MODELS))
-                hint = (
-                    f"did you mean `{near}`?"
-                    if near
-                    else f"known: {', '.join(EVENT_ACTION_MODELS)}"
-                )
-                found.add(f"unknown action `{name}`", at, hint)
-                continue
-            try:
-                parsed.append(EventAction(str(name), model.model_validate(params or {})))
-            except ValidationError as exc:
-                found.pydantic(exc, (*at, name), params, frozenset(model.model_fields), model)
-        out[str(event)] = tuple(parsed)
-    return out
 
 
 def _check_schedules(header: TaskHeader, single: bool, found: _Problems) -> None:

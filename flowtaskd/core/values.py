@@ -57,7 +57,7 @@ def _render(value: Any, spec: str | None) -> str:
     return str(value)
 
 
-def _resolve_str(text: str, values: Mapping[str, Any], where: str) -> str:
+def _resolve_str(text: str, values: Mapping[str, Any], where: str, lenient: bool = False) -> str:
     if "{" not in text and "}" not in text:
         return text
 
@@ -69,6 +69,8 @@ def _resolve_str(text: str, values: Mapping[str, Any], where: str) -> str:
             return "}"
         name, spec = m.group(1), m.group(2)
         if name not in values:
+            if lenient:  # `placeholders: lenient`: upstream leaves it as written
+                return tok
             near = difflib.get_close_matches(name, list(values), n=1)
             hint = f" (did you mean {{{near[0]}}}?)" if near else ""
             raise PlaceholderError(f"{where}: unknown placeholder {{{name}}}{hint}")
@@ -80,12 +82,16 @@ def _resolve_str(text: str, values: Mapping[str, Any], where: str) -> str:
     return _TOKEN.sub(sub, text)
 
 
-def resolve(obj: Any, values: Mapping[str, Any], where: str = "params") -> Any:
-    """Return ``obj`` with placeholders in every string replaced (new containers)."""
+def resolve(
+    obj: Any, values: Mapping[str, Any], where: str = "params", lenient: bool = False
+) -> Any:
+    """Return ``obj`` with placeholders in every string replaced (new containers).
+
+    ``lenient``: an unknown placeholder is left as written instead of an error."""
     if isinstance(obj, str):
-        return _resolve_str(obj, values, where)
+        return _resolve_str(obj, values, where, lenient)
     if isinstance(obj, Mapping):
-        return {k: resolve(v, values, f"{where}.{k}") for k, v in obj.items()}
+        return {k: resolve(v, values, f"{where}.{k}", lenient) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [resolve(v, values, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return [resolve(v, values, f"{where}[{i}]", lenient) for i, v in enumerate(obj)]
     return obj

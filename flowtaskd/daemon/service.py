@@ -14,6 +14,7 @@ import contextlib
 import gc
 import logging
 import os
+import resource
 import signal
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from flowtaskd.clock import Clock, SystemClock
 from flowtaskd.components.context import Executor
 from flowtaskd.daemon.config.load import DaemonConfig, load_config
 from flowtaskd.daemon.control.server import ControlServer
+from flowtaskd.daemon.faults import Faults, supervise
 from flowtaskd.daemon.intake.dispatch import Intake
 from flowtaskd.daemon.intake.library import Library, LibraryChange
 from flowtaskd.daemon.ops.backfill import Backfills
@@ -58,6 +60,7 @@ class Daemon:
         self.config_path = config_path
         self.clock: Clock = clock or SystemClock()
         self.bus = EventBus(clock=self.clock.time)
+        self.faults = Faults(self.bus.emit)
         state = config.state_dir
         self.store: RunStore = HistoryStore(config.history.path or state / "history.db")
         self.executor: Executor = _executor(config)
@@ -138,6 +141,7 @@ class Daemon:
         # httpx logs every request with its full URL (tokens included); distributed is chatty
         for name in ("apscheduler", "httpx", "httpcore", "distributed"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        raise_fd_limit()
         self._state_lock.acquire()
         try:
             await self._run()
@@ -190,11 +194,29 @@ class Daemon:
                 self.intake.task_group = tg
                 tg.create_task(self.runs.run(runs_stop), name="runs")
                 await self.intake.recover()
+                stop = self._intake_stop
                 tg.create_task(
-                    self.library.watch(self._intake_stop, self._apply_library), name="library"
+                    supervise(
+                        "library_watch",
+                        lambda: self.library.watch(stop, self._apply_library),
+                        stop,
+                        self.faults,
+                    ),
+                    name="library",
                 )
-                tg.create_task(self.intake.watch(self._intake_stop, inboxes_ready), name="inboxes")
-                tg.create_task(self._housekeeping(self._intake_stop), name="housekeeping")
+                tg.create_task(
+                    supervise(
+                        "inbox_watch",
+                        lambda: self.intake.watch(stop, inboxes_ready),
+                        stop,
+                        self.faults,
+                    ),
+                    name="inboxes",
+                )
+                tg.create_task(
+                    supervise("housekeeping", lambda: self._housekeeping(stop), stop, self.faults),
+                    name="housekeeping",
+                )
                 if self.notifier.watchdog_interval:
                     tg.create_task(
                         supervise_watchdog(self.notifier, self._intake_stop), name="watchdog"
@@ -407,6 +429,19 @@ class Daemon:
     def trigger(self, name: str, params: Mapping[str, Any]) -> str | None:
         """Start a run of a loaded task now (the control socket's ``trigger``)."""
         return self.intake.trigger(name, params)
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft limit on open descriptors to the hard one: every control connection,
+    step pipe and watched folder holds one, and running out must be rare."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20) if soft != resource.RLIM_INFINITY else soft
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            _log.warning("fd_limit_unchanged", soft=soft, hard=hard, error=str(exc))
 
 
 def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:

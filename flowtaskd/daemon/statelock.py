@@ -24,7 +24,9 @@ class StateLock:
         """Take the lock or raise :class:`DaemonError` naming the daemon that holds it."""
         state = self.state_dir
         try:
-            state.mkdir(parents=True, exist_ok=True)
+            state.mkdir(mode=0o750, parents=True, exist_ok=True)
+            if state.stat().st_uid == os.geteuid():  # run data is not for every user
+                os.chmod(state, state.stat().st_mode & 0o750)
             fd = os.open(state / "flowtaskd.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise DaemonError(f"cannot use state dir {state}: {exc.strerror}") from None

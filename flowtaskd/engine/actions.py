@@ -1,11 +1,14 @@
 """The task file's ``events:`` block: actions run when the task's own events fire.
 
 Upstream format: ``events: {on_error: [{Log: {message: ...}}], completed: [...]}``.
-Actions: ``Log``, ``Command`` (argv, no shell), ``RunTask`` (a sub-run) and ``WebHook``
-(a signed JSON POST through the daemon's webhook dispatcher: the same body, headers,
-signing and retries as a ``webhooks:`` entry, :mod:`flowtaskd.engine.hookpost`). They run
-in tasks the Task owns and awaits at ``close()``, so they never slow the run; a failing
-action is logged, never fatal.
+Actions: ``Log``, ``Command`` (argv, no shell), ``RunTask`` / ``SubTask`` (a sub-run, by
+path, name or ``program`` + ``task``), ``WebHook`` (a signed JSON POST through the daemon's
+webhook dispatcher: the same body, headers, signing and retries as a ``webhooks:`` entry,
+:mod:`flowtaskd.engine.hookpost`; upstream's ``auth_type`` + ``auth_value`` become an
+``Authorization`` header and its ``message`` a payload field; that form is posted
+unwrapped, as with ``signing: github``), and upstream's other actions
+(:mod:`flowtaskd.engine.upstream_actions`). They run in tasks the Task owns and awaits at
+``close()``, so they never slow the run; a failing action is logged, never fatal.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from flowtaskd.engine.hookpost import (
     deliver_inline,
     github_signature,
 )
+from flowtaskd.engine.upstream_actions import UPSTREAM_ACTIONS, perform_upstream
 from flowtaskd.errors import FlowtaskError
 from flowtaskd.logs import GLOBAL_MASKER
 from flowtaskd.process.spawn import ProcessSpec, run_process
@@ -105,6 +109,7 @@ async def _perform(
     action: EventAction, event: str, payload: dict[str, Any], runner: ActionRunner
 ) -> None:
     p = action.params.model_dump()
+    payload = {"event": event, **payload}  # `{event}` in a message, `on` in a log line
     values = _values(payload)
     if action.action == "Log":
         text = str(p["message"])
@@ -132,12 +137,18 @@ async def _perform(
                 task=payload.get("task"),
                 run_id=payload.get("run_id"),
             )
-    elif action.action == "RunTask":
-        outcome = await runner.subrun(str(p["task"]), dict(p.get("params") or {}))
+    elif action.action in ("RunTask", "SubTask"):
+        params = dict(p.get("params") or {})
+        outcome = await runner.subrun(str(p["task"]), params, p.get("program"))
         if not outcome.ok:
-            _log.warning("action_failed", action="RunTask", error=outcome.error)
+            _log.warning("action_failed", action=action.action, error=outcome.error)
+    elif action.action in UPSTREAM_ACTIONS:
+        await perform_upstream(action.action, p, payload, values)
     elif action.action == "WebHook":
-        await _webhook(p, {"event": event, **payload}, runner)
+        upstream_form = bool(p.get("auth_type") or p.get("message"))
+        if upstream_form and "signing" not in action.params.model_fields_set:
+            p["signing"] = "github"  # upstream's receivers read the payload itself, unwrapped
+        await _webhook(p, payload, runner)
 
 
 async def _webhook(p: dict[str, Any], payload: dict[str, Any], runner: ActionRunner) -> None:
@@ -146,13 +157,23 @@ async def _webhook(p: dict[str, Any], payload: dict[str, Any], runner: ActionRun
     secrets = tuple(secret if isinstance(secret, list) else [secret] if secret else [])
     GLOBAL_MASKER.update(secrets)
     schedule = p.get("retry_schedule")
+    headers = dict(p.get("headers") or {})
+    if p.get("auth_type") and p.get("auth_value"):  # upstream's: Basic or Bearer <value>
+        GLOBAL_MASKER.update([str(p["auth_value"])])
+        headers["Authorization"] = f"{p['auth_type'].capitalize()} {p['auth_value']}"
+    if p.get("auth_type") or p.get("message"):  # upstream's fields too
+        payload = {
+            **payload,
+            "id": payload.get("run_id"),
+            "message": p.get("message") or "Task Completed.",
+        }
     target = Target(
         url=p["url"],
         secrets=secrets,
         signing=p.get("signing", "standard"),
         timeout=p["timeout"],
         schedule=tuple(schedule) if schedule is not None else DEFAULT_SCHEDULE,
-        headers=dict(p.get("headers") or {}),
+        headers=headers,
     )
     if runner.webhooks is not None:
         if not runner.webhooks.submit(target, payload):

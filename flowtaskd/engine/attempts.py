@@ -21,8 +21,10 @@ from flowtaskd.clock import Clock, SystemClock
 from flowtaskd.components.context import Executor, StepContext, StepOutcome, SubRun
 from flowtaskd.components.registry import get_component
 from flowtaskd.components.runtime import mask_outcome
-from flowtaskd.core.options import RetryPolicy, StepOptions
+from flowtaskd.core.masks import MaskError, zoned_now
+from flowtaskd.core.options import PlaceholderMode, RetryPolicy, StepOptions
 from flowtaskd.core.rules import StepStatus
+from flowtaskd.core.stepvalues import StepValues
 from flowtaskd.core.values import has_braces, mask_values, resolve
 from flowtaskd.engine.stats import AttemptStats
 from flowtaskd.errors import PlaceholderError
@@ -76,10 +78,18 @@ class Attempts:
         self.default_retry = d.header.retry or _NO_RETRY
         self.max_active = asyncio.Semaphore(d.header.max_active_steps)
         self._task_env_braces = has_braces(self.task_env)
+        self.upstream = StepValues(pile)
+        self.lenient = d.header.placeholders is PlaceholderMode.LENIENT
+        self.zone = d.header.timezone
 
     def _templated(self, sid: str) -> bool:
         """Whether a step's parameters use placeholders (most don't: skip the work)."""
-        return self._task_env_braces or self.pile[sid].templated
+        return (
+            self._task_env_braces
+            or self.pile[sid].templated
+            or (self.upstream.used and self.upstream.involved(sid, self.pile[sid].params))
+            or isinstance(self.pile[sid].params.get("file"), dict)
+        )
 
     def _executor_for(self, component: str, choice: str | None) -> Executor:
         """Remote-capable steps go to the configured executor unless they ask for ``local``."""
@@ -117,6 +127,14 @@ class Attempts:
             v["item"] = item.get("item", item.get("file", item.get("index")))
         return _Values(v, outputs)
 
+    @staticmethod
+    def _with(
+        values: Mapping[str, Any], extra: Mapping[str, Any], outputs: Mapping[str, str | None]
+    ) -> Mapping[str, Any]:
+        base = dict(values.base) if isinstance(values, _Values) else dict(values)
+        base.update(extra)
+        return _Values(base, outputs)
+
     def _prepare(
         self, sid: str, outputs: Mapping[str, str | None], item: Mapping[str, Any] | None
     ) -> _Prepared:
@@ -126,16 +144,28 @@ class Attempts:
         opts = step.spec.options
         env: dict[str, str] | None
         if self._templated(sid):
-            values = self.values(outputs, item)
-            params = resolve(step.params, values, sid)
+            values: Mapping[str, Any] = self.values(outputs, item)
+            params: Any = step.params
+            lenient = self.lenient
+            if self.upstream.involved(sid, params):
+                now = zoned_now(s.logical_time or s.clock.time(), self.zone)
+                try:
+                    extra, masks = self.upstream.values(sid, {**s.params, **(item or {})}, now)
+                except MaskError as exc:
+                    raise PlaceholderError(f"{sid}: {exc}") from None
+                # built-ins < masks, variables, conditions < run params and group items
+                mine = {k: v for k, v in values.items() if k in s.params or (item and k in item)}
+                values = self._with(values, {**extra, **mine}, outputs)
+                params = StepValues.whole(StepValues.file_pattern(params, values, now), masks)
+            params = resolve(params, values, sid, lenient)
             env = None
             if not self._inherits_env(step.component, opts):
                 env = dict(s.base_env)
-                env.update(resolve(self.task_env, values, "env"))
-                env.update(resolve(opts.env or {}, values, f"{sid}.env"))
-            cwd = resolve(opts.cwd, values, f"{sid}.cwd") if opts.cwd else None
+                env.update(resolve(self.task_env, values, "env", lenient))
+                env.update(resolve(opts.env or {}, values, f"{sid}.env", lenient))
+            cwd = resolve(opts.cwd, values, f"{sid}.cwd", lenient) if opts.cwd else None
             pre = opts.precondition
-            precondition = resolve(pre, values, f"{sid}.precondition") if pre else None
+            precondition = resolve(pre, values, f"{sid}.precondition", lenient) if pre else None
         else:
             params, cwd, precondition = step.params, opts.cwd, opts.precondition
             env = {}
@@ -260,7 +290,7 @@ class Attempts:
     def _input_of(self, sid: str, outputs: Mapping[str, str | None]) -> str | None:
         """What a ``wants_input`` step reads: its upstream step's output (several: a JSON
         object of them by step id)."""
-        ups = list(self.pile.graph.predecessors(sid))
+        ups = self.pile.predecessors(sid)
         if len(ups) == 1:
             return outputs.get(ups[0])
         if not ups:
@@ -288,6 +318,8 @@ class Attempts:
         else:
             payload["error"] = outcome.error
             s.emit("step_error", payload)
+        if outcome.event:  # upstream's event for what happened (file_not_found, ...)
+            s.emit(outcome.event, {**payload, "status": outcome.event})
         return outcome
 
 

@@ -50,6 +50,7 @@ from flowtaskd.core.events import (
     DAEMON_EVENTS,
     STEP_EVENTS,
     TASK_EVENTS,
+    UPSTREAM_EVENTS,
     Payload,
     Receiver,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "DAEMON_EVENTS",
     "STEP_EVENTS",
     "TASK_EVENTS",
+    "UPSTREAM_EVENTS",
     "EventBus",
     "Payload",
     "Receiver",

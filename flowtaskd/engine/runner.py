@@ -23,6 +23,7 @@ from flowtaskd.core.rules import (
     decide,
 )
 from flowtaskd.engine.attempts import Attempts, RunSettings
+from flowtaskd.engine.jumps import Jumps
 from flowtaskd.engine.stats import StepMonitor, TaskMonitor
 
 __all__ = ["DagRun", "Kept"]
@@ -86,6 +87,7 @@ class DagRun:
         self._cancel_requested = False
         self._main: asyncio.Task[Any] | None = None
         self.attempts = Attempts(self.pile, self.monitor, settings)
+        self.jumps = Jumps(pile)
 
     # -- public -----------------------------------------------------------------------
     def cancel(self) -> None:
@@ -129,6 +131,7 @@ class DagRun:
             if st in _FAILURES
             and self.pile[sid].spec is not None
             and self.pile[sid].spec.options.skipError is SkipError.ENFORCE  # type: ignore[union-attr]
+            and sid not in self.jumps.handled
         ]
         if failed:
             return self._finish(TaskStatus.FAILED, f"steps failed: {', '.join(failed)}")
@@ -136,14 +139,13 @@ class DagRun:
 
     # -- scheduling -------------------------------------------------------------------
     async def _schedule_all(self) -> None:
-        graph = self.pile.graph
         preds: dict[str, set[str]] = {}
         succs: dict[str, set[str]] = {}
-        for sid in graph.nodes:
+        for sid in (step.id for step in self.pile):
             unit = self._unit_of.get(sid, sid)
             preds.setdefault(unit, set())
             succs.setdefault(unit, set())
-        for u, v in graph.edges:
+        for u, v in self.pile.edges():
             uu, vu = self._unit_of.get(u, u), self._unit_of.get(v, v)
             if uu != vu:
                 preds[vu].add(uu)
@@ -164,7 +166,7 @@ class DagRun:
 
             def prepare(unit: str) -> list[_Work]:
                 """The work to start ``unit``, or (if it does not run) what it unblocks."""
-                if self._keep(unit):
+                if self._keep(unit) or (self.jumps.active and self._jumped(unit)):
                     return finished(unit)
                 if unit in self._members:
                     return [(unit, self._run_group(self._members[unit]))]
@@ -173,7 +175,7 @@ class DagRun:
                     self._settle(unit, StepStatus.SKIPPED, why)
                     return finished(unit)
                 decision = decide(self._rule(unit), self._upstream(unit))
-                if decision.run:
+                if decision.run or unit in self.jumps.forced:
                     return [(unit, self._run_single(unit))]
                 self._settle(unit, decision.status or StepStatus.SKIPPED, decision.reason)
                 return finished(unit)
@@ -242,7 +244,7 @@ class DagRun:
         self, sid: str, local: Mapping[str, StepStatus] | None = None
     ) -> list[tuple[str, StepStatus]]:
         out = []
-        for u in self.pile.graph.predecessors(sid):
+        for u in self.pile.predecessors(sid):
             if local is not None and u in local:
                 out.append((u, local[u]))
             else:
@@ -262,7 +264,19 @@ class DagRun:
         outcome = await self.attempts.run(sid, self.outputs)
         self.outputs[sid] = outcome.output
         self.status[sid] = self.monitor.steps[sid].status
+        if self.jumps.active:
+            self.jumps.after(sid, self.status[sid])
         self._took(sid, outcome)
+
+    def _jumped(self, unit: str) -> bool:
+        """Settle a unit a ``Goto`` / ``OnError`` jumped over (a group: all its members)."""
+        group = self._members.get(unit)
+        ids = list(group.members) if group is not None else [unit]
+        if not all(i in self.jumps.jumped for i in ids):
+            return False
+        for i in ids:
+            self._settle(i, StepStatus.SKIPPED, self.jumps.jumped[i])
+        return True
 
     def _took(self, sid: str, outcome: StepOutcome) -> None:
         """What a finished step says about later ones: variables, branches not taken."""
@@ -308,7 +322,7 @@ class DagRun:
         done = {m: asyncio.Event() for m in group.members}
 
         async def one(m: str) -> None:
-            for u in self.pile.graph.predecessors(m):
+            for u in self.pile.predecessors(m):
                 if u in members:
                     await done[u].wait()
             d = decide(self._rule(m), self._upstream(m, local))

@@ -144,8 +144,8 @@ class OutputRelay:
             return
         try:
             if self._file is None:
-                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-                self._file = os.open(self.path, _FILE_FLAGS, 0o666)
+                os.makedirs(os.path.dirname(self.path) or ".", mode=0o750, exist_ok=True)
+                self._file = os.open(self.path, _FILE_FLAGS, 0o640)  # raw output: not for all
             _write_all(self._file, data)
             self.size += len(data)
         except OSError as exc:
@@ -187,8 +187,8 @@ def _follow(pipe: int, file_fd: int | None, path: str) -> None:
                 return
             if file_fd is None:
                 with contextlib.suppress(OSError):
-                    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                    file_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+                    os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
+                    file_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             if file_fd is not None:
                 with contextlib.suppress(OSError):
                     _write_all(file_fd, data)

@@ -48,6 +48,9 @@ class TaskOptions(TypedDict, total=False):
     """An aware time the masks evaluate at (a schedule's fire time, a backfill's date)."""
     kept: Mapping[str, Kept] | None
     """Step id -> how it ended in the run retried: the steps a retry does not run again."""
+    caller_file: str | None
+    """The file of the task that started this sub-run (upstream's program tree is read
+    from its place)."""
     webhooks: WebhookSink | None
     """Where ``WebHook`` actions go (the daemon's dispatcher); None: posted in place."""
 

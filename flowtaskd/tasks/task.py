@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets as _secrets
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from flowtaskd.core.rules import StepStatus, TaskStatus
 from flowtaskd.core.schema import TaskDefinition, validate_definition
 from flowtaskd.engine.actions import ActionRunner
 from flowtaskd.engine.attempts import RunSettings
+from flowtaskd.engine.chain import fire_continuations
 from flowtaskd.engine.runner import DagRun
 from flowtaskd.engine.stats import TaskMonitor
 from flowtaskd.errors import TaskNotFound
@@ -36,16 +38,39 @@ _DAEMON_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FD
 _log = structlog.get_logger("flowtaskd.task")
 
 
+class _IdClock:
+    lock = threading.Lock()
+    last_ms = 0
+    seq = 0
+
+
+_PROCESS_TAG = _secrets.token_hex(2)  # tells apart ids made by two processes in one ms
+
+
 def new_run_id() -> str:
-    """Sortable and unique: milliseconds since the epoch, then 6 random hex digits."""
-    return f"{int(time.time() * 1000):012x}{_secrets.token_hex(3)}"
+    """Unique by construction and sortable by creation: 12 hex digits of milliseconds since
+    the epoch (never going back, even when the clock does), 6 of a sequence within that
+    millisecond, and 4 that tag this process. Within a process no two ids are equal; two
+    processes collide only if they share the millisecond, the sequence and the 16-bit tag.
+    """
+    c = _IdClock
+    with c.lock:
+        now = int(time.time() * 1000)
+        if now > c.last_ms:
+            c.last_ms, c.seq = now, 0
+        else:  # the same millisecond, or the clock stepped back: count on from the last
+            c.seq += 1
+            if c.seq > 0xFFFFFF:
+                c.last_ms, c.seq = c.last_ms + 1, 0
+        return f"{c.last_ms:012x}{c.seq:06x}{_PROCESS_TAG}"
 
 
 class Task(AbstractTask):
     """Runs a task definition as a DAG.
 
     The positional arguments are flowtask's; the keyword options beyond them are a
-    :class:`~flowtaskd.tasks.options.TaskOptions` (typed: mypy checks every caller).
+    :class:`~flowtaskd.tasks.options.TaskOptions` (typed: mypy checks every caller); with
+    ``program``, ``tasks_dir`` is the root of upstream's ``<program>/tasks/<task>`` tree.
     """
 
     def __init__(
@@ -91,6 +116,11 @@ class Task(AbstractTask):
         raise TaskNotFound(f"cannot run {task!r}: give a task file, a library name or a dict")
 
     def _find(self, ref: str) -> Path:
+        if self.program:
+            caller = self.options.get("caller_file")
+            found = self._in_program(ref, self.program, Path(caller) if caller else None)
+            if found is not None:
+                return found
         path = Path(ref)
         if path.suffix in TASK_SUFFIXES or os.sep in ref:
             if not path.exists():
@@ -102,11 +132,35 @@ class Task(AbstractTask):
             if found is not None:
                 return Path(found)
         folder = Path(self.options.get("tasks_dir") or self.program or "config/tasks")
+        if self.program:
+            root = Path(self.options.get("tasks_dir") or "config/tasks")
+            raise TaskNotFound(
+                f"no task {ref!r} in program {self.program!r} (looked in "
+                f"{root / self.program / 'tasks'} for {ref}.json, .yaml, .toml)"
+            )
         for suffix in sorted(TASK_SUFFIXES):
             candidate = folder / f"{ref}{suffix}"
             if candidate.exists():
                 return candidate
         raise TaskNotFound(f"no task named {ref!r} (looked in {folder})")
+
+    def _in_program(self, ref: str, program: str, near: Path | None) -> Path | None:
+        """Upstream's layout: ``<tasks root>/<program>/tasks/<task>.(json|yaml|toml)``; the
+        root is ``tasks_dir``, else the root of the calling task's own file, if it lies in
+        such a tree, else ``config/tasks``. The first suffix that exists wins (upstream's
+        order: json, yaml, toml; then yml)."""
+        if Path(ref).suffix in TASK_SUFFIXES or os.sep in ref:
+            return None
+        roots = [Path(r) for r in (self.options.get("tasks_dir"),) if r]
+        if near is not None and near.parent.name == "tasks":
+            roots.append(near.parent.parent.parent)
+        roots.append(Path("config/tasks"))
+        for root in roots:
+            for suffix in (".json", ".yaml", ".toml", ".yml"):
+                candidate = root / program / "tasks" / f"{ref}{suffix}"
+                if candidate.is_file():
+                    return candidate
+        return None
 
     # -- life -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -209,7 +263,10 @@ class Task(AbstractTask):
         if self._cancel_requested:
             self._run.cancel()
         self._stats = self._run.monitor
-        return await self._run.run()
+        stats = await self._run.run()
+        if d.continuations and self._depth == 0:  # upstream ignores NextTask in a sub-task
+            await fire_continuations(d.continuations, stats, self._subrun, log)
+        return stats
 
     def cancel(self) -> None:
         """Cancel the run (its steps' process groups are stopped); before it starts, it
@@ -218,8 +275,14 @@ class Task(AbstractTask):
         if self._run is not None:
             self._run.cancel()
 
-    async def _subrun(self, ref: str, params: Mapping[str, Any]) -> StepOutcome:
+    async def _subrun(
+        self, ref: str, params: Mapping[str, Any], program: str | None = None
+    ) -> StepOutcome:
         target: Any = ref
+        if program is None and self.file is not None and self.file.parent.name == "tasks":
+            program = self.file.parent.parent.name if self.program is None else self.program
+            if self._in_program(ref, program, self.file) is None:
+                program = None  # not in the caller's program: a path or a library name
         if (
             self.file is not None
             and not Path(ref).is_absolute()
@@ -233,7 +296,8 @@ class Task(AbstractTask):
         options["clock"] = self.clock
         options["trigger"] = "subrun"
         options["depth"] = self._depth + 1
-        child = Task(task=target, **options)
+        options["caller_file"] = str(self.file) if self.file else None
+        child = Task(task=target, program=program, **options)
         try:
             async with child:
                 stats = await child.run()

@@ -323,6 +323,12 @@ def _octal(value: Any) -> Any:
 class ControlConfig(StrictModel):
     socket: AbsPath = Path()  # always filled by _defaults
     mode: Annotated[int, BeforeValidator(_octal)] = 0o660
+    max_connections: int = Field(
+        default=256, ge=1, description="Connections at once; more are refused with an error."
+    )
+    idle_timeout: Duration = Field(
+        default=60.0, gt=0, description="An idle connection (not subscribed) is closed after it."
+    )
 
     @model_validator(mode="before")
     @classmethod

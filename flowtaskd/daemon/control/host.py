@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from flowtaskd.clock import Clock
     from flowtaskd.daemon.config.load import DaemonConfig
+    from flowtaskd.daemon.faults import Faults
     from flowtaskd.daemon.intake.library import Library
     from flowtaskd.daemon.ops.backfill import Backfills
     from flowtaskd.daemon.runs.manager import RunManager
@@ -80,6 +81,9 @@ class ControlHost(Protocol):
 
     @property
     def web(self) -> WebView | None: ...
+
+    @property
+    def faults(self) -> Faults: ...
 
     def trigger(self, name: str, params: Mapping[str, Any]) -> str | None:
         """Start a run of a loaded task now; its run id, or None when it was skipped."""

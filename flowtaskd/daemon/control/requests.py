@@ -48,6 +48,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "cancel": ("run_id",),
     "history": ("task", "n"),
     "reload": (),
+    "runs": ("offset", "limit"),
     "subscribe": ("events", "task"),
     **ONCALL_FIELDS,
 }
@@ -190,6 +191,7 @@ class Requests:
             "trigger": self._trigger,
             "cancel": self._cancel,
             "history": self._history,
+            "runs": self._runs,
             "reload": self._reload,
             **oncall_handlers(self),
         }
@@ -219,6 +221,7 @@ class Requests:
             "paused": sorted(d.scheduler.paused),
             "control": self.server.summary(),
             "web": d.web.summary() if d.web is not None else {"enabled": False},
+            "faults": d.faults.summary(),
         }
 
     async def _tasks(self, session: Session, req: dict[str, Any]) -> Payload:
@@ -322,6 +325,26 @@ class Requests:
         except FlowtaskError as exc:
             return error_reply(str(exc))
         return {"ok": True, "run_id": run_id, "was": was}
+
+    async def _runs(self, session: Session, req: dict[str, Any]) -> Payload:
+        """The queue, one page at a time (``status`` shows only its head)."""
+        numbers = {}
+        for key, default, least, most in (("offset", 0, 0, 10**9), ("limit", 100, 1, 1000)):
+            value = req.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+                raise BadRequest(
+                    f"runs: {key!r} must be a whole number from {least} to {most}; got {value!r}"
+                )
+            numbers[key] = value
+        runs = self.d.runs
+        offset, limit = numbers["offset"], numbers["limit"]
+        return {
+            "ok": True,
+            "queued": runs.queued_page(offset, limit),
+            "queued_count": len(runs.queue),
+            "offset": offset,
+            "next_offset": offset + limit if offset + limit < len(runs.queue) else None,
+        }
 
     async def _history(self, session: Session, req: dict[str, Any]) -> Payload:
         task = _text(req, "task")

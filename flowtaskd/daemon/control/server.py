@@ -19,6 +19,14 @@ waiting. A subscriber that falls too far behind (``queue_size`` events or ``buff
 bytes held, or held for ``write_timeout``) is dropped: its connection is closed and
 ``subscriber_dropped`` logged.
 
+No client can starve the others or the daemon. At most ``control.max_connections``
+connections are open at once: one more gets a one-line error and is closed at once (no
+descriptor is held for it), and ``control_connection_refused`` is logged once per spell.
+A connection that is not subscribed and sends no request for ``control.idle_timeout``
+seconds is closed. The listen backlog is ``SOMAXCONN``, so a burst of connects waits in the
+kernel instead of being refused; when descriptors run out, accepting pauses with backoff
+(:mod:`flowtaskd.daemon.control.listener`) instead of spinning.
+
 No request can crash the daemon. A malformed request gets an error reply and the connection
 stays usable; an unexpected failure is logged with its traceback and answered with a
 one-line error. A request line over :data:`MAX_LINE` bytes gets an error, then the
@@ -33,12 +41,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from flowtaskd.daemon.control.listener import Listener, open_streams
 from flowtaskd.daemon.control.requests import (
     BadRequest,
     ControlHost,
@@ -48,7 +58,13 @@ from flowtaskd.daemon.control.requests import (
     subscribe_filters,
 )
 from flowtaskd.daemon.control.sockfile import bind_socket, unlink_socket
-from flowtaskd.daemon.control.streams import Stream, StreamHub, encode_line
+from flowtaskd.daemon.control.streams import (
+    Stream,
+    StreamHub,
+    encode_line,
+    encode_lines,
+    payload_keys,
+)
 from flowtaskd.engine.events import CATCH_ALL, Payload
 from flowtaskd.errors import FlowtaskError
 
@@ -137,9 +153,17 @@ class ControlServer:
             flush_delay=flush_delay,
             write_timeout=write_timeout,
             on_drop=self._dropped_stream,
+            encode=encode_lines,
+            keys=payload_keys,
         )
         self.dropped = 0
         """Subscribers dropped (buffer full or a stalled write) since the daemon started."""
+        self.refused = 0
+        """Connections refused because ``control.max_connections`` were open."""
+        self.timed_out = 0
+        """Idle connections closed after ``control.idle_timeout``."""
+        self._refusing = False  # in a spell of refusals (logged once per spell)
+        self._opening = 0  # accepted, streams not yet set up
         self.requests = Requests(daemon, self)
         self._conns: dict[_Conn, asyncio.Task[None]] = {}
         self._unhook: Callable[[], None] | None = None  # the bus receiver, while streams exist
@@ -165,6 +189,9 @@ class ControlServer:
             "connections": len(self._conns),
             "subscribers": self.subscribers,
             "dropped_subscribers": self.dropped,
+            "max_connections": self.d.config.control.max_connections,
+            "refused_connections": self.refused,
+            "idle_closed": self.timed_out,
         }
 
     # -- life -------------------------------------------------------------------------
@@ -172,10 +199,17 @@ class ControlServer:
         """Listen until ``stop`` is set; then close every connection and remove the socket."""
         path, mode = self.d.config.control.socket, self.d.config.control.mode
         sock, inode = await asyncio.to_thread(bind_socket, path, mode)
+        faults = self.d.faults
+        listener = Listener(
+            sock,
+            self._accept,
+            on_fault=lambda exc: faults.report("control_accept", exc),
+            on_ok=lambda: faults.cleared("control_accept"),
+        )
         try:
-            server = await asyncio.start_unix_server(self._accept, sock=sock, limit=MAX_LINE)
+            listener.start()
         except BaseException:
-            sock.close()
+            listener.close()
             unlink_socket(path, inode)
             raise
         _log.info("control_listening", socket=str(path), mode=f"{mode:04o}")
@@ -184,27 +218,58 @@ class ControlServer:
                 self._tg = tg
                 await stop.wait()
                 self._tg = None
-                server.close()
+                listener.close()
                 await self._close_all()
-            await server.wait_closed()
         finally:
             self._tg = None
-            server.close()
+            listener.close()
             unlink_socket(path, inode)
             _log.info("control_closed", socket=str(path))
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self, sock: socket.socket) -> None:
         tg = self._tg
         if tg is None:  # stopping: no new connections
-            writer.close()
+            sock.close()
             return
-        conn = _Conn(reader, writer, self.write_timeout)
-        handler = self._handle(conn)
+        limit = self.d.config.control.max_connections
+        if len(self._conns) + self._opening >= limit:
+            self._refuse(sock, limit)
+            return
+        if self._refusing:
+            self._refusing = False
+            _log.info("control_connections_accepted", refused=self.refused)
+        self._opening += 1
+        handler = self._open(sock)
         try:
-            self._conns[conn] = tg.create_task(handler, name="control-connection")
+            tg.create_task(handler, name="control-connection")
         except RuntimeError:  # the task group is shutting down (the daemon is failing)
+            self._opening -= 1
             handler.close()
-            writer.close()
+            sock.close()
+
+    async def _open(self, sock: socket.socket) -> None:
+        try:
+            reader, writer = await open_streams(sock, MAX_LINE)
+        except OSError:
+            return  # the client left already
+        finally:
+            self._opening -= 1
+        conn = _Conn(reader, writer, self.write_timeout)
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns[conn] = task
+        await self._handle(conn)
+
+    def _refuse(self, sock: socket.socket, limit: int) -> None:
+        """Over the limit: one error line (without waiting) and the connection closes."""
+        self.refused += 1
+        if not self._refusing:
+            self._refusing = True
+            _log.warning("control_connection_refused", max_connections=limit)
+        message = f"too many connections to the control socket ({limit} open); try again later"
+        with contextlib.suppress(OSError):
+            sock.send(_line({**error_reply(message), "busy": True}))
+        sock.close()
 
     async def _close_all(self) -> None:
         self._stopping = True
@@ -226,7 +291,11 @@ class ControlServer:
             while not self._stopping:
                 conn.state = "idle"
                 try:
-                    line = await conn.reader.readline()
+                    async with asyncio.timeout(self.d.config.control.idle_timeout):
+                        line = await conn.reader.readline()
+                except TimeoutError:  # an idle client must not hold a slot for ever
+                    self.timed_out += 1
+                    return
                 except ValueError:  # longer than the reader's limit
                     message = f"request line longer than {MAX_LINE} bytes; closing the connection"
                     await conn.send(error_reply(message))

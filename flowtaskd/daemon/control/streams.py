@@ -21,7 +21,12 @@ every ``flush_delay``.
 
 At stop, :meth:`StreamHub.end` writes everything pending and held, whatever the marks, and
 tells each stream it has ended; the connection handler then gives the client a grace period
-to read it.
+to read it. A stream whose connection closed ends at the next flush.
+
+The hub is generic over what it carries: the control socket's streams carry payloads
+written as JSON lines (:func:`encode_lines`); the web server's Server-Sent Events carry
+numbered events written as SSE frames, each batch framed as one HTTP chunk
+(:attr:`Stream.frame`).
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 
 from flowtaskd.core.events import Payload
 
-__all__ = ["Stream", "StreamHub", "encode_line"]
+__all__ = ["Stream", "StreamHub", "encode_line", "encode_lines", "payload_keys"]
+
+T = TypeVar("T")
 
 _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 _MIN_RETRY = 0.01  # seconds between looks at subscribers that are behind
@@ -48,8 +55,13 @@ def encode_line(obj: Payload) -> bytes:
     return orjson.dumps(obj, default=str, option=_ORJSON_OPTS)
 
 
-def _encode(payloads: Sequence[Payload]) -> bytes:
+def encode_lines(payloads: Sequence[Payload]) -> bytes:
     return b"".join(map(encode_line, payloads))
+
+
+def payload_keys(payload: Payload) -> tuple[Any, Any]:
+    """What the filters look at: the event's name and its task."""
+    return payload.get("event"), payload.get("task")
 
 
 @dataclass(eq=False)
@@ -60,8 +72,9 @@ class Stream:
     events: frozenset[str] | None  # None: every event
     task: str | None  # None: every task
     owner: Any = None  # the connection, for whoever is told of a drop
+    frame: Callable[[bytes], bytes] | None = None  # wraps each write (an HTTP chunk)
     start: int = 0  # unfiltered: where in the hub's shared batch this stream joined
-    own: list[Payload] | None = None  # filtered: its events since the last flush
+    own: list[Any] | None = None  # filtered: its events since the last flush
     held: deque[bytes] = field(default_factory=deque)  # batches its socket could not take
     held_bytes: int = 0
     held_events: int = 0
@@ -78,8 +91,8 @@ class Stream:
         )
 
 
-class StreamHub:
-    """Every stream of the control socket; :meth:`on_event` is the one bus receiver."""
+class StreamHub(Generic[T]):
+    """Every stream of one server; :meth:`on_event` is the one bus receiver."""
 
     def __init__(
         self,
@@ -89,7 +102,10 @@ class StreamHub:
         flush_delay: float,
         write_timeout: float,
         on_drop: Callable[[Stream, str], None],
+        encode: Callable[[Sequence[T]], bytes],
+        keys: Callable[[T], tuple[Any, Any]],
     ) -> None:
+        self._encode, self._keys = encode, keys
         self.queue_size, self.buffer_bytes = queue_size, buffer_bytes
         self.flush_delay, self.write_timeout = flush_delay, write_timeout
         self._half = max(1, queue_size // 2)
@@ -97,7 +113,7 @@ class StreamHub:
         self._streams: tuple[Stream, ...] = ()  # replaced, never changed: safe to iterate
         self._filtered: tuple[Stream, ...] = ()
         self._unfiltered = 0
-        self._batch: list[Payload] = []  # every unfiltered stream's events since the flush
+        self._batch: list[T] = []  # every unfiltered stream's events since the flush
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._next = 0.0  # loop time before which no flush starts (unless half full)
@@ -133,14 +149,14 @@ class StreamHub:
         return len(s.own) if s.own is not None else len(self._batch) - s.start
 
     # -- in: the bus receiver --------------------------------------------------------------
-    def on_event(self, payload: Payload) -> None:
+    def on_event(self, payload: T) -> None:
         """Queue ``payload`` for every stream that wants it; never waits, never writes."""
         waiting = 0
         if self._unfiltered:
             self._batch.append(payload)
             waiting = len(self._batch)
         if self._filtered:
-            event, task = payload.get("event"), payload.get("task")
+            event, task = self._keys(payload)
             for s in self._filtered:
                 if s.own is not None and s.wants(event, task):
                     s.own.append(payload)
@@ -182,15 +198,15 @@ class StreamHub:
                 s.start = 0
                 if part is batch:
                     if shared is None:
-                        shared = _encode(batch)  # once, for every unfiltered stream
+                        shared = self._encode(batch)  # once, for every unfiltered stream
                     data = shared
                 else:  # joined during this batch: only what came after
-                    data = _encode(part)
+                    data = self._encode(part)
                 count = len(part)
             else:
                 part, s.own = s.own, []
                 count = len(part)
-                data = _encode(part) if count else b""
+                data = self._encode(part) if count else b""
             if final and s.held and not s.transport.is_closing():
                 self._write_held(s)  # at the end, what it holds goes first, whatever the marks
             if count:
@@ -204,6 +220,8 @@ class StreamHub:
         t = s.transport
         if s.ended.is_set() or t.is_closing():
             return
+        if s.frame is not None:
+            data = s.frame(data)
         buffered = t.get_write_buffer_size()  # written, not yet taken by the client's socket
         if final:
             t.write(data)
@@ -226,7 +244,8 @@ class StreamHub:
         (its socket over the high-water mark, or events held) for ``write_timeout``.
         True while it is behind."""
         t = s.transport
-        if t.is_closing():
+        if t.is_closing():  # the connection closed: nothing more to write
+            self.remove(s)
             return False
         low, high = t.get_write_buffer_limits()
         buffered = t.get_write_buffer_size()

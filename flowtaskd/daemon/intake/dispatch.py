@@ -29,6 +29,7 @@ from flowtaskd.tasks import load_pile
 
 if TYPE_CHECKING:
     from flowtaskd.daemon.config.load import DaemonConfig
+    from flowtaskd.daemon.faults import Faults
     from flowtaskd.daemon.intake.library import LoadedTask
     from flowtaskd.engine.events import EventBus
 
@@ -48,7 +49,7 @@ class TaskLookup(Protocol):
 
 
 class IntakeHost(Protocol):
-    """What the intake needs of the daemon: its config, bus, runs and library."""
+    """What the intake needs of the daemon: its config, bus, runs, library and faults."""
 
     @property
     def config(self) -> DaemonConfig: ...
@@ -61,6 +62,9 @@ class IntakeHost(Protocol):
 
     @property
     def library(self) -> TaskLookup: ...
+
+    @property
+    def faults(self) -> Faults: ...
 
 
 class Intake:
@@ -85,6 +89,14 @@ class Intake:
     async def recover(self) -> None:
         """Run again every file a crash left in the spool."""
         folders = {name: ib.path for name, ib in self.inboxes.items()}
+        for name, folder in folders.items():
+            try:
+                restored = await asyncio.to_thread(self.spool.restore_claims, folder)
+            except OSError as exc:
+                _log.error("inbox_restore_failed", inbox=name, error=str(exc))
+                continue
+            for path in restored:  # the watcher's first scan claims them again
+                _log.warning("inbox_claim_restored", inbox=name, file=path.name)
         for claimed in await asyncio.to_thread(self.spool.pending, folders):
             _log.warning("inbox_recovered", file=claimed.original.name, inbox=claimed.inbox)
             self.spawn(self._handle(claimed))
@@ -101,6 +113,10 @@ class Intake:
             [(name, ib.path) for name, ib in self.inboxes.items()],
             self.spool,
             lambda claimed: self.spawn(self._handle(claimed)),
+            faults=self.d.faults,
+            on_ignored=lambda path, inbox, reason: self.d.bus.emit(
+                "inbox_ignored", {"inbox": inbox, "file": path.name, "reason": reason}
+            ),
         )
         await watcher.run(stop, ready)
 

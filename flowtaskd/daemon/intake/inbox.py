@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from flowtaskd.core.loader import format_for
+from flowtaskd.daemon.faults import Faults
 from flowtaskd.daemon.intake import inotify
 from flowtaskd.daemon.intake.complete import COMPLETE_EVENTS, complete_now
 from flowtaskd.daemon.intake.spool import SIDECAR_SUFFIX, ClaimedFile, Spool, check_inbox_name
@@ -55,6 +56,7 @@ __all__ = ["ClaimedFile", "InboxWatcher", "Spool", "scan_inbox"]
 
 _log = get_logger("flowtaskd.inbox")
 
+_RESCAN = "inbox_rescan"  # the place name of scan failures (see Faults)
 _SETTLE_ATTEMPT = 0.5  # seconds per wait_stable call; bounds how long stop takes
 
 
@@ -65,7 +67,7 @@ def _is_candidate(path: Path) -> bool:
     return format_for(name) is not None
 
 
-def _scan(folder: Path) -> list[Path]:
+def _scan(folder: Path, ignored: list[tuple[Path, str]] | None = None) -> list[Path]:
     found: list[tuple[int, str, Path]] = []
     try:
         with os.scandir(folder) as entries:
@@ -78,6 +80,8 @@ def _scan(folder: Path) -> list[Path]:
                         found.append(
                             (entry.stat(follow_symlinks=False).st_mtime_ns, path.name, path)
                         )
+                    elif ignored is not None:
+                        ignored.append((path, _kind(entry)))
                 except FileNotFoundError:
                     continue
     except (FileNotFoundError, NotADirectoryError):
@@ -85,9 +89,18 @@ def _scan(folder: Path) -> list[Path]:
     return [path for *_, path in sorted(found)]
 
 
-async def scan_inbox(path: Path) -> list[Path]:
-    """Task files directly in the inbox folder ``path``, oldest mtime first."""
-    return await asyncio.to_thread(_scan, Path(path))
+def _kind(entry: os.DirEntry[str]) -> str:
+    if entry.is_symlink():
+        return "a symbolic link is never run (drop the file itself)"
+    if entry.is_dir(follow_symlinks=False):
+        return "a folder is never run (files in subfolders are not looked at)"
+    return "not a regular file (a pipe, a socket or a device) is never run"
+
+
+async def scan_inbox(path: Path, ignored: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Task files directly in the inbox folder ``path``, oldest mtime first; entries named
+    like task files that are not regular files go to ``ignored`` with the reason."""
+    return await asyncio.to_thread(_scan, Path(path), ignored)
 
 
 def _check_folders(folders: Sequence[Path]) -> None:
@@ -141,6 +154,8 @@ class InboxWatcher:
         on_error: Callable[[Path, str], None] | None = None,
         rescan_interval: float | None = 5.0,
         max_settling: int = 64,
+        faults: Faults | None = None,
+        on_ignored: Callable[[Path, str, str], None] | None = None,
     ) -> None:
         self._folders: dict[Path, str] = {}
         for name, folder in inboxes:
@@ -156,6 +171,9 @@ class InboxWatcher:
         self._on_error = on_error
         self._rescan = rescan_interval
         self._max_settling = max_settling
+        self._faults = faults or Faults()
+        self._on_ignored = on_ignored
+        self._ignored: dict[Path, str] = {}  # entries reported as never run, and why
         self._busy: dict[Path, bool] = {}  # path -> seen again while being handled
         # path (being handled) -> set when inotify says it was renamed in or closed
         self._ended: dict[Path, asyncio.Event] = {}
@@ -182,8 +200,12 @@ class InboxWatcher:
             if ready is not None:
                 ready.set()
             while not stop_event.is_set():
+                wait = self._rescan
+                backoff = self._faults.backoff(_RESCAN)
+                if backoff and (wait is None or backoff < wait):
+                    wait = backoff  # a failing scan is retried sooner than the next rescan
                 try:
-                    async with asyncio.timeout(self._rescan):
+                    async with asyncio.timeout(wait):
                         await stop_event.wait()
                 except TimeoutError:
                     _log.debug("inbox_rescan")
@@ -209,17 +231,36 @@ class InboxWatcher:
 
     async def _scan_all(self, run: _Run) -> None:
         for folder, inbox in self._folders.items():
+            ignored: list[tuple[Path, str]] = []
             try:
-                paths = await scan_inbox(folder)
+                paths = await scan_inbox(folder, ignored)
             except DaemonError as error:
                 self._report(folder, str(error), None)
                 continue
+            except OSError as error:  # out of descriptors, an NFS hiccup: try again soon
+                self._faults.report(_RESCAN, error)
+                continue
+            self._faults.cleared(_RESCAN)
             self._failed.pop(folder, None)
             present = set(paths)
             for gone in [p for p in self._failed if p.parent == folder and p not in present]:
                 del self._failed[gone]
+            for path, reason in ignored:
+                self._ignore(path, inbox, reason)
             for path in paths:
                 self._start(run, path, inbox)
+
+    def _ignore(self, path: Path, inbox: str, reason: str) -> None:
+        """One log line (and ``on_ignored``) per entry that will never run, not per look."""
+        if self._ignored.get(path) == reason:
+            return
+        self._ignored[path] = reason
+        _log.warning("inbox_ignored", inbox=inbox, file=str(path), reason=reason)
+        if self._on_ignored is not None:
+            try:
+                self._on_ignored(path, inbox, reason)
+            except Exception:
+                _log.exception("inbox_on_ignored_failed", file=str(path))
 
     def _start(self, run: _Run, path: Path, inbox: str, *, ended: bool = False) -> None:
         """Handle ``path``; ``ended``: its last inotify event was a rename in or a close."""

@@ -56,6 +56,7 @@ from flowtaskd.tasks import load_pile
 __all__ = ["Library", "LibraryChange", "LoadedTask"]
 
 _Sig = tuple[int, int, int, int]
+_NO_SIG: _Sig = (0, 0, 0, 0)  # a file that cannot be stat'ed
 
 _log = get_logger("flowtaskd.library")
 
@@ -114,11 +115,15 @@ def _sig(st: os.stat_result) -> _Sig:
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
 
 
-def _stat(path: Path) -> os.stat_result | None:
+def _stat(path: Path) -> os.stat_result | OSError | None:
+    """The stat of ``path``; None if it is gone; the error if it cannot be stat'ed (a link
+    loop, a folder it is in that cannot be searched): that file is invalid, not fatal."""
     try:
         return os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        return exc
 
 
 class Library:
@@ -243,6 +248,10 @@ class _Batch:
         if root is None:
             return
         st = _stat(path)
+        if isinstance(st, OSError):
+            if path.suffix.lower() in TASK_SUFFIXES:
+                self.unreadable(path, st)
+            return
         if st is None:
             self.gone_under(path, keep=set())
         elif stat_mod.S_ISDIR(st.st_mode):
@@ -263,7 +272,10 @@ class _Batch:
         present: set[Path] = set()
         for path in found:
             st = _stat(path)
-            if st is not None and stat_mod.S_ISREG(st.st_mode):
+            if isinstance(st, OSError):
+                present.add(path)
+                self.unreadable(path, st)
+            elif st is not None and stat_mod.S_ISREG(st.st_mode):
                 present.add(path)
                 self.file(path, st)
         self.gone_under(folder, keep=present)
@@ -312,6 +324,25 @@ class _Batch:
             self.unload(previous)
             self.emit("removed", path, previous.name, previous=previous)
         self.claims.setdefault(task.name, {})[path] = task
+
+    def unreadable(self, path: Path, error: OSError) -> None:
+        """A task file that cannot be stat'ed: invalid (once per cause), the rest goes on."""
+        if path in self.done:
+            return
+        self.done.add(path)
+        reason = f"cannot read the file: {error.strerror or error}"
+        seen = self.files.get(path)
+        if seen is not None and seen.reason == reason and seen.sig == _NO_SIG:
+            return  # already reported
+        self.unhold(path)
+        self.files[path] = _Seen(_NO_SIG, reason=reason)
+        problems = (Problem(reason, str(path)),)
+        self.view.invalid[path] = problems
+        previous = self.view.by_path.get(path)
+        if previous is not None:
+            self.unload(previous)
+            self.emit("removed", path, previous.name, previous=previous)
+        self.emit("invalid", path, None, problems=problems)
 
     def reject(self, path: Path, sig: _Sig, reason: str) -> None:
         self.unhold(path)

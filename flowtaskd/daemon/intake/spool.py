@@ -6,11 +6,13 @@ is all recovery needs: after a crash, :meth:`Spool.pending` lists what was claim
 archived, without a database. Keep the spool on the inboxes' filesystem; across filesystems
 (``EXDEV``) a claim renames the file to a hidden ``.<name>.<claim_id>.claiming`` beside it
 (still atomic, still exactly once), copies it into the spool (temp name, ``fsync``, rename)
-and removes the hidden file, which a crash in between leaves for an operator.
+and removes the hidden file; one a crash left in between is renamed back at the next start
+(:meth:`Spool.restore_claims`), and a failed copy renames it back before anything else.
 
 **Archiving** moves the spooled file to ``<archive>/done/`` or ``<archive>/failed/`` under
-its original name (``<stem>.<claim_id><suffix>`` if that is taken; never overwriting), and
-writes ``<archived name>.result.json`` beside it atomically.
+its original name (``<stem>.<claim_id><suffix>`` if that is taken; never overwriting),
+after writing ``<archived name>.result.json`` there atomically: the result is in place
+before the file appears.
 
 Blocking file I/O throughout; the inbox watcher (:mod:`flowtaskd.daemon.intake.inbox`) calls it
 through ``asyncio.to_thread``.
@@ -18,6 +20,7 @@ through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -38,6 +41,7 @@ __all__ = ["ClaimedFile", "Spool"]
 SIDECAR_SUFFIX = ".result.json"
 _ID_TIME = "%Y%m%dT%H%M%S%fZ"
 _INBOX_NAME = r"[A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*"
+_CLAIMING = re.compile(r"\.(.+)\.\d{8}T\d{12}Z-[0-9a-f]{6}\.claiming")
 _SPOOL_NAME = re.compile(rf"(\d{{8}}T\d{{12}}Z-[0-9a-f]{{6}})--({_INBOX_NAME})--(.+)")
 
 
@@ -76,6 +80,20 @@ def _copy_synced(src: Path, dst: Path, st: os.stat_result) -> None:
     if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
         os.chown(dst, st.st_uid, st.st_gid)  # the owner is what the trust check looks at
     shutil.copystat(src, dst)
+
+
+def _write_synced(folder: Path, path: Path, text: str) -> None:
+    """Write ``path`` (mode 0640) atomically: a synced temporary file renamed into place."""
+    tmp = folder / f".{secrets.token_hex(8)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _move_new(src: Path, dst: Path) -> bool:
@@ -156,12 +174,30 @@ class Spool:
             _copy_synced(hold, tmp, st)
             os.rename(tmp, target)
         except BaseException:
-            tmp.unlink(missing_ok=True)
-            os.rename(hold, path)  # back where it was dropped
+            try:
+                os.rename(hold, path)  # back where it was dropped, first of all
+            finally:
+                with contextlib.suppress(OSError):  # a read-only spool: EROFS here too
+                    tmp.unlink(missing_ok=True)
             raise
         _fsync_dir(self.dir)
         hold.unlink()
         return True
+
+    def restore_claims(self, folder: Path) -> list[Path]:
+        """Put back under their names the files a crash (or an old failed claim) left under
+        hidden ``.<name>.<claim_id>.claiming`` names in the inbox ``folder``; returns them.
+        A name taken meanwhile keeps the hidden file (never overwritten)."""
+        restored: list[Path] = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                match = _CLAIMING.fullmatch(entry.name)
+                if match is None or not entry.is_file(follow_symlinks=False):
+                    continue
+                original = Path(folder) / match.group(1)
+                if _move_new(Path(entry.path), original):
+                    restored.append(original)
+        return restored
 
     def pending(self, inboxes: Mapping[str, Path] | None = None) -> list[ClaimedFile]:
         """Files left in the spool (claimed, never archived: a crash), oldest first.
@@ -194,25 +230,28 @@ class Spool:
         """
         folder = Path(archive_dir) / ("done" if ok else "failed")
         folder.mkdir(parents=True, exist_ok=True)
+        if not claimed.spooled.exists():
+            raise DaemonError(f"cannot archive {claimed.spooled}: it is not in the spool")
         name = claimed.original.name
-        dest = folder / name
-        try:
-            if not _move_new(claimed.spooled, dest):
-                dest = folder / f"{Path(name).stem}.{claimed.claim_id}{Path(name).suffix}"
-                if not _move_new(claimed.spooled, dest):
-                    raise DaemonError(f"cannot archive {claimed.spooled}: {dest} exists")
-        except FileNotFoundError:
-            raise DaemonError(f"cannot archive {claimed.spooled}: it is not in the spool") from None
-        sidecar = folder / f"{dest.name}{SIDECAR_SUFFIX}"
-        tmp = folder / f".{secrets.token_hex(8)}.tmp"
         text = json.dumps(dict(result), indent=2, sort_keys=True, default=str) + "\n"
-        try:
-            with tmp.open("x", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, sidecar)
-        finally:
-            tmp.unlink(missing_ok=True)
+        alternate = f"{Path(name).stem}.{claimed.claim_id}{Path(name).suffix}"
+        # The sidecar goes in place first: a watcher of done/ (or a crash) never sees the
+        # file without its result.
+        for dest in (folder / name, folder / alternate):
+            sidecar = folder / f"{dest.name}{SIDECAR_SUFFIX}"
+            if os.path.lexists(dest) or os.path.lexists(sidecar):
+                continue
+            _write_synced(folder, sidecar, text)
+            try:
+                if _move_new(claimed.spooled, dest):
+                    break
+            except FileNotFoundError:
+                sidecar.unlink(missing_ok=True)
+                raise DaemonError(
+                    f"cannot archive {claimed.spooled}: it is not in the spool"
+                ) from None
+            sidecar.unlink(missing_ok=True)  # taken meanwhile: try the other name
+        else:
+            raise DaemonError(f"cannot archive {claimed.spooled}: {folder / alternate} exists")
         _fsync_dir(folder)
         return dest

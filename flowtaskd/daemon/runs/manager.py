@@ -29,6 +29,7 @@ the spool and runs again at the next start.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -347,7 +348,9 @@ class RunManager:
             self._cancel_active(a, SHUTDOWN)
         await self._idle.wait()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, queued_shown: int = 20) -> dict[str, Any]:
+        """Counts, every running run, and the first ``queued_shown`` queued runs
+        (``queued_truncated`` says more wait: page through them with :meth:`queued_page`)."""
         now = self.clock.time()
         return {
             "active": [
@@ -359,11 +362,17 @@ class RunManager:
                 }
                 for rid, a in self.active.items()
             ],
-            "queued": [
-                {"task": r.task, "run_id": r.run_id, "trigger": r.trigger} for r in self.queue
-            ],
+            "active_count": len(self.active),
+            "queued": self.queued_page(0, queued_shown),
+            "queued_count": len(self.queue),
+            "queued_truncated": len(self.queue) > queued_shown,
             "completed": self.completed,
         }
+
+    def queued_page(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        """Queued runs ``offset`` to ``offset + limit``, oldest first."""
+        page = itertools.islice(self.queue, offset, offset + limit)
+        return [{"task": r.task, "run_id": r.run_id, "trigger": r.trigger} for r in page]
 
 
 def _aware(ts: float | None, pile: TaskPile) -> datetime | None:

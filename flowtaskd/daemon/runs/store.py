@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -318,6 +319,13 @@ class HistoryStore(OperatingTables):
 
 def _open_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # SQLite gives the -wal and -shm files the database's mode: 0640 whatever the umask
+    with contextlib.suppress(OSError):  # if this fails, sqlite says why below
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o640))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):
+            if name.is_file() and name.stat().st_uid == os.geteuid():
+                os.chmod(name, name.stat().st_mode & 0o640)
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row

@@ -12,22 +12,23 @@ Errors are ``{"error", "detail"}`` with a proper status (400 naming the field, 4
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from flowtaskd.daemon.control.requests import BadRequest, subscribe_filters
 from flowtaskd.daemon.web.logfile import log_path, read_chunks
 from flowtaskd.daemon.web.ops import ApiError
 from flowtaskd.daemon.web.routes import PASS_THROUGH, RUN_STATUSES
-from flowtaskd.daemon.web.sse import SseClient, frame
 from flowtaskd.daemon.web.views import run_detail, run_row, task_detail, task_list
 from flowtaskd.logs import GLOBAL_MASKER
 
 if TYPE_CHECKING:
+    from flowtaskd.daemon.control.streams import Stream
     from flowtaskd.daemon.web.state import WebState
 
 __all__ = ["add_routes", "json_response"]
@@ -95,6 +96,8 @@ def _since(raw: str | None) -> float | None:
 
 
 class _Api:
+    ping = 15.0  # seconds between comment lines on an idle event stream
+
     def __init__(self, server: WebState) -> None:
         self.s = server
         self.d = server.d
@@ -231,8 +234,7 @@ class _Api:
         except BadRequest as exc:
             raise ApiError(400, str(exc), {"field": "events"}) from None
         raw_last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-        client = SseClient(None if events is None else frozenset(events), task)
-        log = self.s.events
+        last_id = int(raw_last) if raw_last is not None and raw_last.isdigit() else None
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -240,40 +242,40 @@ class _Api:
                 "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
             }
         )
+        chunked = request.version >= HttpVersion11
+        if chunked:
+            resp.enable_chunked_encoding()  # the flusher frames its writes as chunks
         await resp.prepare(request)
-        log.clients.add(client)
+        await resp.write(b"retry: 1000\n\n")  # the headers are on the wire after this
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return resp
+        assert isinstance(transport, asyncio.WriteTransport)
+        log = self.s.events
+        stream = log.attach(
+            transport, None if events is None else frozenset(events), task, last_id, chunked=chunked
+        )
         try:
-            first = [b"retry: 1000\n\n", frame(None, "hello", {"last_id": log.last_id})]
-            if raw_last is not None and raw_last.isdigit():
-                missed = log.since(int(raw_last), client)
-                first.extend(
-                    missed
-                    if missed is not None
-                    else [frame(None, "reset", {"last_id": log.last_id})]
-                )
-            await resp.write(b"".join(first))
-            await self._pump(resp, client)
+            await self._pump(stream)
         finally:
-            log.clients.discard(client)
+            log.detach(stream)
+        if not transport.is_closing():
+            with contextlib.suppress(ConnectionError):
+                await resp.write_eof()
         return resp
 
-    async def _pump(self, resp: web.StreamResponse, client: SseClient) -> None:
-        """Write what is pending, wait for more (a comment line every 15 s keeps proxies
-        from closing an idle stream), until the client is dropped or the server stops."""
-        closing = self.s.closing
-        while not client.dropped:
-            data = client.take()
-            if data:
-                await resp.write(data)
-            if closing.is_set():
-                return
-            if client.pending:
-                continue
-            try:  # the server's stop wakes every client too
-                async with asyncio.timeout(15):
-                    await client.wake.wait()
+    async def _pump(self, stream: Stream) -> None:
+        """Until the client goes, is dropped, or the server stops (the flusher writes the
+        events); a comment line every ``ping`` seconds keeps proxies from closing an idle
+        stream and notices a client that went away."""
+        while not stream.ended.is_set():
+            try:
+                async with asyncio.timeout(self.ping):
+                    await stream.ended.wait()
             except TimeoutError:
-                await resp.write(b": ping\n\n")
+                if stream.transport.is_closing():
+                    return
+                self.s.events.ping(stream)
 
     async def openapi(self, request: web.Request) -> web.Response:
         from flowtaskd.daemon.web.openapi import spec  # noqa: PLC0415 - built on first use

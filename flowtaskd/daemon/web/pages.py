@@ -64,7 +64,9 @@ def render(name: str, ctx: Mapping[str, Any], status: int = 200) -> web.Response
 
 
 def gantt(steps: Mapping[str, Any], start: float | None) -> str:
-    """Every attempt of every step as a bar on one time axis (SVG)."""
+    """Every attempt of every step as a bar on one time axis (SVG). Each bar carries its
+    step, item, attempt, state and times (``data-*``) and the picture the server's time, so
+    that the page's script redraws it the same way as step events come in."""
     bars = [
         (sid, t)
         for sid, s in steps.items()
@@ -81,7 +83,8 @@ def gantt(steps: Mapping[str, Any], start: float | None) -> str:
     rows = list(dict.fromkeys(sid for sid, _ in bars))
     out = [
         f'<svg class="gantt" xmlns="http://www.w3.org/2000/svg" width="{label + width + 10}"'
-        f' height="{len(rows) * row + 24}" role="img" aria-label="timeline of the steps">'
+        f' height="{len(rows) * row + 24}" role="img" aria-label="timeline of the steps"'
+        f' data-t0="{t0:.3f}" data-now="{now:.3f}">'
     ]
     for i, sid in enumerate(rows):
         out.append(f'<text x="0" y="{i * row + 14}">{escape(sid[:22])}</text>')
@@ -90,9 +93,14 @@ def gantt(steps: Mapping[str, Any], start: float | None) -> str:
         x = label + (t["started_at"] - t0) / span * width
         w = max(((t.get("finished_at") or now) - t["started_at"]) / span * width, 2)
         state = str(t.get("status"))
+        fin = t.get("finished_at")
+        item = t.get("item")
         out.append(
             f'<rect class="bar st-{escape(state)}" x="{x:.1f}" y="{i * row + 3}" width="{w:.1f}"'
-            f' height="{row - 6}"><title>{escape(sid)} attempt {t["attempt"]}: {escape(state)}'
+            f' height="{row - 6}" data-step="{escape(sid)}" data-attempt="{t["attempt"]}"'
+            f' data-item="{"" if item is None else escape(str(item))}" data-state="{escape(state)}"'
+            f' data-start="{t["started_at"]:.3f}" data-end="{"" if fin is None else f"{fin:.3f}"}">'
+            f"<title>{escape(sid)} attempt {t['attempt']}: {escape(state)}"
             f" ({_secs(t.get('duration'))})</title></rect>"
         )
     out.append(
@@ -166,6 +174,7 @@ class _Pages:
             live=detail["live"],
             graph=graph,
             gantt=gantt(detail["steps"], run.get("started_at")),
+            now=f"{time.time():.3f}",  # the timeline's script draws on the server's clock
         )
         return render("run.html", ctx)
 

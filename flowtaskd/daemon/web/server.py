@@ -86,7 +86,7 @@ class WebServer:
             "url": self.url,
             "error": self.error,
             "sessions": len(self.sessions),
-            "event_clients": len(self.events.clients),
+            "event_clients": self.events.clients,
             "event_clients_dropped": self.events.dropped,
             "logins_refused": self.failed.blocked_total,
         }
@@ -114,8 +114,7 @@ class WebServer:
                 await stop.wait()
         finally:
             self.closing.set()
-            for client in self.events.clients:
-                client.wake.set()
+            self.events.end()  # every event stream gets what is pending, then ends
             await runner.cleanup()
             disconnect()
             _log.info("web_closed", listen=self.cfg.listen)

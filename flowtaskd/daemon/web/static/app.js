@@ -135,6 +135,111 @@ function setStep(sid, s, payload) {
 
 const STEP_STATE = {step_start: "running", step_retry: "running"};
 
+// -- the run's timeline: the server draws it, step events redraw it in place ------------
+// Same geometry as pages.gantt: a label column, 640 px of time, one row per step.
+const SVGNS = "http://www.w3.org/2000/svg";
+const G = {width: 640, row: 20, label: 170};
+
+function secs(v) {
+  if (typeof v !== "number") return "—";
+  if (v < 1) return `${(v * 1000).toFixed(0)} ms`;
+  if (v < 120) return `${v.toFixed(1)} s`;
+  return `${(v / 60).toFixed(1)} min`;
+}
+
+class Timeline {
+  constructor(runStart) {
+    this.runStart = runStart;
+    this.read();
+  }
+
+  // (re)seed from what the server drew: after the first paint and after each refresh()
+  read() {
+    const section = document.getElementById("timeline");
+    const serverNow = Number(section?.dataset.now);
+    // the browser's clock may differ from the daemon's: each time stamp from the server
+    // (the render, then every event) is a lower bound of the offset, and the best is the max
+    const skew = serverNow ? serverNow - Date.now() / 1000 : -Infinity;
+    this.skew = Math.max(this.skew ?? -Infinity, skew);
+    const svg = section?.querySelector("svg.gantt");
+    this.t0 = svg ? Number(svg.dataset.t0) : this.runStart;
+    this.bars = new Map();
+    this.rows = [];
+    for (const r of section?.querySelectorAll("rect.bar") || []) {
+      const d = r.dataset;
+      this.put({step: d.step, item: d.item, attempt: Number(d.attempt), state: d.state,
+        start: Number(d.start), end: d.end ? Number(d.end) : null});
+    }
+  }
+
+  put(bar) {
+    const key = `${bar.step}\u0000${bar.item ?? ""}\u0000${bar.attempt}`;
+    if (!this.rows.includes(bar.step)) this.rows.push(bar.step);
+    this.bars.set(key, {...this.bars.get(key), ...bar});
+  }
+
+  now() { return Date.now() / 1000 + (Number.isFinite(this.skew) ? this.skew : 0); }
+
+  onEvent(e) {
+    if (typeof e.ts === "number") this.skew = Math.max(this.skew, e.ts - Date.now() / 1000);
+    const item = e.item === undefined || e.item === null ? "" : String(e.item);
+    const at = {step: e.step, item, attempt: e.attempt || 1};
+    if (e.event === "start") {
+      if (!this.t0) this.t0 = e.ts;
+      return;
+    } else if (e.event === "step_start") {
+      this.put({...at, state: "running", start: e.ts, end: null});
+      if (!this.t0) this.t0 = e.ts;
+    } else if (["step_retry", "step_done", "step_error"].includes(e.event)) {
+      const key = `${e.step}\u0000${item}\u0000${at.attempt}`;
+      if (!this.bars.has(key)) return;  // it started before the page and its stream
+      this.put({...at, state: e.status, end: e.ts});
+    } else if (e.event === "completed") {
+      for (const b of this.bars.values()) if (b.end === null) { b.end = e.ts; b.state = e.status; }
+    } else return;
+    this.draw();
+  }
+
+  draw() {
+    const box = document.getElementById("gantt-box");
+    if (!box || !this.bars.size) return;
+    const now = this.now();
+    const bars = [...this.bars.values()];
+    const t0 = this.t0 || Math.min(...bars.map((b) => b.start));
+    const end = Math.max(...bars.map((b) => Math.max(b.start, b.end ?? now)));
+    const span = Math.max(end - t0, 1e-3);
+    const n = this.rows.length;
+    const el = (name, attrs, text) => {
+      const x = document.createElementNS(SVGNS, name);
+      for (const [k, v] of Object.entries(attrs)) x.setAttribute(k, v);
+      if (text !== undefined) x.textContent = text;
+      return x;
+    };
+    const svg = el("svg", {class: "gantt", width: G.label + G.width + 10, height: n * G.row + 24,
+      role: "img", "aria-label": "timeline of the steps", "data-t0": t0.toFixed(3)});
+    this.rows.forEach((sid, i) => svg.append(el("text", {x: 0, y: i * G.row + 14}, sid.slice(0, 22))));
+    for (const b of bars) {
+      const i = this.rows.indexOf(b.step);
+      const x = G.label + (b.start - t0) / span * G.width;
+      const w = Math.max(((b.end ?? Math.max(now, b.start)) - b.start) / span * G.width, 2);
+      const rect = el("rect", {class: `bar st-${b.state}`, x: x.toFixed(1), y: i * G.row + 3,
+        width: w.toFixed(1), height: G.row - 6, "data-step": b.step, "data-attempt": b.attempt,
+        "data-item": b.item ?? "", "data-state": b.state, "data-start": b.start,
+        "data-end": b.end ?? ""});
+      const dur = b.end === null ? null : b.end - b.start;
+      rect.append(el("title", {}, `${b.step} attempt ${b.attempt}: ${b.state} (${secs(dur)})`));
+      svg.append(rect);
+    }
+    svg.append(el("text", {x: G.label, y: n * G.row + 18}, "0"),
+      el("text", {x: G.label + G.width - 40, y: n * G.row + 18}, secs(span)));
+    box.replaceChildren(svg);
+    // while an attempt runs its bar grows: redraw a few times a second, until none runs
+    const running = bars.some((b) => b.end === null);
+    if (running && !this.tick) this.tick = setInterval(() => this.draw(), 250);
+    if (!running && this.tick) { clearInterval(this.tick); this.tick = null; }
+  }
+}
+
 // redraw the parts of this page that the server computes (timeline, figures), in place
 async function refresh() {
   const resp = await fetch(location.pathname, {credentials: "same-origin"});
@@ -145,14 +250,20 @@ async function refresh() {
     const old = document.getElementById(id);
     if (fresh && old) old.replaceWith(document.importNode(fresh, true));
   }
+  timeline?.read();
   document.body.dataset.refreshed = "true";
 }
+
+let timeline = null;
 
 if (page === "run") {
   const runId = document.body.dataset.run;
   const task = document.body.dataset.task;
+  timeline = new Timeline(Number(document.body.dataset.started) || null);
+  timeline.draw();  // a running attempt's bar grows from the first paint on
   connect(`?task=${encodeURIComponent(task)}`, (e) => {
     if (e.run_id !== runId) return;
+    timeline.onEvent(e);
     if (e.event.startsWith("step_") && e.step) {
       setStep(e.step, STEP_STATE[e.event] || e.status, e);
     } else if (e.event === "start") {
