@@ -1,12 +1,40 @@
-"""flowtaskd.daemon.web.sse: SSE frames, the numbered backlog, client filters and drops."""
+"""flowtaskd.daemon.web.sse: SSE frames and chunks, the numbered backlog, replay, pings, end.
+
+The one-flusher fan-out and the drop of a slow client are in test_web_units.py."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
 
 import orjson
 
-from flowtaskd.daemon.web.sse import EventLog, SseClient, frame
+from flowtaskd.daemon.control.streams import Stream
+from flowtaskd.daemon.web.sse import EventLog, chunk, frame
+
+
+@contextlib.asynccontextmanager
+async def _pipe() -> AsyncIterator[tuple[asyncio.WriteTransport, asyncio.StreamReader]]:
+    """A real connected transport (the server's side) and a reader (the client's)."""
+    ours, theirs = socket.socketpair()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_connection(asyncio.Protocol, sock=ours)
+    reader, writer = await asyncio.open_connection(sock=theirs)
+    try:
+        yield transport, reader
+    finally:
+        transport.abort()
+        writer.close()
+
+
+async def _read_until(reader: asyncio.StreamReader, end: bytes) -> bytes:
+    got = b""
+    async with asyncio.timeout(10):
+        while end not in got:
+            got += await reader.read(65536)
+    return got
 
 
 def test_frame_format() -> None:
@@ -14,73 +42,33 @@ def test_frame_format() -> None:
         b'id: 7\nevent: run_started\ndata: {"task":"t"}\n\n'
     )
     assert frame(None, "reset", {}) == b"event: reset\ndata: {}\n\n"
+    assert frame(1, "e", {1: object}).startswith(b'id: 1\nevent: e\ndata: {"1":')  # any value
 
 
-def test_client_filter() -> None:
-    everything = SseClient(None, None)
-    assert everything.wants("run_started", "a")
-    some = SseClient(frozenset({"run_done"}), "a")
-    assert some.wants("run_done", "a")
-    assert not some.wants("run_done", "b")
-    assert not some.wants("run_started", "a")
+def test_chunk_is_one_http_chunk() -> None:
+    assert chunk(b"hello") == b"5\r\nhello\r\n"
+    assert chunk(b"x" * 26) == b"1a\r\n" + b"x" * 26 + b"\r\n"
 
 
-def test_client_put_is_bounded_and_take_joins() -> None:
-    c = SseClient(None, None, most=2)
-    assert c.put(b"1") and c.put(b"2")
-    assert not c.put(b"3")
-    c.wake.set()
-    assert c.take() == b"12"
-    assert not c.wake.is_set() and not c.pending
-
-
-async def test_events_are_numbered_kept_and_fanned_out_in_one_flush() -> None:
-    log = EventLog(backlog=10, flush_delay=0.01)
-    mine = SseClient(None, "a")
-    log.clients.add(mine)
-    log({"event": "run_started", "task": "a"})
-    log({"event": "run_started", "task": "b"})
-    log({"event": "run_done", "task": "a"})
-    assert log.last_id == 3
-    assert not mine.wake.is_set()  # woken after the burst, not per event
-    await asyncio.wait_for(mine.wake.wait(), 5)
-    data = mine.take()
-    assert data.count(b"id: ") == 2
-    assert data.startswith(b"id: 1\nevent: run_started\n")
-    assert b"id: 3\nevent: run_done\n" in data
-
-
-async def test_a_client_not_reading_is_dropped_and_woken() -> None:
-    log = EventLog(flush_delay=0.01)
-    slow = SseClient(None, None, most=1)
-    log.clients.add(slow)
-    log({"event": "e", "task": "t"})
-    log({"event": "e", "task": "t"})
-    assert slow.dropped and slow.wake.is_set()
-    assert log.dropped == 1
-    log({"event": "e", "task": "t"})
-    assert log.dropped == 1  # counted once
-    assert len(slow.pending) == 1
-
-
-def test_since_replays_what_the_client_missed() -> None:
+async def test_since_replays_what_the_client_missed() -> None:
     log = EventLog(backlog=3)
     for i in range(5):
         log({"event": "e", "task": "a" if i % 2 else "b", "i": i})
-    only_a = SseClient(None, "a")
-    replay = log.since(2, only_a)
-    assert replay is not None
-    frames = list(replay)
-    assert [orjson.loads(f.split(b"data: ")[1])["i"] for f in frames] == [3]
-    assert list(log.since(5, only_a) or [1]) == []  # nothing missed
-    assert log.since(1, only_a) is None  # event 2 left the backlog: reload
+    async with _pipe() as (transport, _):
+        only_a = Stream(transport, None, "a")
+        replay = log.since(2, only_a)
+        assert replay is not None
+        assert [item[3]["i"] for item in replay] == [3]
+        assert log.since(5, only_a) == []  # nothing missed
+        assert log.since(1, only_a) is None  # event 2 left the backlog: reload
 
 
-def test_since_on_an_empty_log() -> None:
+async def test_since_on_an_empty_log() -> None:
     log = EventLog()
-    c = SseClient(None, None)
-    assert list(log.since(0, c) or [1]) == []
-    assert log.since(-1, c) is None
+    async with _pipe() as (transport, _):
+        every = Stream(transport, None, None)
+        assert log.since(0, every) == []
+        assert log.since(-1, every) is None
 
 
 def test_recent_gives_the_newest_payloads() -> None:
@@ -88,3 +76,32 @@ def test_recent_gives_the_newest_payloads() -> None:
     for i in range(4):
         log({"event": "e", "i": i})
     assert log.recent(2) == [{"event": "e", "i": 2}, {"event": "e", "i": 3}]
+    assert log.last_id == 4
+
+
+async def test_hello_then_pings_framed_as_the_client_asked() -> None:
+    log = EventLog(flush_delay=0)
+    log({"event": "before", "task": "t"})
+    async with _pipe() as (plain, plain_reader), _pipe() as (chunked, chunked_reader):
+        a = log.attach(plain, None, None, None, chunked=False)
+        b = log.attach(chunked, None, None, None, chunked=True)
+        assert log.clients == 2
+        hello = await _read_until(plain_reader, b"\n\n")
+        assert orjson.loads(hello.split(b"data: ")[1]) == {"last_id": 1}
+        log.ping(a)
+        assert (await _read_until(plain_reader, b": ping")).endswith(b": ping\n\n")
+        log.ping(b)
+        assert b"8\r\n: ping\n\n\r\n" in await _read_until(chunked_reader, b": ping")
+        log.detach(a)
+        assert log.clients == 1
+
+
+async def test_end_writes_what_is_pending_and_ends_every_stream() -> None:
+    log = EventLog(flush_delay=60)  # only the end flushes
+    async with _pipe() as (transport, reader):
+        stream = log.attach(transport, None, None, None, chunked=False)
+        log({"event": "last", "task": "t"})
+        assert not stream.ended.is_set()
+        log.end()
+        assert stream.ended.is_set()
+        assert b"id: 1\nevent: last\n" in await _read_until(reader, b"event: last")

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from flowtaskd.daemon.control.streams import Stream, StreamHub, encode_line
+from flowtaskd.daemon.control.streams import (
+    Stream,
+    StreamHub,
+    encode_line,
+    encode_lines,
+    payload_keys,
+)
 from tests.conftest import wait_for
 
 
@@ -78,6 +84,8 @@ def _hub(drops: list[tuple[Stream, str]], **kw: float) -> StreamHub:
         flush_delay=opts["flush_delay"],
         write_timeout=opts["write_timeout"],
         on_drop=lambda s, why: drops.append((s, why)),
+        encode=encode_lines,
+        keys=payload_keys,
     )
 
 
@@ -85,6 +93,8 @@ def test_encode_line_is_one_compact_line() -> None:
     assert encode_line({"event": "e", "n": 1}) == b'{"event":"e","n":1}\n'
     assert encode_line({1: {1, 2} and "x"}) == b'{"1":"x"}\n'
     assert encode_line({"p": (1, 2)}) == b'{"p":[1,2]}\n'
+    assert encode_lines([{"a": 1}, {"b": 2}]) == b'{"a":1}\n{"b":2}\n'
+    assert payload_keys({"event": "e", "task": "t", "x": 1}) == ("e", "t")
 
 
 async def test_every_stream_gets_what_it_wants_in_order(pairs: _Pairs) -> None:
