@@ -85,6 +85,28 @@ def test_postgres_without_its_driver_names_the_install(monkeypatch: pytest.Monke
     assert "postgresql needs psycopg: pip install 'flowtaskd[sql]'" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("step", "good", "bad", "message"),
+    [
+        ("HTTPClient", "Post", "gett", "should be one of get, post, put, patch, delete, head"),
+        ("PrintMessage", "warn", "loud", "should be one of debug, info, warn, warning, error"),
+    ],
+)
+def test_words_in_any_case(step: str, good: str, bad: str, message: str) -> None:
+    """``method``/``level`` take upstream's words in any case; a wrong one is named with
+    the words, not a regex (the schema's regex is ECMA-262 for ajv: tests/test_schema_tools)."""
+    key = "method" if step == "HTTPClient" else "level"
+    extra = {"url": "http://127.0.0.1/"} if step == "HTTPClient" else {}
+    ok = {"name": "x", "steps": [{step: {**extra, key: good}}]}
+    validate_definition(ok, catalog=registry())
+    with pytest.raises(TaskParseError) as err:
+        validate_definition(
+            {"name": "x", "steps": [{step: {**extra, key: bad}}]}, catalog=registry()
+        )
+    assert f"steps[0].{step}.{key}: {message}" in str(err.value)
+    assert f"got '{bad}'" in str(err.value)
+
+
 def ctx(**kw: Any) -> StepContext:
     return StepContext(task="t", run_id="r", step_id="s", component="X", params={}, **kw)
 

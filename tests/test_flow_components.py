@@ -363,3 +363,85 @@ def test_if_names_two_different_steps() -> None:
             catalog=registry(),
         )
     assert "name the same step" in str(err.value)
+
+
+BRANCHES = """\
+name: x
+steps:
+  - Dummy:
+      name: first
+  - IF:
+      condition: "$.rows > 10"
+      true_component: big
+      false_component: smal
+  - Dummy:
+      name: big
+      depends: [IF_2]
+  - Dummy:
+      name: small
+      depends: [IF_2]
+  - Switch:
+      value: "{region}"
+      depends: [first]
+      cases:
+        - condition: eu
+          component: big
+        - condition: us
+          component: Switch_5
+      default: nope
+"""
+
+
+def test_branch_targets_are_checked_at_load(tmp_path: Path) -> None:
+    """A misspelt, missing, self or earlier branch target is a load-time error naming
+    file, line and key, not a branch that silently never skips."""
+    from flowtaskd.tasks.pile import load_task  # noqa: PLC0415
+
+    path = tmp_path / "branches.yaml"
+    path.write_text(BRANCHES)
+    with pytest.raises(TaskParseError) as err:
+        load_task(path)
+    got = [(p.line, p.path, p.message, p.hint) for p in err.value.problems]
+    assert got == [
+        (
+            8,
+            "steps[1].IF.false_component",
+            "names unknown step `smal`",
+            "nearest known ids: `small`",
+        ),
+        (
+            20,
+            "steps[4].Switch.cases[0].component",
+            "names step `big`, which does not run after `Switch_5`",
+            "add `depends: [Switch_5]` to `big`",
+        ),
+        (
+            22,
+            "steps[4].Switch.cases[1].component",
+            "`Switch_5` is this step itself",
+            "name a step that depends on it",
+        ),
+        (
+            23,
+            "steps[4].Switch.default",
+            "names unknown step `nope`",
+            "nearest known ids: `first`, `IF_2`, `big`",
+        ),
+    ]
+    assert all(p.file == str(path) for p in err.value.problems)
+    assert f"{path}:8: steps[1].IF.false_component: names unknown step `smal`" in str(err.value)
+
+
+def test_a_branch_target_may_run_later_through_other_steps() -> None:
+    from flowtaskd.tasks.pile import check_syntax  # noqa: PLC0415
+
+    check_syntax(
+        {
+            "name": "x",
+            "steps": [
+                {"IF": {"condition": "a", "true_component": "late", "false_component": "b"}},
+                {"Dummy": {"name": "b"}},
+                {"Dummy": {"name": "late"}},
+            ],
+        }
+    )

@@ -28,6 +28,8 @@ class _Handler(BaseHTTPRequestHandler):
     hits: dict[str, int] = {}
     seen: list[dict[str, Any]] = []
     slow_started = threading.Event()
+    hang_started = threading.Event()
+    hang_release = threading.Event()
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -79,6 +81,9 @@ class _Handler(BaseHTTPRequestHandler):
                 n = min(left, len(chunk))
                 self.wfile.write(chunk[:n])
                 left -= n
+        elif path == "/hang":  # the request is read; no answer comes
+            self.hang_started.set()
+            self.hang_release.wait(30)
         elif path == "/slow":
             self.send_response(200)
             self.send_header("Content-Length", str(10 << 20))
@@ -109,6 +114,8 @@ def server() -> Iterator[str]:
     _Handler.hits = {}
     _Handler.seen = []
     _Handler.slow_started = threading.Event()
+    _Handler.hang_started = threading.Event()
+    _Handler.hang_release = threading.Event()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -116,6 +123,7 @@ def server() -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}"
     finally:
+        _Handler.hang_release.set()
         httpd.shutdown()
         httpd.server_close()
 
@@ -304,6 +312,50 @@ async def test_cancel_stops_download_and_removes_part(server: str, tmp_path: Pat
         stats = await running
     assert stats.status is TaskStatus.CANCELLED
     assert list((tmp_path / "dl").iterdir()) == []
+
+
+def http_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "flowtaskd-http"]
+
+
+async def test_cancel_while_waiting_for_the_answer_ends_the_exchange(
+    server: str, tmp_path: Path
+) -> None:
+    """The exchange runs in a thread of its own: cancelling shuts its socket down, so the
+    thread does not stay blocked on a server that never answers."""
+    import asyncio  # noqa: PLC0415
+
+    task = {"name": "c", "steps": [{"HTTPClient": {"url": f"{server}/hang"}}]}
+    async with Task(task=task, log_dir=tmp_path / "logs") as t:
+        running = asyncio.ensure_future(t.run())
+        await wait_for(_Handler.hang_started.is_set)
+        assert http_threads()
+        t.cancel()
+        stats = await running
+        assert stats.status is TaskStatus.CANCELLED
+        await wait_for(lambda: not http_threads(), timeout=5, what="the exchange's thread ends")
+    assert not _Handler.hang_release.is_set()  # the server never answered
+
+
+async def test_exchanges_run_beside_each_other(server: str, tmp_path: Path) -> None:
+    """Four downloads at once, each exchange in its own thread, each file whole."""
+    steps: list[dict[str, Any]] = []
+    for n in range(4):
+        dest = {"directory": str(tmp_path / "dl"), "filename": f"big{n}.bin"}
+        steps.append(
+            {
+                "HTTPClient": {
+                    "name": f"d{n}",
+                    "url": f"{server}/big",
+                    "download": True,
+                    "destination": dest,
+                    "depends": [],
+                }
+            }
+        )
+    stats = await run(steps, tmp_path)
+    assert stats.status is TaskStatus.DONE, [s.error for s in stats.steps.values()]
+    assert sorted(p.stat().st_size for p in (tmp_path / "dl").iterdir()) == [BIG] * 4
 
 
 def test_validation_names_the_bad_key() -> None:

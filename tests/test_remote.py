@@ -284,3 +284,129 @@ def test_rsync_argv_never_needs_a_shell() -> None:
     argv = rsync_argv(p)
     assert argv[-3:] == ["--", "/a b/; rm -rf ~", "u@h:/x"]
     assert argv[argv.index("-e") + 1].endswith("-i '/k ey' -o IdentitiesOnly=yes")
+
+
+def sftp_config(s: Sshd, directory: Path, **extra: Any) -> dict[str, Any]:
+    """upstream's ``sftp_config``: the credentials flat beside host and folder."""
+    return {
+        "host": "127.0.0.1",
+        "port": s.port,
+        "directory": str(directory),
+        "username": s.user,
+        "client_keys": [str(s.key)],
+        "known_hosts": str(s.known_hosts),
+        **extra,
+    }
+
+
+async def test_file_list_over_sftp_feeds_a_download_per_file(sshd: Sshd, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    (remote / "sub").mkdir(parents=True)
+    for name, size in (("b.csv", 30), ("a.csv", 20), ("c.txt", 10), (".hidden.csv", 5)):
+        (remote / name).write_text("x" * size)
+    (remote / "sub" / "d.csv").write_text("d")
+    local = tmp_path / "local"
+    steps = [
+        {
+            "FileList": {
+                "sftp_config": sftp_config(sshd, remote),
+                "pattern": "*.csv",
+                "sort": "size",
+                "reverse": True,
+                "to_group": "files",
+            }
+        },
+        {"DownloadFromSFTP": {**conn(sshd), "filename": "{file}", "directory": str(local)}},
+    ]
+    steps[1]["DownloadFromSFTP"]["Group"] = "files"
+    stats = await run(steps, tmp_path)
+    s = stats.steps["FileList_1"]
+    assert stats.status is TaskStatus.DONE, [x.error for x in stats.steps.values()]
+    assert s.output == f"{remote}/b.csv\n{remote}/a.csv"  # by size, largest first
+    assert sorted(os.listdir(local)) == ["a.csv", "b.csv"]
+    assert (local / "b.csv").read_text() == "x" * 30
+
+
+async def test_file_list_over_sftp_items(sshd: Sshd, tmp_path: Path) -> None:
+    from flowtaskd.components.context import StepContext  # noqa: PLC0415
+    from flowtaskd.components.files import FileListComponent  # noqa: PLC0415
+
+    remote = tmp_path / "remote"
+    (remote / "in").mkdir(parents=True)
+    (remote / "in" / "x.csv").write_text("12345")
+    (remote / "y.csv").write_text("1")
+    params = {"sftp_config": sftp_config(sshd, remote), "pattern": "*", "files_only": False}
+    ctx = StepContext(task="t", run_id="r", step_id="s", component="FileList", params=params)
+    out = await FileListComponent().run(ctx)
+    assert out.status is StepStatus.DONE, out.error
+    assert [(i["name"], i["index"]) for i in out.items or []] == [("in", 0), ("y.csv", 1)]
+    params["files_only"] = True
+    params["pattern"] = "*/*.csv"
+    out = await FileListComponent().run(ctx)
+    (item,) = out.items or []
+    assert {k: item[k] for k in ("file", "name", "stem", "suffix", "folder", "size", "host")} == {
+        "file": f"{remote}/in/x.csv",
+        "name": "x.csv",
+        "stem": "x",
+        "suffix": ".csv",
+        "folder": f"{remote}/in",
+        "size": 5,
+        "host": "127.0.0.1",
+    }
+    assert isinstance(item["mtime"], int)
+    assert (item["filename"], item["directory"]) == (f"{remote}/in/x.csv", str(remote))
+
+
+async def test_file_list_over_sftp_upstream_order_and_nothing_found(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    for n, name in enumerate(["c.csv", "a.csv", "b.csv"]):  # c oldest, b newest
+        (remote / name).write_text(name)
+        os.utime(remote / name, (1_700_000_000 + n * 60, 1_700_000_000 + n * 60))
+    config = sftp_config(sshd, remote)
+    stats = await run(
+        [{"FileList": {"sftp_config": config, "file": {"pattern": "*.csv"}}}], tmp_path
+    )
+    s = stats.steps["FileList_1"]
+    assert s.status is StepStatus.DONE, s.error
+    assert s.output == "\n".join(f"{remote}/{n}" for n in ["c.csv", "a.csv", "b.csv"])
+    stats = await run([{"FileList": {"sftp_config": config, "pattern": "*.txt"}}], tmp_path)
+    s = stats.steps["FileList_1"]
+    assert s.status is StepStatus.FAILED, s.output
+    assert s.error == f"FileList: no files found in {remote} on 127.0.0.1"
+
+
+async def test_file_list_over_sftp_failures(sshd: Sshd, tmp_path: Path) -> None:
+    wrong_hosts = tmp_path / "known_hosts"
+    wrong_hosts.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 {'A' * 68}\n")
+    cases = [
+        (sftp_config(sshd, tmp_path / "nope"), "no remote folder"),
+        (sftp_config(sshd, tmp_path, known_hosts=str(wrong_hosts)), "listing"),
+        (
+            {**sftp_config(sshd, tmp_path), "client_keys": None, "password": "pw-in-clear"},
+            "allow_plaintext_credentials",
+        ),
+    ]
+    for config, error in cases:
+        stats = await run([{"FileList": {"sftp_config": config}}], tmp_path)
+        s = stats.steps["FileList_1"]
+        assert s.status is StepStatus.FAILED and error in (s.error or ""), s.error
+        assert "pw-in-clear" not in (s.error or "")
+
+
+def test_file_list_wants_a_local_or_a_remote_folder() -> None:
+    from flowtaskd.components.registry import registry  # noqa: PLC0415
+    from flowtaskd.core.schema import validate_definition  # noqa: PLC0415
+    from flowtaskd.errors import TaskParseError  # noqa: PLC0415
+
+    remote = {"host": "h", "directory": "/d", "username": "u", "hostt": 1}
+    for params, message in [
+        ({}, "give the folder as `directory` (upstream) or `path`, once, or a remote one as"),
+        ({"path": "/x", "sftp_config": {"host": "h", "directory": "/d"}}, "not both"),
+        ({"sftp_config": remote}, "steps[0].FileList.sftp_config.hostt: unknown key"),
+    ]:
+        with pytest.raises(TaskParseError) as err:
+            validate_definition({"name": "x", "steps": [{"FileList": params}]}, catalog=registry())
+        assert message in str(err.value)

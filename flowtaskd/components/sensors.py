@@ -10,11 +10,12 @@ import os
 import re
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 
 from flowtaskd.components.base import Component
+from flowtaskd.components.support import AnyCase
 from flowtaskd.core.options import Duration, StrictModel
 from flowtaskd.core.rules import StepStatus
 
@@ -87,7 +88,7 @@ class WaitParams(StrictModel):
 
 class PrintMessageParams(StrictModel):
     message: str = ""
-    level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warn|warning|error|critical)$")
+    level: Annotated[str, AnyCase("debug", "info", "warn", "warning", "error", "critical")] = "INFO"
     color: str | None = Field(default=None, description="Accepted for upstream; not used.")
     condition: str | None = Field(default=None, description="Accepted for upstream; not used.")
 

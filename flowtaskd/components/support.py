@@ -21,11 +21,13 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, model_validator
+from pydantic_core import core_schema
 
 from flowtaskd.core.options import StrictModel
 from flowtaskd.errors import ExecutionError
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from flowtaskd.components.context import StepContext
 
 __all__ = [
+    "AnyCase",
     "CredentialError",
     "Credentials",
     "ExtraParams",
@@ -53,6 +56,36 @@ PLAINTEXT_HELP = (
     "name an env var or param listed in the task's `secrets` "
     "(or set `allow_plaintext_credentials: true`)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class AnyCase:
+    """``Annotated[str, AnyCase("get", "post")]``: one of the words, in any case.
+
+    Validation says which words, instead of showing a regex; the task schema gets a
+    ``pattern`` written for every dialect (ECMA-262 for ajv and editors has no ``(?i)``).
+    """
+
+    words: tuple[str, ...]
+
+    def __init__(self, *words: str) -> None:
+        object.__setattr__(self, "words", words)
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        either = "|".join("".join(f"[{c.upper()}{c.lower()}]" for c in w) for w in self.words)
+        return {**handler(schema), "pattern": f"^(?:{either})$"}
+
+    def _check(self, value: str) -> str:
+        if value.lower() not in self.words:
+            raise ValueError(f"should be one of {', '.join(self.words)} (any case), got {value!r}")
+        return value
 
 
 @cache

@@ -8,7 +8,8 @@ members of a group run together as one unit, so no other step may sit between tw
 
 :func:`compile_graph` reports duplicate ids, unknown ``depends`` (with the nearest known
 ids), each cycle with its path ``a -> b -> c -> a``, group mistakes, and
-``{steps.<id>.output}`` naming a step that does not run before. Schema validation runs it
+``{steps.<id>.output}`` naming a step that does not run before, and branch targets
+(``IF``/``Switch``) that are unknown or do not run after their step. Schema validation runs it
 too, on what could be read of invalid steps, so schema and graph problems come together.
 Pure: no I/O.
 """
@@ -19,10 +20,12 @@ import difflib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from flowtaskd.core.targets import target_problems
 from flowtaskd.core.values import placeholders
 from flowtaskd.errors import Problem, format_path
 
@@ -104,6 +107,7 @@ class CompiledGraph:
         if sound:
             self._group_order()
             self._references()
+        self._targets(sound)
         order = sorted(range(len(self.problems)), key=self._index.__getitem__)
         self.problems = [self.problems[i] for i in order]  # in file order, stable
 
@@ -298,6 +302,14 @@ class CompiledGraph:
                         "it runs once per item, and only the group's own members see "
                         "its output",
                     )
+
+    def _targets(self, sound: bool) -> None:
+        """The steps IF/Switch name (:mod:`flowtaskd.core.targets`)."""
+        for spec in self.specs:
+            after = partial(_reach, self._succ, spec.id) if sound else None
+            near = partial(_nearest, ids=[k for k in self.first if k != spec.id])
+            for key, msg, hint in target_problems(spec.id, spec.params, self.first, after, near):
+                self._add(spec, key, msg, hint)
 
 
 def _key_path(spec: StepSpec, *key: str | int) -> _Path:

@@ -70,6 +70,12 @@ def _one_or_many(value: Any) -> Any:
 class TaskHeader(StrictModel):
     """Everything at the top level of a task file (steps are checked one by one)."""
 
+    schema_uri: str | None = Field(
+        default=None,
+        alias="$schema",
+        title="$schema",
+        description="The JSON Schema the file is written against, for editors (not used).",
+    )
     name: str = Field(min_length=1, description="The task's name, unique in a library.")
     description: str | None = None
     comments: str | None = None
@@ -105,7 +111,7 @@ class TaskHeader(StrictModel):
     )
 
 
-_HEADER_KEYS = frozenset(TaskHeader.model_fields)
+_HEADER_KEYS = frozenset(f.alias or n for n, f in TaskHeader.model_fields.items())
 
 
 @dataclass(frozen=True, slots=True)
